@@ -1,0 +1,1 @@
+"""Clients for Kafka, PostgreSQL, Redis, ClickHouse and the delivery providers."""

@@ -1,0 +1,75 @@
+"""Kafka clients configured the one way the project uses them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
+
+
+def producer(bootstrap_servers: str, **overrides) -> Producer:
+    return Producer({
+        "bootstrap.servers": bootstrap_servers,
+        # Java-compatible key hashing, so every client puts one user's records on one partition.
+        "partitioner": "murmur2_random",
+        "enable.idempotence": True,
+        "linger.ms": 5,
+        **overrides,
+    })
+
+
+def produce_all(client: Producer, topic: str, records: list[tuple[bytes | None, bytes]],
+                timeout_s: float = 30.0) -> None:
+    """Produce and wait for every acknowledgement; raise if any record was not accepted."""
+    errors = []
+
+    def on_delivery(error, _message):
+        if error is not None:
+            errors.append(error)
+
+    for key, value in records:
+        while True:
+            try:
+                client.produce(topic, key=key, value=value, on_delivery=on_delivery)
+                break
+            except BufferError:  # local queue full: let deliveries drain, then retry
+                client.poll(0.1)
+    remaining = client.flush(timeout_s)
+    if remaining or errors:
+        raise KafkaException(errors[0] if errors else f"{remaining} records to {topic} unacknowledged")
+
+
+def read_topic(bootstrap_servers: str, topic: str, *, idle_timeout_s: float = 2.0,
+               max_messages: int | None = None, deadline_s: float = 60.0) -> Iterator[Message]:
+    """Every record of a topic from the beginning, until none arrives for `idle_timeout_s`.
+
+    Partitions are assigned directly rather than through a consumer group: reading is
+    immediate and commits nothing, and the end is found by silence rather than the
+    broker's high watermark, which an embedded broker may report late.
+    """
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap_servers,
+        "group.id": "notifyflow-reader",
+        "enable.auto.commit": False,
+        "enable.partition.eof": False,
+    })
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+        if metadata.error is not None:
+            raise KafkaException(metadata.error)
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.partitions])
+        count, quiet_since, stop_at = 0, time.monotonic(), time.monotonic() + deadline_s
+        while time.monotonic() - quiet_since < idle_timeout_s and time.monotonic() < stop_at:
+            message = consumer.poll(0.2)
+            if message is None:
+                continue
+            if message.error() is not None:
+                raise KafkaException(message.error())
+            quiet_since = time.monotonic()
+            yield message
+            count += 1
+            if max_messages is not None and count >= max_messages:
+                return
+    finally:
+        consumer.close()

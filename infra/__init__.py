@@ -1,0 +1,1 @@
+"""Local stack, migrations and topic map of notifyflow."""

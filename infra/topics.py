@@ -1,0 +1,87 @@
+"""The topic map: every topic, the Avro schema of its values, and how it is kept.
+
+Every record is keyed by user id (or audience id for fan-out requests), so one user's
+records land on one partition: ordered, and handled by one worker downstream.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.schema_registry import SchemaRegistryClient
+
+from schemas import AvroCodec
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    schema: str
+    compacted: bool = False
+    partitions: int | None = None  # None: the deployment default
+
+    def config(self) -> dict[str, str]:
+        return {"cleanup.policy": "compact"} if self.compacted else {}
+
+
+TOPICS = (
+    TopicSpec("notify.events", "NotificationRequested"),
+    # Latest state per user; a record with deleted=true is the erasure tombstone.
+    TopicSpec("notify.preferences", "PreferencesUpdated", compacted=True),
+    TopicSpec("notify.devices", "DeviceRegistered", compacted=True),
+    TopicSpec("notify.presence", "PresenceChanged", compacted=True),
+    TopicSpec("notify.status", "DeliveryStatus"),
+    TopicSpec("notify.engagement", "EngagementEvent"),
+    TopicSpec("notify.dlq", "DeadLetter"),
+)
+
+BY_NAME = {spec.name: spec for spec in TOPICS}
+
+
+def default_partitions() -> int:
+    return int(os.environ.get("NOTIFYFLOW_PARTITIONS", "4"))
+
+
+def spec_for(topic: str) -> TopicSpec:
+    try:
+        return BY_NAME[topic]
+    except KeyError:
+        raise KeyError(f"unknown topic {topic!r}; known topics: {', '.join(BY_NAME)}") from None
+
+
+def ensure_topics(bootstrap_servers: str, topics=TOPICS) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created."""
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    existing = set(admin.list_topics(timeout=10).topics)
+    wanted = [
+        NewTopic(spec.name, num_partitions=spec.partitions or default_partitions(),
+                 replication_factor=1, config=spec.config())
+        for spec in topics if spec.name not in existing
+    ]
+    if not wanted:
+        return []
+    created = []
+    for name, future in admin.create_topics(wanted, operation_timeout=10).items():
+        try:
+            future.result()
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # another launcher won the race
+                raise
+    return created
+
+
+@functools.cache
+def registry_client(url: str) -> SchemaRegistryClient:
+    # One client per URL per process: it caches schema ids, and a mock:// registry lives in it.
+    return SchemaRegistryClient.new_client({"url": url})
+
+
+def codec_for(topic: str, schema_registry_url: str | None = None) -> AvroCodec:
+    """The codec of a topic's values: Confluent framing with a registry, plain Avro without."""
+    registry = registry_client(schema_registry_url) if schema_registry_url else None
+    return AvroCodec(spec_for(topic).schema, registry=registry, topic=topic)

@@ -1,0 +1,1 @@
+"""notifyflow: real-time notifications as Bytewax dataflows."""

@@ -1,0 +1,190 @@
+"""The `notifyflow` command: run the local stack, send notifications, read topics and dead letters."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import sys
+import threading
+from collections import Counter
+from contextlib import contextmanager
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from confluent_kafka import KafkaException
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn
+from rich.table import Table
+
+from connectors.kafka import produce_all, producer, read_topic
+from infra.stack import LocalStack, StackError
+from infra.topics import codec_for
+from notifyflow import settings
+from notifyflow.requests import from_json, notification_request, routing_key
+from schemas import CodecError
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
+stack_app = typer.Typer(help="The local stack of embedded servers.", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+console = Console()
+err_console = Console(stderr=True)
+SAMPLES = resources.files("infra") / "samples" / "notifications.json"
+
+
+class UserError(Exception):
+    """A mistake the user can fix; printed as one line, never as a traceback."""
+
+
+@contextmanager
+def running_stack():
+    """The local stack with a progress display while it starts; its URLs exported to this process."""
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True) as bar:
+        task = bar.add_task("starting the local stack")
+        stack = LocalStack(on_step=lambda step: bar.update(task, description=step))
+        stack.start()
+    try:
+        os.environ.update(stack.urls)
+        yield stack
+    finally:
+        stack.stop()
+        console.print("local stack stopped")
+
+
+@stack_app.command("up")
+def stack_up() -> None:
+    """Start every service the environment does not provide; stop them all on Ctrl-C."""
+    with running_stack() as stack:
+        settings.write_env_file(settings.stack_file(), stack.urls)
+        try:
+            table = Table("variable", "url", title="notifyflow local stack")
+            for name, url in stack.urls.items():
+                table.add_row(name, url)
+            console.print(table)
+            console.print(f"written to {settings.stack_file()}; press Ctrl-C to stop")
+            stopped = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+            try:
+                stopped.wait()
+            except KeyboardInterrupt:
+                pass
+        finally:
+            settings.stack_file().unlink(missing_ok=True)
+
+
+def publish(config: settings.Settings, requests: list[dict]) -> None:
+    codec = codec_for("notify.events", config.schema_registry_url)
+    records = [(routing_key(request), codec.encode(request)) for request in requests]
+    produce_all(producer(config.kafka_bootstrap_servers), "notify.events", records)
+    for request in requests:
+        target = request.get("user_id") or request.get("audience")
+        console.print(f"sent {request['id']} ({request['priority']}, {request['category']}) to {target}")
+
+
+@app.command()
+def demo() -> None:
+    """Start the local stack, send the sample notifications and show what the platform received."""
+    with running_stack():
+        config = settings.load()
+        requests = [from_json(item) for item in json.loads(SAMPLES.read_text())]
+        publish(config, requests)
+        codec = codec_for("notify.events", config.schema_registry_url)
+        table = Table("partition", "key", "priority", "category", "title", title="notify.events")
+        for message in read_topic(config.kafka_bootstrap_servers, "notify.events", idle_timeout_s=2):
+            value = codec.decode(message.value())
+            table.add_row(str(message.partition()), message.key().decode(), value["priority"],
+                          value["category"], value["content"]["title"])
+        console.print(table)
+
+
+@app.command()
+def send(
+    user: Annotated[Optional[str], typer.Option(help="Recipient user id.")] = None,
+    title: Annotated[Optional[str], typer.Option(help="Notification title.")] = None,
+    body: Annotated[str, typer.Option(help="Notification body.")] = "",
+    category: Annotated[str, typer.Option(help="Category, e.g. messages, security, marketing.")] = "general",
+    priority: Annotated[str, typer.Option(help="low | normal | high | critical")] = "normal",
+    type: Annotated[str, typer.Option(help="info | warning | error | success | marketing")] = "info",
+    file: Annotated[Optional[Path], typer.Option(help="JSON file with one request or a list of them.")] = None,
+    count: Annotated[int, typer.Option(help="Send this many copies (each with its own id).")] = 1,
+) -> None:
+    """Publish NotificationRequested events to notify.events."""
+    config = settings.load()
+    if file is not None:
+        try:
+            loaded = json.loads(file.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UserError(f"cannot read {file}: {exc}") from exc
+        requests = [from_json(item) for item in (loaded if isinstance(loaded, list) else [loaded])]
+    elif user and title:
+        requests = [notification_request(user_id=user, title=title, body=body, category=category,
+                                         priority=priority, type=type) for _ in range(count)]
+    else:
+        raise UserError("give --user and --title, or --file")
+    publish(config, requests)
+
+
+def printable(value):
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    raise TypeError(f"cannot print {type(value).__name__}")
+
+
+@app.command()
+def tail(
+    topic: Annotated[str, typer.Argument(help="Topic to read, e.g. notify.events.")],
+    max_messages: Annotated[Optional[int], typer.Option("--max", help="Stop after this many.")] = None,
+    idle: Annotated[float, typer.Option(help="Stop after this many seconds without a record.")] = 3.0,
+) -> None:
+    """Decode and print a topic's records from the beginning, one JSON object per line."""
+    config = settings.load()
+    codec = codec_for(topic, config.schema_registry_url)
+    for message in read_topic(config.kafka_bootstrap_servers, topic, idle_timeout_s=idle,
+                              max_messages=max_messages):
+        try:
+            value = codec.decode(message.value())
+        except CodecError as exc:
+            value = {"undecodable": exc.reason}
+        print(json.dumps({"partition": message.partition(), "offset": message.offset(),
+                          "key": (message.key() or b"").decode(errors="replace"), "value": value},
+                         default=printable), flush=True)
+
+
+@app.command()
+def dlq(
+    idle: Annotated[float, typer.Option(help="Stop after this many seconds without a record.")] = 3.0,
+    show: Annotated[int, typer.Option(help="How many of the newest dead letters to list.")] = 20,
+) -> None:
+    """Dead letters grouped by stage and reason, then the newest ones."""
+    config = settings.load()
+    codec = codec_for("notify.dlq", config.schema_registry_url)
+    letters = [codec.decode(message.value())
+               for message in read_topic(config.kafka_bootstrap_servers, "notify.dlq", idle_timeout_s=idle)]
+    groups = Table("stage", "reason", "count", title=f"{len(letters)} dead letters")
+    for (stage, reason), n in Counter((d["stage"], d["reason"]) for d in letters).most_common():
+        groups.add_row(stage, reason, str(n))
+    console.print(groups)
+    newest = Table("last seen", "source", "stage", "reason", "attempts", title="newest")
+    for d in sorted(letters, key=lambda d: d["last_seen"])[-show:]:
+        newest.add_row(d["last_seen"].isoformat(), f"{d['topic']}[{d['partition']}]@{d['offset']}",
+                       d["stage"], d["reason"], str(d["attempts"]))
+    console.print(newest)
+
+
+def main() -> None:
+    try:
+        app()
+    except (UserError, settings.SettingsError, StackError, CodecError, KafkaException, KeyError) as exc:
+        reason = exc.reason if isinstance(exc, CodecError) else exc.args[0] if exc.args else exc
+        err_console.print(f"[red]error:[/red] {reason}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""Build NotificationRequested records from what a person types or writes in a JSON file."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+# Fields of NotificationRequested that are timestamps, as paths into the record.
+TIMESTAMP_PATHS = (("metadata", "created_at"), ("metadata", "expires_at"), ("scheduled_at",))
+
+
+def parse_time(value):
+    if isinstance(value, str):
+        parsed = datetime.fromisoformat(value)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return value
+
+
+def notification_request(*, user_id: str | None = None, title: str, body: str,
+                         category: str = "general", priority: str = "normal", type: str = "info",
+                         source_app: str = "cli", tenant: str = "default", **extra) -> dict:
+    """A complete request with a fresh id and creation time; `extra` overrides any top-level field."""
+    record = {
+        "id": str(uuid.uuid4()),
+        "user_id": user_id,
+        "type": type,
+        "category": category,
+        "priority": priority,
+        "content": {"title": title, "body": body},
+        "metadata": {"created_at": datetime.now(UTC), "source_app": source_app},
+        "tenant": tenant,
+    }
+    record.update(extra)
+    return from_json(record)
+
+
+def from_json(record: dict) -> dict:
+    """Fill in id and created_at when missing and turn ISO-8601 strings into datetimes."""
+    record = {**record, "metadata": dict(record.get("metadata") or {})}
+    record.setdefault("id", str(uuid.uuid4()))
+    record["metadata"].setdefault("created_at", datetime.now(UTC))
+    for path in TIMESTAMP_PATHS:
+        holder = record
+        for name in path[:-1]:
+            holder = holder.get(name) or {}
+        if holder.get(path[-1]) is not None:
+            holder[path[-1]] = parse_time(holder[path[-1]])
+    return record
+
+
+def routing_key(record: dict) -> bytes:
+    """Partition key: the user, or for fan-out requests the request id (the flow re-keys by user)."""
+    return (record.get("user_id") or record["id"]).encode()

@@ -1,0 +1,28 @@
+"""The local stack for the whole test session, started once, from the same launcher `notifyflow stack up` uses.
+
+Where the environment already names a service (KAFKA_BOOTSTRAP_SERVERS, ...), that one is used instead.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from infra.stack import LocalStack
+from notifyflow.settings import SERVICE_VARS
+
+
+@pytest.fixture(scope="session")
+def stack():
+    with LocalStack() as running:
+        saved = {name: os.environ.get(name) for name in SERVICE_VARS}
+        os.environ.update(running.urls)
+        try:
+            yield running
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value

@@ -1,0 +1,98 @@
+"""The notifyflow command against the running stack: send, tail, dlq, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime
+
+from connectors.kafka import produce_all, producer
+from infra.topics import codec_for
+
+
+def notifyflow(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    # Wide enough that rich never wraps a table cell the assertions look for.
+    env = {**(env or os.environ), "COLUMNS": "250"}
+    return subprocess.run([sys.executable, "-m", "notifyflow.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def tail_values(topic: str) -> list[dict]:
+    result = notifyflow("tail", topic, "--idle", "2")
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line)["value"] for line in result.stdout.splitlines()]
+
+
+def test_send_from_flags_then_tail_shows_it(stack):
+    user = f"user-{uuid.uuid4()}"
+    sent = notifyflow("send", "--user", user, "--title", "Hello", "--body", "from the CLI",
+                      "--category", "social", "--priority", "high", "--count", "2")
+    assert sent.returncode == 0, sent.stderr
+    mine = [v for v in tail_values("notify.events") if v.get("user_id") == user]
+    assert len(mine) == 2
+    assert len({v["id"] for v in mine}) == 2
+    assert {(v["content"]["title"], v["content"]["body"], v["category"], v["priority"]) for v in mine} == {
+        ("Hello", "from the CLI", "social", "high")}
+
+
+def test_send_from_a_json_file(stack, tmp_path):
+    user = f"user-{uuid.uuid4()}"
+    request = {"user_id": user, "type": "warning", "category": "security", "priority": "critical",
+               "content": {"title": "New sign-in", "body": "From Lisbon", "actions": [
+                   {"id": "deny", "title": "It wasn't me", "action": "deny_login"}]},
+               "metadata": {"source_app": "auth", "expires_at": "2030-01-01T00:00:00+00:00"},
+               "tenant": "acme"}
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps(request))
+    sent = notifyflow("send", "--file", str(path))
+    assert sent.returncode == 0, sent.stderr
+    [value] = [v for v in tail_values("notify.events") if v.get("user_id") == user]
+    assert value["content"]["actions"][0]["title"] == "It wasn't me"
+    assert value["metadata"]["expires_at"] == "2030-01-01T00:00:00+00:00"
+
+
+def test_an_invalid_request_file_is_refused_with_the_field_named(stack, tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"user_id": "u1", "type": "info", "category": "x", "priority": "urgent",
+                                "content": {"title": "t", "body": "b"}, "metadata": {"source_app": "a"},
+                                "tenant": "t"}))
+    result = notifyflow("send", "--file", str(path))
+    assert result.returncode == 2
+    assert "priority" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_dlq_groups_dead_letters_by_stage_and_reason(stack):
+    codec = codec_for("notify.dlq")
+    now = datetime.now(UTC)
+    marker = f"reason-{uuid.uuid4()}"
+    letters = [{"original": b"\x00junk", "original_key": None, "topic": "notify.events", "partition": 0,
+                "offset": i, "stage": "decode", "reason": marker, "attempts": 1, "first_seen": now,
+                "last_seen": now, "schema": None} for i in range(3)]
+    produce_all(producer(os.environ["KAFKA_BOOTSTRAP_SERVERS"]), "notify.dlq",
+                [(b"u", codec.encode(letter)) for letter in letters])
+    result = notifyflow("dlq", "--idle", "2")
+    assert result.returncode == 0, result.stderr
+    [group_row] = [line for line in result.stdout.splitlines() if marker in line and "│ 3" in line]
+    assert "decode" in group_row
+
+
+def test_user_mistakes_get_one_line_errors_not_tracebacks(stack, tmp_path):
+    unknown = notifyflow("tail", "notify.nope")
+    assert unknown.returncode == 2
+    assert "unknown topic 'notify.nope'" in unknown.stderr
+
+    missing = notifyflow("send", "--user", "u1")
+    assert missing.returncode == 2
+    assert "--title" in missing.stderr
+
+    bare = {k: v for k, v in os.environ.items()
+            if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL", "CLICKHOUSE_URL")}
+    no_stack = notifyflow("tail", "notify.events", env={**bare, "NOTIFYFLOW_HOME": str(tmp_path)})
+    assert no_stack.returncode == 2
+    assert "notifyflow stack up" in no_stack.stderr
+    for result in (unknown, missing, no_stack):
+        assert "Traceback" not in result.stderr

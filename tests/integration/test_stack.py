@@ -1,0 +1,106 @@
+"""The launcher starts, migrates and stops real servers; migrations run once."""
+
+from __future__ import annotations
+
+import socket
+
+import psycopg
+import pytest
+import redis
+from confluent_kafka.admin import AdminClient
+
+from connectors import clickhouse
+from infra.migrate import migrate_clickhouse, migrate_postgres
+from infra.stack import LocalStack, StackError, free_port
+from infra.topics import TOPICS
+
+PG_TABLES = {"notifications", "preferences", "devices", "audience_members", "delivery_claims", "schema_migrations"}
+
+
+def refuses_connections(host_port: str) -> bool:
+    host, port = host_port.rsplit(":", 1)
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((host, int(port))) != 0
+
+
+def test_launcher_starts_every_service_migrates_and_stops_them():
+    steps = []
+    stack = LocalStack(environ={}, on_step=steps.append)
+    with stack:
+        urls = stack.urls
+        assert set(urls) == {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL", "CLICKHOUSE_URL"}
+        assert urls["KAFKA_BOOTSTRAP_SERVERS"].startswith("127.0.0.1:")
+        assert "@127.0.0.1:" in urls["DATABASE_URL"]
+        assert urls["REDIS_URL"].startswith("redis://127.0.0.1:")
+
+        topics = AdminClient({"bootstrap.servers": urls["KAFKA_BOOTSTRAP_SERVERS"]}).list_topics(timeout=10).topics
+        for spec in TOPICS:
+            assert len(topics[spec.name].partitions) == 4, spec.name
+
+        with psycopg.connect(urls["DATABASE_URL"]) as conn:
+            tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        assert PG_TABLES <= tables
+
+        assert redis.Redis.from_url(urls["REDIS_URL"]).ping()
+
+        client = clickhouse.client(urls["CLICKHOUSE_URL"])
+        try:
+            tables = {r[0] for r in client.query("SHOW TABLES FROM notifyflow").result_rows}
+        finally:
+            client.close()
+        assert {"events_raw", "schema_migrations"} <= tables
+
+        processes = [service.process for service in stack.started if hasattr(service, "process")]
+        workdir = stack.workdir
+        pg_host_port = urls["DATABASE_URL"].rsplit("@", 1)[1].split("/")[0]
+        redis_host_port = urls["REDIS_URL"].removeprefix("redis://")
+
+    assert len(processes) == 2  # broker and PostgreSQL; Valkey is checked by its port below
+    assert all(process.poll() is not None for process in processes)
+    for host_port in (urls["KAFKA_BOOTSTRAP_SERVERS"], pg_host_port, redis_host_port):
+        assert refuses_connections(host_port), host_port
+    assert not workdir.exists()
+    assert steps[:4] == ["starting Kafka (Tansu)", "starting PostgreSQL", "starting Redis (Valkey)",
+                         "starting ClickHouse (chDB)"]
+    assert steps[-4:] == ["stopping ClickHouse (chDB)", "stopping Redis (Valkey)", "stopping PostgreSQL",
+                          "stopping Kafka (Tansu)"]
+
+
+def test_services_named_by_the_environment_are_used_not_started(stack):
+    with LocalStack(environ=dict(stack.urls)) as reused:
+        assert reused.started == []
+        assert reused.urls == stack.urls
+
+
+def test_postgres_migrations_are_idempotent(stack):
+    with psycopg.connect(stack.urls["DATABASE_URL"], autocommit=True) as admin:
+        admin.execute("DROP DATABASE IF EXISTS migrate_twice")
+        admin.execute("CREATE DATABASE migrate_twice")
+    url = stack.urls["DATABASE_URL"].rsplit("/", 1)[0] + "/migrate_twice"
+    assert migrate_postgres(url) == ["0001_init"]
+    assert migrate_postgres(url) == []
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == 1
+        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    assert PG_TABLES <= tables
+
+
+def test_clickhouse_migrations_are_idempotent(tmp_path):
+    url = f"chdb://{tmp_path / 'clickhouse'}"
+    assert migrate_clickhouse(url) == ["0001_init"]
+    assert migrate_clickhouse(url) == []
+    client = clickhouse.client(url)
+    try:
+        assert client.query("SELECT count() FROM notifyflow.schema_migrations").result_rows == [(1,)]
+    finally:
+        client.close()
+
+
+def test_a_failed_start_stops_what_was_started_and_says_why():
+    closed = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    failing = LocalStack(environ={"DATABASE_URL": closed})
+    with pytest.raises(StackError, match="applying PostgreSQL migrations failed at DATABASE_URL="):
+        failing.start()
+    assert failing.started == []
+    assert failing.workdir is None
