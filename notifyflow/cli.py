@@ -76,13 +76,22 @@ def stack_up() -> None:
             settings.stack_file().unlink(missing_ok=True)
 
 
+def describe_target(request: dict) -> str:
+    if request.get("user_id"):
+        return request["user_id"]
+    audience = request.get("audience") or {}
+    if audience.get("user_ids"):
+        return ", ".join(audience["user_ids"])
+    return f"segment {audience['segment']}" if audience.get("segment") else f"topic {audience.get('topic')}"
+
+
 def publish(config: settings.Settings, requests: list[dict]) -> None:
     codec = codec_for("notify.events", config.schema_registry_url)
     records = [(routing_key(request), codec.encode(request)) for request in requests]
     produce_all(producer(config.kafka_bootstrap_servers), "notify.events", records)
     for request in requests:
-        target = request.get("user_id") or request.get("audience")
-        console.print(f"sent {request['id']} ({request['priority']}, {request['category']}) to {target}")
+        console.print(f"sent {request['id']} ({request['priority']}, {request['category']}) "
+                      f"to {describe_target(request)}")
 
 
 @app.command()
