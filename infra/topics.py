@@ -28,6 +28,15 @@ class TopicSpec:
         return {"cleanup.policy": "compact"} if self.compacted else {}
 
 
+CHANNELS = ("push", "email", "sms", "webhook", "in_app")
+# Separate lanes so a bulk campaign never queues ahead of a critical alert.
+LANES = ("critical", "high", "normal", "bulk")
+
+
+def outbox_topic(channel: str, lane: str) -> str:
+    return f"notify.outbox.{channel}.{lane}"
+
+
 TOPICS = (
     TopicSpec("notify.events", "NotificationRequested"),
     # Latest state per user; a record with deleted=true is the erasure tombstone.
@@ -37,7 +46,7 @@ TOPICS = (
     TopicSpec("notify.status", "DeliveryStatus"),
     TopicSpec("notify.engagement", "EngagementEvent"),
     TopicSpec("notify.dlq", "DeadLetter"),
-)
+) + tuple(TopicSpec(outbox_topic(channel, lane), "DeliveryJob") for channel in CHANNELS for lane in LANES)
 
 BY_NAME = {spec.name: spec for spec in TOPICS}
 

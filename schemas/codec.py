@@ -27,6 +27,7 @@ SCHEMA_NAMES = (
     "DeliveryStatus",
     "EngagementEvent",
     "DeadLetter",
+    "DeliveryJob",
 )
 
 _SCHEMA_DIR = Path(__file__).parent

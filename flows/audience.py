@@ -1,0 +1,38 @@
+"""Fan-out: a request for a list of users, a segment or a topic becomes one item per user.
+
+Segment and topic membership is looked up once per batch, for every group the batch names,
+so a burst of campaign requests costs one database round trip, not one per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flows.steps import finished
+
+MembersOf = Callable[[set[str]], dict[str, list[str]]]
+
+
+def groups_of(request: dict) -> list[str]:
+    audience = request["audience"] or {}
+    return [f"{kind}:{audience[kind]}" for kind in ("segment", "topic") if audience.get(kind)]
+
+
+def expand(items: list[dict], members_of: MembersOf) -> list[dict]:
+    wanted = {group for item in items if not item.get("outcome") and item["request"]["audience"]
+              for group in groups_of(item["request"])}
+    members = members_of(wanted) if wanted else {}
+    out = []
+    for item in items:
+        request = item["request"]
+        if item.get("outcome") or not request["audience"]:
+            out.append(item)
+            continue
+        groups = groups_of(request)
+        users = list(dict.fromkeys(request["audience"]["user_ids"] +
+                                   [user for group in groups for user in members.get(group, [])]))
+        if not users:
+            out.append(finished(item, "dropped", f"audience {', '.join(groups)} has no members"))
+        out.extend({**item, "user_id": user, "request": {**request, "user_id": user, "audience": None}}
+                   for user in users)
+    return out

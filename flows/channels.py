@@ -1,0 +1,64 @@
+"""Channel selection: where a notification goes now, and where it escalates if unseen.
+
+Every notification lands in the in-app center (the user's history) when in-app is allowed.
+The interruptive channels (push, email, SMS, webhook) are scored from urgency, presence,
+the devices the user has and the order of the user's own channel settings; how many are
+used at once, and how many wait in the fallback chain, depends on priority.
+"""
+
+from __future__ import annotations
+
+from flows.steps import finished
+
+INTERRUPTIVE = ("push", "email", "sms", "webhook")
+BASE_SCORE = {"push": 3.0, "email": 2.0, "sms": 1.0, "webhook": 2.5}
+SENT_NOW = {"critical": len(INTERRUPTIVE), "high": 1, "normal": 1, "low": 0}
+# Escalation delays for the fallback chain: unseen after 5 minutes, then 30, then an hour.
+ESCALATION_S = (300, 1800, 3600)
+
+
+def available(channel: str, item: dict) -> bool:
+    user, request = item["user"], item["request"]
+    if channel == "push":
+        return any(device["token"] or device["web_push"] for device in user["devices"])
+    if channel == "email":
+        return bool(user["preferences"]["email"])
+    if channel == "sms":
+        return bool(user["preferences"]["phone"])
+    if channel == "webhook":  # only on the sender's explicit request; the endpoint belongs to the tenant
+        return "webhook" in request["channels"]
+    return True
+
+
+def score(channel: str, item: dict) -> float:
+    points = BASE_SCORE[channel]
+    if item["priority"] in ("high", "critical") and channel == "sms":
+        points += 2.5  # costly and intrusive: only worth it when it is urgent
+    if item["user"]["online"] and channel == "push":
+        points -= 1.5  # the user is looking at the app already; the in-app toast tells them
+    order = list(item["user"]["preferences"]["channels"])
+    if channel in order:
+        points += 0.5 * (len(order) - order.index(channel))
+    return points
+
+
+def select(item: dict) -> dict:
+    if item.get("outcome"):
+        return item
+    hints = item["request"]["channels"]
+    allowed = [c for c in item["channels"] if available(c, item) and (not hints or c in hints)]
+    if not allowed:
+        return finished(item, "dropped", "no allowed channel can reach the user")
+    ranked = sorted((c for c in allowed if c in INTERRUPTIVE), key=lambda c: -score(c, item))
+    if item["priority"] == "normal" and item["user"]["online"] and "in_app" in allowed:
+        now_count = 0  # online: the toast comes first, push and email only if it goes unseen
+    else:
+        now_count = SENT_NOW[item["priority"]]
+    send = (["in_app"] if "in_app" in allowed else []) + ranked[:now_count]
+    if not send:
+        send = ranked[:1]
+    later = [c for c in ranked if c not in send]
+    fallback = [] if item["priority"] == "low" else [
+        {"channel": channel, "after_seconds": ESCALATION_S[min(i, len(ESCALATION_S) - 1)]}
+        for i, channel in enumerate(later)]
+    return {**item, "route": {"send": send, "fallback": fallback}}

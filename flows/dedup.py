@@ -1,0 +1,79 @@
+"""Dedup and merge (the seed's algorithm): the same content within five minutes updates the
+notification the user already has instead of sending another one.
+
+Windows run on the request's own created_at, not the wall clock, so a replay after a crash
+makes exactly the same decisions and produces exactly the same jobs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+
+from flows.policy import policy_for
+from flows.steps import UserStep, finished, pending
+
+WINDOW = timedelta(minutes=5)
+# Long enough to catch an upstream re-publishing the same request after its own retries.
+REQUEST_ID_MEMORY = timedelta(hours=24)
+MAX_ITEMS = 10
+
+
+def content_hash(request: dict) -> str:
+    content = request["content"]
+    parts = (content["title"], content["body"], request["type"], request["idempotency_key"] or "")
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+class DedupMerge(UserStep):
+    def new_state(self) -> dict:
+        return {"windows": {}, "request_ids": {}, "clock": None}
+
+    def process(self, state: dict, items: list[dict], now: datetime) -> list[dict]:
+        todo, out = pending(items)
+        for item in todo:
+            request = item["request"]
+            at = request["metadata"]["created_at"]
+            forget_old(state, at)
+            if request["id"] in state["request_ids"]:
+                out.append(finished(item, "deduplicated", f"request {request['id']} was already processed"))
+                continue
+            state["request_ids"][request["id"]] = at
+            key = content_hash(request)
+            window = state["windows"].get(key)
+            if window is None:
+                state["windows"][key] = {"notification_id": request["id"], "first_at": at, "count": 1,
+                                         "items": [summary(request)]}
+                out.append({**item, "notification_id": request["id"], "revision": 0, "merge": None})
+            else:
+                window["count"] += 1
+                window["items"] = (window["items"] + [summary(request)])[-MAX_ITEMS:]
+                out.append(merged(item, window))
+        return out
+
+    def is_empty(self, state: dict) -> bool:
+        return not state["windows"] and not state["request_ids"]
+
+
+def forget_old(state: dict, at: datetime) -> None:
+    clock = state["clock"] = max(state["clock"] or at, at)
+    state["windows"] = {k: w for k, w in state["windows"].items() if clock - w["first_at"] < WINDOW}
+    state["request_ids"] = {k: t for k, t in state["request_ids"].items() if clock - t < REQUEST_ID_MEMORY}
+
+
+def summary(request: dict) -> str:
+    return request["content"]["body"] or request["content"]["title"]
+
+
+def merged(item: dict, window: dict) -> dict:
+    """The update to the notification the user already has, per the category's merge strategy."""
+    request = item["request"]
+    strategy, count = policy_for(request["category"]).merge, window["count"]
+    content = dict(request["content"])
+    if strategy == "count":
+        content["body"] = f"{count} new {request['category']}"
+    elif strategy == "accumulate":
+        content["body"] = "\n".join(window["items"])
+    # replace: the latest content as it is
+    return {**item, "request": {**request, "content": content}, "notification_id": window["notification_id"],
+            "revision": count - 1, "merge": {"strategy": strategy, "count": count, "items": list(window["items"])}}

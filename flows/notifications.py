@@ -1,0 +1,110 @@
+"""The notification flow: from notify.events (plus the user-state topics) to the outbox lanes.
+
+    python -m bytewax.run flows.notifications:flow -r <recovery dir> -s <snapshot seconds>
+
+Each line below is one step; what the step does lives in the module it names. Per-user
+steps are keyed by user id, so a user's notifications stay in order on one worker and
+their state is snapshotted with the input offsets (recovery resumes both together).
+"""
+
+from __future__ import annotations
+
+import functools
+import pickle
+from datetime import UTC, datetime
+
+import bytewax.operators as op
+from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSource
+from bytewax.dataflow import Dataflow
+
+from connectors.postgres import AudienceMembers
+from flows import audience, channels, outbox, preferences
+from flows.dedup import DedupMerge
+from flows.digest import Digest
+from flows.intake import EVENTS, USER_STATE_TOPICS, Intake
+from flows.quiet_hours import QuietHours
+from flows.rate_limit import RateLimit
+from flows.render import catalog_from_env, render
+from flows.steps import UserStep
+from flows.user_state import JoinUserState
+from infra.topics import codec_for
+from notifyflow import settings
+
+
+def build(config: settings.Settings | None = None) -> Dataflow:
+    config = config or settings.load()
+    intake, catalog = Intake(config.schema_registry_url), catalog_from_env()
+    brokers = config.kafka_bootstrap_servers.split(",")
+    encode = Encoder(config.schema_registry_url)
+
+    flow = Dataflow("notifications")
+    messages = op.input("read_topics", flow, KafkaSource(brokers, [EVENTS, *USER_STATE_TOPICS]))
+    items = op.map("decode_and_validate", messages, lambda m: intake.item(
+        m.topic, m.partition, m.offset, m.key, m.value, utcnow()))
+    rejected = op.branch("split_rejected", items, lambda item: bool(item.get("outcome")))
+    kinds = op.branch("split_user_state", rejected.falses, lambda item: item["kind"] == "user_state")
+    per_user = op.flat_map_batch("expand_audience", kinds.falses, functools.partial(
+        audience.expand, members_of=AudienceMembers(config.database_url)))
+    keyed = op.key_on("key_by_user", op.merge("with_user_state", kinds.trues, per_user), lambda i: i["user_id"])
+    joined = per_user_step("join_user_state", keyed, JoinUserState())
+    deduped = per_user_step("dedup_merge", joined, DedupMerge())
+    allowed = op.map_value("apply_preferences", deduped, preferences.apply)
+    timed = per_user_step("quiet_hours", allowed, QuietHours())
+    rendered = op.map_value("render_template", timed, functools.partial(render, catalog))
+    routed = op.map_value("select_channels", rendered, channels.select)
+    capped = per_user_step("rate_limit", routed, RateLimit())
+    digested = per_user_step("digest", capped, Digest())
+    done = op.merge("with_rejected", rejected.trues, op.key_rm("drop_user_key", digested))
+    records = op.flat_map("to_outbox_records", done, lambda item: outbox.records(item, utcnow()))
+    op.output("write_topics", op.map("encode", records, encode), KafkaSink(brokers, None, add_config={
+        "partitioner": "murmur2_random", "enable.idempotence": "true", "linger.ms": "5"}))
+    return flow
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Encoder:
+    def __init__(self, schema_registry_url: str | None) -> None:
+        self.registry_url, self.codecs = schema_registry_url, {}
+
+    def __call__(self, record: tuple[str, bytes | None, dict]) -> KafkaSinkMessage:
+        topic, key, value = record
+        if topic not in self.codecs:
+            self.codecs[topic] = codec_for(topic, self.registry_url)
+        return KafkaSinkMessage(key, self.codecs[topic].encode(value), topic=topic)
+
+
+def per_user_step(step_id: str, up: op.KeyedStream, step: UserStep) -> op.KeyedStream:
+    return op.stateful_batch(step_id, up, lambda resume: PerUserLogic(step, resume))
+
+
+class PerUserLogic(op.StatefulBatchLogic):
+    """Runs a plain UserStep for one user; its state is snapshotted as pickled bytes (immutable)."""
+
+    def __init__(self, step: UserStep, resume: bytes | None) -> None:
+        self.step = step
+        self.state = pickle.loads(resume) if resume is not None else step.new_state()
+
+    def on_batch(self, values):
+        return self.step.process(self.state, values, utcnow()), self.keep()
+
+    def on_notify(self):
+        return self.step.release(self.state, utcnow()), self.keep()
+
+    def notify_at(self):
+        return self.step.due(self.state)
+
+    def snapshot(self) -> bytes:
+        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def keep(self) -> bool:
+        return self.DISCARD if self.step.is_empty(self.state) else self.RETAIN
+
+
+def __getattr__(name: str):
+    # `bytewax.run flows.notifications:flow` builds from the environment only when asked.
+    if name == "flow":
+        return build()
+    raise AttributeError(name)

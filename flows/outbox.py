@@ -1,0 +1,110 @@
+"""The end of the notification flow: delivery jobs for the outbox lanes, a status for every
+outcome, and dead letters with the original bytes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from infra.topics import outbox_topic
+
+LANE_BY_PRIORITY = {"critical": "critical", "high": "high", "normal": "normal", "low": "bulk"}
+
+
+def lane_for(item: dict) -> str:
+    """Campaigns and digests ride the bulk lane unless critical, so they never delay alerts."""
+    request = item["request"]
+    if item["priority"] != "critical" and (request["metadata"]["campaign_id"] or request["type"] == "marketing"
+                                           or item.get("digest_items")):
+        return "bulk"
+    return LANE_BY_PRIORITY[item["priority"]]
+
+
+def records(item: dict, now: datetime) -> list[tuple[str, bytes | None, dict]]:
+    """(topic, key, record) for everything the item produces."""
+    outcome = item.get("outcome")
+    if outcome == "dead_letter":
+        return [("notify.dlq", item["source"]["key"], dead_letter(item, now))]
+    key = (item["user_id"] or "").encode() or item["source"]["key"]
+    if outcome:
+        return [("notify.status", key, status(item, outcome, None, now))]
+    lane, out = lane_for(item), []
+    for channel in item["route"]["send"]:
+        out.append((outbox_topic(channel, lane), key, job(item, channel, lane)))
+        out.append(("notify.status", key, status(item, "merged" if item["revision"] else "requested", channel, now)))
+    return out
+
+
+def job(item: dict, channel: str, lane: str) -> dict:
+    request, rendered, user = item["request"], item["rendered"], item["user"]
+    content, metadata = request["content"], request["metadata"]
+    prefs = user["preferences"]
+    return {
+        "job_id": f"{item['notification_id']}:{channel}:{item['revision']}",
+        "notification_id": item["notification_id"],
+        "revision": item["revision"],
+        "request_ids": [request["id"]],
+        "user_id": item["user_id"],
+        "tenant": request["tenant"],
+        "channel": channel,
+        "lane": lane,
+        "kind": "digest" if item.get("digest_items") else "update" if item["revision"] else "single",
+        "priority": item["priority"],
+        "type": request["type"],
+        "category": request["category"],
+        "title": rendered["title"],
+        "body": rendered["body"],
+        "html_body": rendered["html_body"],
+        "image_url": content["image_url"],
+        "icon": content["icon"],
+        "badge": content["badge"],
+        "actions": content["actions"],
+        "deep_link": metadata["deep_link"],
+        "payload": metadata["payload"],
+        "locale": rendered["locale"],
+        "template_id": rendered["template_id"],
+        "variant": rendered["variant"],
+        "campaign_id": metadata["campaign_id"],
+        "merge": item["merge"],
+        "devices": [device_target(d) for d in user["devices"]] if channel == "push" else [],
+        "address": prefs["email"] if channel == "email" else prefs["phone"] if channel == "sms" else None,
+        "fallback": item["route"]["fallback"],
+        "digest_items": item.get("digest_items") or [],
+        # Updates and merges replace what the device shows instead of stacking a new notification.
+        "collapse_key": item["notification_id"],
+        "created_at": metadata["created_at"],
+        "expires_at": metadata["expires_at"],
+    }
+
+
+def device_target(device: dict) -> dict:
+    return {"device_id": device["device_id"], "platform": device["platform"], "token": device["token"],
+            "web_push": device["web_push"]}
+
+
+def status(item: dict, state: str, channel: str | None, now: datetime) -> dict:
+    request = item["request"]
+    rendered = item.get("rendered") or {}
+    return {
+        "notification_id": item.get("notification_id") or request["id"],
+        "user_id": item["user_id"] or "",
+        "channel": channel,
+        "device_id": None,
+        "status": state,
+        "attempt": 0,
+        "provider": None,
+        "reason": item.get("reason"),
+        "category": request["category"],
+        "campaign_id": request["metadata"]["campaign_id"],
+        "variant": rendered.get("variant"),
+        "platform": None,
+        "created_at": request["metadata"]["created_at"],
+        "at": now,
+        "tenant": request["tenant"],
+    }
+
+
+def dead_letter(item: dict, now: datetime) -> dict:
+    source = item["source"]
+    return {"original": source["value"], "original_key": source["key"], "topic": source["topic"],
+            "partition": source["partition"], "offset": source["offset"], "stage": item["stage"],
+            "reason": item["reason"], "attempts": 1, "first_seen": now, "last_seen": now, "schema": None}

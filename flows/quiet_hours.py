@@ -1,0 +1,54 @@
+"""Quiet hours and scheduled sends: hold a notification until the user's quiet window ends
+(or until its scheduled_at), instead of dropping it. Critical notifications are never held
+by quiet hours."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flows.schedule import ScheduleError, quiet_until
+from flows.steps import UserStep, finished, pending
+
+
+class QuietHours(UserStep):
+    def new_state(self) -> dict:
+        return {"held": []}
+
+    def process(self, state: dict, items: list[dict], now: datetime) -> list[dict]:
+        todo, out = pending(items)
+        for item in todo:
+            until = hold_until(item, now)
+            if until is None:
+                out.append(item)
+            else:
+                state["held"].append({"until": until, "item": item})
+                out.append(finished(item, "deferred", f"held until {until.isoformat()}"))
+        return out
+
+    def due(self, state: dict) -> datetime | None:
+        return min((held["until"] for held in state["held"]), default=None)
+
+    def release(self, state: dict, now: datetime) -> list[dict]:
+        ready = sorted((held for held in state["held"] if held["until"] <= now), key=lambda held: held["until"])
+        state["held"] = [held for held in state["held"] if held["until"] > now]
+        out = []
+        for held in ready:
+            # A scheduled send may come due inside quiet hours: it waits for the window to end too.
+            until = hold_until(held["item"], now)
+            if until is None:
+                out.append(held["item"])
+            else:
+                state["held"].append({"until": until, "item": held["item"]})
+        return out
+
+
+def hold_until(item: dict, now: datetime) -> datetime | None:
+    scheduled = item["request"]["scheduled_at"]
+    if scheduled is not None and scheduled > now:
+        return scheduled
+    if item["priority"] == "critical":
+        return None
+    try:
+        return quiet_until(item["user"]["preferences"]["quiet_hours"], now)
+    except ScheduleError:
+        return None  # unusable settings must not silence the user forever; the gateway validates on save

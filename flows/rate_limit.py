@@ -1,0 +1,50 @@
+"""Frequency caps per user and per category over sliding windows.
+
+Windows run on the request's created_at so replays decide the same. Critical notifications
+and updates to a notification the user already has are never capped. The excess goes to
+the user's digest or is dropped, as the category's policy says.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from flows.policy import USER_PER_HOUR, policy_for
+from flows.steps import UserStep, finished, pending
+
+HOUR, DAY = timedelta(hours=1), timedelta(days=1)
+
+
+class RateLimit(UserStep):
+    def new_state(self) -> dict:
+        return {"sent": []}  # (created_at, category), oldest first
+
+    def process(self, state: dict, items: list[dict], now: datetime) -> list[dict]:
+        todo, out = pending(items)
+        for item in todo:
+            if item["priority"] == "critical" or item["revision"] > 0:
+                out.append(item)
+                continue
+            request = item["request"]
+            at, category = request["metadata"]["created_at"], request["category"]
+            state["sent"] = [(t, c) for t, c in state["sent"] if at - t < DAY]
+            if reason := over_cap(state["sent"], at, category):
+                policy = policy_for(category)
+                out.append({**item, "to_digest": reason} if policy.excess == "digest"
+                           else finished(item, "rate_limited", reason))
+            else:
+                state["sent"].append((at, category))
+                out.append(item)
+        return out
+
+
+def over_cap(sent: list[tuple[datetime, str]], at: datetime, category: str) -> str | None:
+    policy = policy_for(category)
+    last_hour = [c for t, c in sent if at - t < HOUR]
+    if len(last_hour) >= USER_PER_HOUR:
+        return f"user cap of {USER_PER_HOUR} per hour reached"
+    if policy.per_hour is not None and last_hour.count(category) >= policy.per_hour:
+        return f"{category} cap of {policy.per_hour} per hour reached"
+    if policy.per_day is not None and sum(c == category for _, c in sent) >= policy.per_day:
+        return f"{category} cap of {policy.per_day} per day reached"
+    return None

@@ -1,0 +1,45 @@
+"""The shape every per-user stage shares, so the dataflow wires them all the same way.
+
+A stage sees one user's items in arrival order together with that user's state (a plain,
+picklable dict it owns). It returns what goes downstream now, and may hold items back
+until `due` (quiet hours, schedules, digests), when `release` hands them on.
+
+Items are dicts: `request` (the NotificationRequested, addressed to one `user_id`), `source`
+(where its bytes came from, for dead-lettering) and, once decided, `outcome` and `reason`.
+An item with an outcome is finished: stages pass it through untouched and the end of the
+flow turns it into a status or a dead letter.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+class UserStep:
+    def new_state(self) -> dict:
+        return {}
+
+    def process(self, state: dict, items: list[dict], now: datetime) -> list[dict]:
+        raise NotImplementedError
+
+    def due(self, state: dict) -> datetime | None:
+        return None
+
+    def release(self, state: dict, now: datetime) -> list[dict]:
+        return []
+
+    def is_empty(self, state: dict) -> bool:
+        return not any(state.values())
+
+
+def finished(item: dict, outcome: str, reason: str | None = None, **extra) -> dict:
+    """A copy of the item carrying its final outcome (a DeliveryStatus state, or `dead_letter`)."""
+    return {**item, "outcome": outcome, "reason": reason, **extra}
+
+
+def pending(items: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Split into (items a stage should work on, finished items it passes through)."""
+    todo, done = [], []
+    for item in items:
+        (done if item.get("outcome") else todo).append(item)
+    return todo, done

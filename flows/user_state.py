@@ -1,0 +1,61 @@
+"""Joins each notification with its user's latest preferences, devices and presence.
+
+The compacted user-state topics feed this stage's state; notifications leave it carrying a
+snapshot of that state, so later stages decide without any lookup of their own.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flows.steps import UserStep
+
+
+def default_preferences(user_id: str) -> dict:
+    """What a user who never opened the settings gets: everything on, no marketing without consent."""
+    return {"user_id": user_id, "enabled": True, "quiet_hours": None, "digest": None, "channels": {},
+            "categories": {}, "marketing_consent": False, "email": None, "phone": None, "locale": None,
+            "timezone": "UTC", "deleted": False}
+
+
+class JoinUserState(UserStep):
+    def new_state(self) -> dict:
+        return {"preferences": None, "devices": {}, "online": {}}
+
+    def process(self, state: dict, items: list[dict], now: datetime) -> list[dict]:
+        out = []
+        for item in items:
+            if item.get("kind") == "user_state":
+                apply_update(state, item["topic"], item["record"])
+            elif item.get("outcome"):
+                out.append(item)
+            else:
+                out.append({**item, "user": view(state, item["user_id"])})
+        return out
+
+    def is_empty(self, state: dict) -> bool:
+        return state["preferences"] is None and not state["devices"] and not state["online"]
+
+
+def apply_update(state: dict, topic: str, record: dict) -> None:
+    if topic == "notify.preferences":
+        # A deleted record is the erasure tombstone: forget everything about the user.
+        if record["deleted"]:
+            state.update(preferences=None, devices={}, online={})
+        else:
+            state["preferences"] = record
+    elif topic == "notify.devices":
+        if record["active"]:
+            state["devices"][record["device_id"]] = record
+        else:
+            state["devices"].pop(record["device_id"], None)
+            state["online"].pop(record["device_id"], None)
+    elif record["status"] == "online":
+        state["online"][record["device_id"]] = record["at"]
+    else:
+        state["online"].pop(record["device_id"], None)
+
+
+def view(state: dict, user_id: str) -> dict:
+    return {"preferences": state["preferences"] or default_preferences(user_id),
+            "devices": list(state["devices"].values()), "online": bool(state["online"])}
