@@ -40,36 +40,58 @@ def produce_all(client: Producer, topic: str, records: list[tuple[bytes | None, 
         raise KafkaException(errors[0] if errors else f"{remaining} records to {topic} unacknowledged")
 
 
-def read_topic(bootstrap_servers: str, topic: str, *, idle_timeout_s: float = 2.0,
-               max_messages: int | None = None, deadline_s: float = 60.0) -> Iterator[Message]:
-    """Every record of a topic from the beginning, until none arrives for `idle_timeout_s`.
+class TopicReader:
+    """Reads topics from their beginning and keeps reading, without a consumer group.
 
-    Partitions are assigned directly rather than through a consumer group: reading is
-    immediate and commits nothing, and the end is found by silence rather than the
-    broker's high watermark, which an embedded broker may report late.
+    Partitions are assigned directly: reading starts at once and commits nothing. Callers
+    find the end by silence or by what they expect, never by the broker's high watermark,
+    which an embedded broker may report late.
     """
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap_servers,
-        "group.id": "notifyflow-reader",
-        "enable.auto.commit": False,
-        "enable.partition.eof": False,
-    })
-    try:
-        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-        if metadata.error is not None:
-            raise KafkaException(metadata.error)
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.partitions])
-        count, quiet_since, stop_at = 0, time.monotonic(), time.monotonic() + deadline_s
-        while time.monotonic() - quiet_since < idle_timeout_s and time.monotonic() < stop_at:
-            message = consumer.poll(0.2)
-            if message is None:
-                continue
+
+    def __init__(self, bootstrap_servers: str, topics: list[str]) -> None:
+        self.consumer = Consumer({
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": "notifyflow-reader",
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+        })
+        partitions = []
+        for topic in topics:
+            metadata = self.consumer.list_topics(topic, timeout=10).topics[topic]
+            if metadata.error is not None:
+                raise KafkaException(metadata.error)
+            partitions += [TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.partitions]
+        self.consumer.assign(partitions)
+
+    def poll(self, timeout_s: float, max_messages: int = 10_000) -> list[Message]:
+        """What arrives within `timeout_s` (returns early once something has arrived)."""
+        messages = self.consumer.consume(max_messages, timeout_s)
+        for message in messages:
             if message.error() is not None:
                 raise KafkaException(message.error())
-            quiet_since = time.monotonic()
-            yield message
-            count += 1
-            if max_messages is not None and count >= max_messages:
-                return
-    finally:
-        consumer.close()
+        return messages
+
+    def close(self) -> None:
+        self.consumer.close()
+
+    def __enter__(self) -> TopicReader:
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
+
+
+def read_topic(bootstrap_servers: str, topic: str, *, idle_timeout_s: float = 2.0,
+               max_messages: int | None = None, deadline_s: float = 60.0) -> Iterator[Message]:
+    """Every record of a topic from the beginning, until none arrives for `idle_timeout_s`."""
+    with TopicReader(bootstrap_servers, [topic]) as reader:
+        count, quiet_since, stop_at = 0, time.monotonic(), time.monotonic() + deadline_s
+        while time.monotonic() - quiet_since < idle_timeout_s and time.monotonic() < stop_at:
+            messages = reader.poll(0.2, max_messages=100 if max_messages is None else max_messages - count)
+            if messages:
+                quiet_since = time.monotonic()
+            for message in messages:
+                yield message
+                count += 1
+                if max_messages is not None and count >= max_messages:
+                    return

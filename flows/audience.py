@@ -19,20 +19,23 @@ def groups_of(request: dict) -> list[str]:
 
 
 def expand(items: list[dict], members_of: MembersOf) -> list[dict]:
-    wanted = {group for item in items if not item.get("outcome") and item["request"]["audience"]
+    wanted = {group for item in items if not item.get("outcome") and not item["request"]["user_id"]
               for group in groups_of(item["request"])}
     members = members_of(wanted) if wanted else {}
     out = []
     for item in items:
         request = item["request"]
-        if item.get("outcome") or not request["audience"]:
+        # Validation lets a request for one user carry an audience record that names nobody.
+        if item.get("outcome") or request["user_id"] or not request["audience"]:
             out.append(item)
             continue
         groups = groups_of(request)
         users = list(dict.fromkeys(request["audience"]["user_ids"] +
                                    [user for group in groups for user in members.get(group, [])]))
         if not users:
-            out.append(finished(item, "dropped", f"audience {', '.join(groups)} has no members"))
+            # The flow keys every item by user id, which must be a str: "" (no user) keeps the
+            # dropped item keyable, and its status still carries user_id "".
+            out.append(finished({**item, "user_id": ""}, "dropped", f"audience {', '.join(groups)} has no members"))
         out.extend({**item, "user_id": user, "request": {**request, "user_id": user, "audience": None}}
                    for user in users)
     return out

@@ -40,12 +40,18 @@ def problem(request: dict, now: datetime) -> str | None:
             return f"{name} is longer than {MAX_NAME} characters"
     if audience and len(audience["user_ids"]) > MAX_AUDIENCE:
         return f"audience.user_ids has {len(audience['user_ids'])} users; at most {MAX_AUDIENCE} per request"
+    for i, user in enumerate(audience["user_ids"] if audience else []):
+        if not user.strip():
+            return f"audience.user_ids[{i}] is empty"
+        if len(user) > MAX_NAME:
+            return f"audience.user_ids[{i}] is longer than {MAX_NAME} characters"
     return content_problem(request) or time_problem(request, now)
 
 
 def content_problem(request: dict) -> str | None:
     content = request["content"]
-    if not content["title"].strip() and not request["template_id"]:
+    # Judged as clean_text will leave it: a title of control characters only ends up empty.
+    if not CONTROL_CHARS.sub("", content["title"]).strip() and not request["template_id"]:
         return "content.title is empty"
     if len(content["title"]) > MAX_TITLE:
         return f"content.title is longer than {MAX_TITLE} characters"

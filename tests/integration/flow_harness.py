@@ -1,0 +1,99 @@
+"""Talking to a running flow through the real broker: publish inputs, wait for its outputs."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from infra.flows import FlowProcess
+from connectors.kafka import TopicReader, produce_all, producer
+from infra.topics import CHANNELS, LANES, codec_for, outbox_topic
+from notifyflow.requests import notification_request
+
+OUTPUT_TOPICS = ["notify.status", "notify.dlq"] + [outbox_topic(c, lane) for c in CHANNELS for lane in LANES]
+
+
+def unique(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+def bootstrap() -> str:
+    return os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+
+
+def publish(topic: str, records: list[dict]) -> None:
+    codec = codec_for(topic)
+    produce_all(producer(bootstrap()), topic, [(r["user_id"].encode(), codec.encode(r)) for r in records])
+
+
+def publish_raw(topic: str, key: bytes, value: bytes) -> None:
+    produce_all(producer(bootstrap()), topic, [(key, value)])
+
+
+def request(user_id: str, title: str, body: str = "", **fields) -> dict:
+    """A complete NotificationRequested, every optional field at its Avro default unless given."""
+    content = {"image_url": None, "icon": None, "badge": None, "actions": [], "title": title, "body": body,
+               **fields.pop("content", {})}
+    metadata = fields.pop("metadata", {})
+    record = notification_request(user_id=user_id, title=title, body=body, **fields)
+    record["content"] = content
+    record["metadata"] = {"expires_at": None, "deep_link": None, "payload": {}, "campaign_id": None,
+                          **record["metadata"], **metadata}
+    for name, default in (("audience", None), ("channels", []), ("scheduled_at", None), ("idempotency_key", None),
+                          ("locale", None), ("template_id", None), ("template_vars", {})):
+        record.setdefault(name, default)
+    return record
+
+
+def preferences(user_id: str, **fields) -> dict:
+    return {"user_id": user_id, "updated_at": datetime.now(UTC), "deleted": False, "enabled": True,
+            "quiet_hours": None, "digest": None, "channels": {}, "categories": {}, "marketing_consent": False,
+            "email": None, "phone": None, "locale": None, "timezone": "UTC", **fields}
+
+
+def device(user_id: str, device_id: str, token: str, platform: str = "android") -> dict:
+    return {"user_id": user_id, "device_id": device_id, "platform": platform, "token": token, "web_push": None,
+            "app_version": "1.0", "registered_at": datetime.now(UTC), "active": True}
+
+
+def user_of(topic: str, value: dict) -> str | None:
+    if topic == "notify.dlq":
+        return (value["original_key"] or b"").decode(errors="replace")
+    return value["user_id"]
+
+
+class Outputs:
+    """Everything the flows write, decoded, read from the beginning and kept as it arrives."""
+
+    def __init__(self, flow: FlowProcess | None = None) -> None:
+        self.flow = flow
+        self.reader = TopicReader(bootstrap(), OUTPUT_TOPICS)
+        self.seen: list[tuple[str, dict]] = []
+
+    def wait_for(self, users: set[str], done: Callable[[list[tuple[str, dict]]], bool],
+                 timeout_s: float = 45.0) -> list[tuple[str, dict]]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for message in self.reader.poll(0.5):
+                self.seen.append((message.topic(), codec_for(message.topic()).decode(message.value())))
+            mine = [(topic, value) for topic, value in self.seen if user_of(topic, value) in users]
+            if done(mine):
+                return mine
+            if time.monotonic() > deadline:
+                if self.flow is not None:
+                    self.flow.check()
+                raise AssertionError(f"timed out waiting for the flow; it wrote for {users}: {mine}")
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+def jobs(outputs: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    return [(topic, value) for topic, value in outputs if topic.startswith("notify.outbox.")]
+
+
+def statuses(outputs: list[tuple[str, dict]]) -> list[dict]:
+    return [value for topic, value in outputs if topic == "notify.status"]
