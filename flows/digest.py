@@ -10,7 +10,7 @@ from markupsafe import escape
 
 from flows.policy import policy_for
 from flows.schedule import ScheduleError, next_digest_at
-from flows.steps import UserStep, finished, pending
+from flows.steps import UserStep, finished
 
 MAX_DIGEST_ITEMS = 50
 
@@ -37,22 +37,18 @@ class Digest(UserStep):
     def new_state(self) -> dict:
         return {"entries": [], "due": None, "last": None}
 
-    def process(self, state: dict, items: list[dict], now: datetime) -> list[dict]:
-        todo, out = pending(items)
-        for item in todo:
-            reason = waits_for_digest(item)
-            if reason is None:
-                out.append(item)
-                continue
-            state["entries"].append(entry(item))
-            state["last"] = item
-            if state["due"] is None:
-                try:
-                    state["due"] = next_digest_at(schedule_for(item["user"]["preferences"]), now)
-                except ScheduleError:
-                    state["due"] = next_digest_at(schedule_for({"digest": None, "timezone": "UTC"}), now)
-            out.append(finished(item, "digested", reason))
-        return out
+    def handle(self, state: dict, item: dict, now: datetime) -> list[dict]:
+        reason = waits_for_digest(item)
+        if reason is None:
+            return [item]
+        state["entries"].append(entry(item))
+        state["last"] = item
+        if state["due"] is None:
+            try:
+                state["due"] = next_digest_at(schedule_for(item["user"]["preferences"]), now)
+            except ScheduleError:
+                state["due"] = next_digest_at(schedule_for({"digest": None, "timezone": "UTC"}), now)
+        return [finished(item, "digested", reason)]
 
     def due(self, state: dict) -> datetime | None:
         return state["due"]

@@ -7,23 +7,19 @@ from __future__ import annotations
 from datetime import datetime
 
 from flows.schedule import ScheduleError, quiet_until
-from flows.steps import UserStep, finished, pending
+from flows.steps import UserStep, finished
 
 
 class QuietHours(UserStep):
     def new_state(self) -> dict:
         return {"held": []}
 
-    def process(self, state: dict, items: list[dict], now: datetime) -> list[dict]:
-        todo, out = pending(items)
-        for item in todo:
-            until = hold_until(item, now)
-            if until is None:
-                out.append(item)
-            else:
-                state["held"].append({"until": until, "item": item})
-                out.append(finished(item, "deferred", f"held until {until.isoformat()}"))
-        return out
+    def handle(self, state: dict, item: dict, now: datetime) -> list[dict]:
+        until = hold_until(item, now)
+        if until is None:
+            return [item]
+        state["held"].append({"until": until, "item": item})
+        return [finished(item, "deferred", f"held until {until.isoformat()}")]
 
     def due(self, state: dict) -> datetime | None:
         return min((held["until"] for held in state["held"]), default=None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from flows.policy import USER_PER_HOUR, policy_for
-from flows.steps import UserStep, finished, pending
+from flows.steps import UserStep, finished
 
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 
@@ -19,23 +19,18 @@ class RateLimit(UserStep):
     def new_state(self) -> dict:
         return {"sent": []}  # (created_at, category), oldest first
 
-    def process(self, state: dict, items: list[dict], now: datetime) -> list[dict]:
-        todo, out = pending(items)
-        for item in todo:
-            if item["priority"] == "critical" or item["revision"] > 0:
-                out.append(item)
-                continue
-            request = item["request"]
-            at, category = request["metadata"]["created_at"], request["category"]
-            state["sent"] = [(t, c) for t, c in state["sent"] if at - t < DAY]
-            if reason := over_cap(state["sent"], at, category):
-                policy = policy_for(category)
-                out.append({**item, "to_digest": reason} if policy.excess == "digest"
-                           else finished(item, "rate_limited", reason))
-            else:
-                state["sent"].append((at, category))
-                out.append(item)
-        return out
+    def handle(self, state: dict, item: dict, now: datetime) -> list[dict]:
+        if item["priority"] == "critical" or item["revision"] > 0:
+            return [item]
+        request = item["request"]
+        at, category = request["metadata"]["created_at"], request["category"]
+        state["sent"] = [(t, c) for t, c in state["sent"] if at - t < DAY]
+        if reason := over_cap(state["sent"], at, category):
+            if policy_for(category).excess == "digest":
+                return [{**item, "to_digest": reason}]
+            return [finished(item, "rate_limited", reason)]
+        state["sent"].append((at, category))
+        return [item]
 
 
 def over_cap(sent: list[tuple[datetime, str]], at: datetime, category: str) -> str | None:

@@ -20,6 +20,16 @@ class UserStep:
         return {}
 
     def process(self, state: dict, items: list[dict], now: datetime) -> list[dict]:
+        """Handle each unfinished item; finished ones pass through in place, keeping the user's order."""
+        out = []
+        for item in items:
+            if item.get("outcome"):
+                out.append(item)
+            else:
+                out.extend(self.handle(state, item, now))
+        return out
+
+    def handle(self, state: dict, item: dict, now: datetime) -> list[dict]:
         raise NotImplementedError
 
     def due(self, state: dict) -> datetime | None:
@@ -35,11 +45,3 @@ class UserStep:
 def finished(item: dict, outcome: str, reason: str | None = None, **extra) -> dict:
     """A copy of the item carrying its final outcome (a DeliveryStatus state, or `dead_letter`)."""
     return {**item, "outcome": outcome, "reason": reason, **extra}
-
-
-def pending(items: list[dict]) -> tuple[list[dict], list[dict]]:
-    """Split into (items a stage should work on, finished items it passes through)."""
-    todo, done = [], []
-    for item in items:
-        (done if item.get("outcome") else todo).append(item)
-    return todo, done

@@ -22,16 +22,11 @@ class JoinUserState(UserStep):
     def new_state(self) -> dict:
         return {"preferences": None, "devices": {}, "online": {}}
 
-    def process(self, state: dict, items: list[dict], now: datetime) -> list[dict]:
-        out = []
-        for item in items:
-            if item.get("kind") == "user_state":
-                apply_update(state, item["topic"], item["record"])
-            elif item.get("outcome"):
-                out.append(item)
-            else:
-                out.append({**item, "user": view(state, item["user_id"])})
-        return out
+    def handle(self, state: dict, item: dict, now: datetime) -> list[dict]:
+        if item["kind"] == "user_state":
+            apply_update(state, item["topic"], item["record"])
+            return []
+        return [{**item, "user": view(state, item["user_id"])}]
 
     def is_empty(self, state: dict) -> bool:
         return state["preferences"] is None and not state["devices"] and not state["online"]

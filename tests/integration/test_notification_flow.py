@@ -192,7 +192,14 @@ def test_frequency_caps_drop_marketing_excess(outputs):
 
 def test_one_users_notifications_keep_their_order(outputs):
     user = unique("lou")
-    titles = [f"Message {n:02d}" for n in range(40)]
-    publish("notify.events", [request(user, title, category="messages") for title in titles])
-    found = outputs.wait_for({user}, lambda f: len(jobs(f)) >= 40)
-    assert [j["title"] for _, j in jobs(found)] == titles
+    publish("notify.preferences", [preferences(user, categories={
+        "tips": {"enabled": False, "channels": [], "priority_override": None}})])
+    time.sleep(STATE_SETTLES_S)
+    sent = [request(user, f"Message {n:02d}", category="tips" if n % 3 == 0 else "messages") for n in range(40)]
+    publish("notify.events", sent)
+    found = outputs.wait_for({user}, lambda f: len(statuses(f)) >= 40)
+    # Jobs and statuses alike come out in the order the user's requests went in.
+    assert [s["notification_id"] for s in statuses(found)] == [r["id"] for r in sent]
+    assert [s["status"] for s in statuses(found)] == [
+        "dropped" if r["category"] == "tips" else "requested" for r in sent]
+    assert [j["title"] for _, j in jobs(found)] == [r["content"]["title"] for r in sent if r["category"] != "tips"]

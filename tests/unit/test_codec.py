@@ -104,6 +104,26 @@ MINIMAL = {
         "first_seen": NOW,
         "last_seen": NOW,
     },
+    "DeliveryJob": {
+        "job_id": "n1:push:0",
+        "notification_id": "n1",
+        "revision": 0,
+        "request_ids": ["n1"],
+        "user_id": "u1",
+        "tenant": "acme",
+        "channel": "push",
+        "lane": "normal",
+        "kind": "single",
+        "priority": "normal",
+        "type": "info",
+        "category": "account",
+        "title": "Hi",
+        "body": "Welcome",
+        "html_body": "Welcome",
+        "locale": "en",
+        "collapse_key": "n1",
+        "created_at": NOW,
+    },
 }
 
 
