@@ -8,10 +8,11 @@ makes exactly the same decisions and produces exactly the same jobs.
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import datetime, timedelta
 
 from flows.policy import policy_for
-from flows.steps import UserStep, finished, pending
+from flows.steps import UserStep, finished
 
 WINDOW = timedelta(minutes=5)
 # Long enough to catch an upstream re-publishing the same request after its own retries.
@@ -22,6 +23,8 @@ MAX_ITEMS = 10
 def content_hash(request: dict) -> str:
     content = request["content"]
     parts = (content["title"], content["body"], request["type"], request["idempotency_key"] or "")
+    if request["template_id"]:  # the template and its variables are the content too
+        parts += (request["template_id"], json.dumps(request["template_vars"], sort_keys=True))
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
 
 
@@ -29,27 +32,22 @@ class DedupMerge(UserStep):
     def new_state(self) -> dict:
         return {"windows": {}, "request_ids": {}, "clock": None}
 
-    def process(self, state: dict, items: list[dict], now: datetime) -> list[dict]:
-        todo, out = pending(items)
-        for item in todo:
-            request = item["request"]
-            at = request["metadata"]["created_at"]
-            forget_old(state, at)
-            if request["id"] in state["request_ids"]:
-                out.append(finished(item, "deduplicated", f"request {request['id']} was already processed"))
-                continue
-            state["request_ids"][request["id"]] = at
-            key = content_hash(request)
-            window = state["windows"].get(key)
-            if window is None:
-                state["windows"][key] = {"notification_id": request["id"], "first_at": at, "count": 1,
-                                         "items": [summary(request)]}
-                out.append({**item, "notification_id": request["id"], "revision": 0, "merge": None})
-            else:
-                window["count"] += 1
-                window["items"] = (window["items"] + [summary(request)])[-MAX_ITEMS:]
-                out.append(merged(item, window))
-        return out
+    def handle(self, state: dict, item: dict, now: datetime) -> list[dict]:
+        request = item["request"]
+        at = request["metadata"]["created_at"]
+        forget_old(state, at)
+        if request["id"] in state["request_ids"]:
+            return [finished(item, "deduplicated", f"request {request['id']} was already processed")]
+        state["request_ids"][request["id"]] = at
+        key = content_hash(request)
+        window = state["windows"].get(key)
+        if window is None:
+            state["windows"][key] = {"notification_id": request["id"], "first_at": at, "count": 1,
+                                     "items": [summary(request)]}
+            return [{**item, "notification_id": request["id"], "revision": 0, "merge": None}]
+        window["count"] += 1
+        window["items"] = (window["items"] + [summary(request)])[-MAX_ITEMS:]
+        return [merged(item, window)]
 
     def is_empty(self, state: dict) -> bool:
         return not state["windows"] and not state["request_ids"]

@@ -12,7 +12,7 @@ import functools
 import io
 import json
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -84,13 +84,16 @@ class AvroCodec:
         self._writer_schemas: dict[int, dict] = {}
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
-        _check(self.schema, record, "", self.schema["__named_schemas"])
+        try:
+            _validator(self.schema_name)(record)
+        except _Invalid as invalid:
+            raise CodecError(invalid.reason()) from None
         out = io.BytesIO()
         if self._registry is not None:
             out.write(_HEADER.pack(0, self._registered_id()))
         try:
             fastavro.schemaless_writer(out, self.schema, record)
-        except Exception as exc:  # _check should have caught it; keep the promise of CodecError anyway
+        except Exception as exc:  # the validator should have caught it; keep the promise of CodecError anyway
             raise CodecError(f"cannot encode {self.schema_name}: {exc}") from exc
         return out.getvalue()
 
@@ -163,76 +166,139 @@ def _got(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _check(schema: Any, value: Any, path: str, named: dict) -> None:
-    """Raise CodecError naming the first field of `value` that `schema` rejects.
+class _Invalid(Exception):
+    """Raised inside a compiled validator; `segments` is the path, innermost first."""
 
-    fastavro's own validation names types rather than field paths, so this walks the
-    (parsed) schema itself; it also rejects unknown fields and naive datetimes, which
-    fastavro would silently drop or read as UTC.
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        self.segments: list[str] = []
+
+    def reason(self) -> str:
+        path = "".join(reversed(self.segments)).lstrip(".")
+        return f"{'field ' + path if path else 'record'}: {self.problem}"
+
+
+def _compile(schema: Any, named: dict) -> Callable[[Any], None]:
+    """A validator for `schema` that raises _Invalid naming the first field it rejects.
+
+    fastavro's own validation names types rather than field paths, so we build our own; it
+    also rejects unknown fields and naive datetimes, which fastavro would silently drop or
+    read as UTC. Built once per schema: the flows validate every record they write.
     """
-    where = f"field {path}" if path else "record"
-
-    def fail(problem: str) -> None:
-        raise CodecError(f"{where}: {problem}")
-
     if isinstance(schema, str) and schema in named:
         schema = named[schema]
     if isinstance(schema, list):
-        if value is None and "null" in schema:
-            return
-        branches = [branch for branch in schema if branch != "null"]
-        if len(branches) == 1:
-            return _check(branches[0], value, path, named)
-        for branch in branches:
-            try:
-                return _check(branch, value, path, named)
-            except CodecError:
-                pass
-        fail(f"expected {_type_name(schema)}, got {_got(value)}")
-
+        return _compile_union(schema, named)
     kind = schema["type"] if isinstance(schema, dict) else schema
     logical = schema.get("logicalType") if isinstance(schema, dict) else None
+    if kind == "record":
+        return _compile_record(schema, named)
+    if kind == "enum":
+        symbols, listed = frozenset(schema["symbols"]), ", ".join(schema["symbols"])
 
-    if logical == "timestamp-millis" and isinstance(value, dt.datetime):
-        if value.tzinfo is None or value.utcoffset() is None:
-            fail("expected a timezone-aware datetime, got a naive one")
-    elif kind == "record":
-        if not isinstance(value, Mapping):
-            fail(f"expected record {schema['name']}, got {_got(value)}")
-        fields = {field["name"]: field for field in schema["fields"]}
-        for name, field in fields.items():
-            child = f"{path}.{name}" if path else name
-            if name in value:
-                _check(field["type"], value[name], child, named)
-            elif "default" not in field:
-                raise CodecError(f"field {child}: missing required field")
-        if unknown := sorted(str(key) for key in value if key not in fields):
-            fail(f"unknown fields {', '.join(unknown)}")
-    elif kind == "enum":
-        if value not in schema["symbols"]:
-            fail(f"expected one of {', '.join(schema['symbols'])}, got {value!r}")
-    elif kind == "array":
-        if not isinstance(value, (list, tuple)):
-            fail(f"expected array, got {_got(value)}")
-        for index, item in enumerate(value):
-            _check(schema["items"], item, f"{path}[{index}]", named)
-    elif kind == "map":
-        if not isinstance(value, Mapping):
-            fail(f"expected map, got {_got(value)}")
-        for key, item in value.items():
-            if not isinstance(key, str):
-                fail(f"expected string map keys, got {_got(key)}")
-            _check(schema["values"], item, f"{path}[{key!r}]", named)
-    elif kind in _INT_RANGE:
-        # bool is an int in Python but not in Avro.
-        if not isinstance(value, int) or isinstance(value, bool):
-            expected = "timezone-aware datetime or epoch millis" if logical else kind
-            fail(f"expected {expected}, got {_got(value)}")
+        def check_enum(value):
+            if not isinstance(value, str) or value not in symbols:
+                raise _Invalid(f"expected one of {listed}, got {value!r}")
+        return check_enum
+    if kind == "array":
+        item_check = _compile(schema["items"], named)
+
+        def check_array(value):
+            if not isinstance(value, (list, tuple)):
+                raise _Invalid(f"expected array, got {_got(value)}")
+            for index, item in enumerate(value):
+                try:
+                    item_check(item)
+                except _Invalid as invalid:
+                    invalid.segments.append(f"[{index}]")
+                    raise
+        return check_array
+    if kind == "map":
+        value_check = _compile(schema["values"], named)
+
+        def check_map(value):
+            if not isinstance(value, Mapping):
+                raise _Invalid(f"expected map, got {_got(value)}")
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise _Invalid(f"expected string map keys, got {_got(key)}")
+                try:
+                    value_check(item)
+                except _Invalid as invalid:
+                    invalid.segments.append(f"[{key!r}]")
+                    raise
+        return check_map
+    if kind in _INT_RANGE:
         low, high = _INT_RANGE[kind]
-        if not low <= value <= high:
-            fail(f"{value} is out of range for {kind}")
-    elif kind in _PYTHON_TYPES:
-        if not isinstance(value, _PYTHON_TYPES[kind]) or (isinstance(value, bool) and kind != "boolean"):
-            fail(f"expected {kind}, got {_got(value)}")
-    else:
-        fail(f"unsupported schema type {kind}")
+        expected = "timezone-aware datetime or epoch millis" if logical else kind
+        timestamp = logical == "timestamp-millis"
+
+        def check_int(value):
+            if timestamp and isinstance(value, dt.datetime):
+                if value.tzinfo is None or value.utcoffset() is None:
+                    raise _Invalid("expected a timezone-aware datetime, got a naive one")
+                return
+            # bool is an int in Python but not in Avro.
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise _Invalid(f"expected {expected}, got {_got(value)}")
+            if not low <= value <= high:
+                raise _Invalid(f"{value} is out of range for {kind}")
+        return check_int
+    if kind in _PYTHON_TYPES:
+        python_type, is_boolean = _PYTHON_TYPES[kind], kind == "boolean"
+
+        def check_primitive(value):
+            if not isinstance(value, python_type) or (isinstance(value, bool) and not is_boolean):
+                raise _Invalid(f"expected {kind}, got {_got(value)}")
+        return check_primitive
+    raise ValueError(f"unsupported schema type {kind}")
+
+
+def _compile_union(schema: list, named: dict) -> Callable[[Any], None]:
+    nullable = "null" in schema
+    branches = [_compile(branch, named) for branch in schema if branch != "null"]
+    expected = _type_name(schema)
+
+    def check_union(value):
+        if value is None and nullable:
+            return
+        if len(branches) == 1:
+            return branches[0](value)
+        for branch in branches:
+            try:
+                return branch(value)
+            except _Invalid:
+                pass
+        raise _Invalid(f"expected {expected}, got {_got(value)}")
+    return check_union
+
+
+def _compile_record(schema: dict, named: dict) -> Callable[[Any], None]:
+    fields = [(field["name"], f".{field['name']}", "default" in field, _compile(field["type"], named))
+              for field in schema["fields"]]
+    names = frozenset(name for name, _, _, _ in fields)
+
+    def check_record(value):
+        if not isinstance(value, Mapping):
+            raise _Invalid(f"expected record {schema['name']}, got {_got(value)}")
+        for name, segment, has_default, check in fields:
+            if name in value:
+                try:
+                    check(value[name])
+                except _Invalid as invalid:
+                    invalid.segments.append(segment)
+                    raise
+            elif not has_default:
+                invalid = _Invalid("missing required field")
+                invalid.segments.append(segment)
+                raise invalid
+        if len(value) > len(names) or not names.issuperset(value):
+            unknown = sorted(str(key) for key in value if key not in names)
+            raise _Invalid(f"unknown fields {', '.join(unknown)}")
+    return check_record
+
+
+@functools.cache
+def _validator(name: str) -> Callable[[Any], None]:
+    schema = load_schema(name)
+    return _compile(schema, schema["__named_schemas"])

@@ -21,7 +21,7 @@ from flows.digest import Digest
 from flows.intake import EVENTS, Intake
 from flows.quiet_hours import QuietHours
 from flows.rate_limit import RateLimit
-from flows.render import DEFAULT_TEMPLATES, render
+from flows.render import render
 from flows.templates import TemplateCatalog
 from flows.user_state import JoinUserState, default_preferences, view
 from infra.topics import codec_for
@@ -164,14 +164,18 @@ class MembersOf:
         return {group: list(self.members[group]) for group in groups if group in self.members}
 
 
-_SAMPLE_CATALOG: TemplateCatalog | None = None
+# The catalog the pipeline renders with unless a test brings its own; defined here, not read from
+# infra/templates, so editing the shipped samples cannot change these tests.
+TEMPLATES = {
+    "welcome": {"variants": {"A": {"weight": 1, "locales": {
+        "en": {"title": "Welcome to {{ product }}, {{ name }}!", "body": "Hi {{ name }}, your account is ready."},
+        "fr": {"title": "Bienvenue sur {{ product }}, {{ name }} !", "body": "Bonjour {{ name }}, votre compte est prêt."},
+    }}}},
+}
 
 
 def sample_catalog() -> TemplateCatalog:
-    global _SAMPLE_CATALOG
-    if _SAMPLE_CATALOG is None:
-        _SAMPLE_CATALOG = TemplateCatalog.from_directory(DEFAULT_TEMPLATES)
-    return _SAMPLE_CATALOG
+    return TemplateCatalog(TEMPLATES)
 
 
 class Pipeline:

@@ -39,7 +39,7 @@ def test_exactly_one_of_user_id_and_audience(req):
     assert problem(req, NOW) == NEITHER_NOR_BOTH
 
 
-def test_user_id_and_audience_null_with_empty_audience_record_keeps_user():
+def test_an_empty_audience_record_beside_user_id_is_no_audience():
     # An audience record with nothing in it does not count as an audience.
     assert problem(request("alice", audience=audience_of()), NOW) is None
 
