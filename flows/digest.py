@@ -78,12 +78,17 @@ def digest_item(last: dict, entries: list[dict], window_end: datetime) -> dict:
     notification_id = f"digest:{user_id}:{window_end.strftime('%Y%m%dT%H%M')}"
     prefs = last["user"]["preferences"]
     channel = "email" if prefs["email"] and "email" in last["channels"] else "in_app"
+    if channel not in last["channels"]:
+        return finished(last, "dropped", f"no channel for the digest of {len(entries)} notifications",
+                        notification_id=notification_id)
     lines = [f"• {e['title']}" + (f": {e['body']}" if e["body"] else "") for e in entries]
     items_html = "".join(f"<li><strong>{escape(e['title'])}</strong> {escape(e['body'])}</li>" for e in entries)
+    # The digest is its own notification: nothing of the last item's content or links carries over.
     request = {**last["request"], "id": notification_id, "category": "digest", "type": "info",
-               "priority": "low", "scheduled_at": None, "idempotency_key": None,
+               "priority": "low", "scheduled_at": None, "idempotency_key": None, "channels": [],
+               "content": {"title": "", "body": "", "image_url": None, "icon": None, "badge": None, "actions": []},
                "metadata": {**last["request"]["metadata"], "created_at": window_end, "expires_at": None,
-                            "campaign_id": None}}
+                            "deep_link": None, "payload": {}, "campaign_id": None}}
     return {**last, "request": request, "notification_id": notification_id, "revision": 0, "merge": None,
             "priority": "low", "to_digest": None, "digest_items": entries,
             "rendered": {"title": f"{len(entries)} notifications you may have missed", "body": "\n".join(lines),

@@ -39,7 +39,7 @@ def job(item: dict, channel: str, lane: str) -> dict:
     content, metadata = request["content"], request["metadata"]
     prefs = user["preferences"]
     return {
-        "job_id": f"{item['notification_id']}:{channel}:{item['revision']}",
+        "job_id": f"{item['notification_id']}:{item['user_id']}:{channel}:{item['revision']}",
         "notification_id": item["notification_id"],
         "revision": item["revision"],
         "request_ids": [request["id"]],

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from flows.schedule import ScheduleError, quiet_until
 from flows.steps import UserStep, finished
+from flows.validate import is_expired
 
 
 class QuietHours(UserStep):
@@ -29,6 +30,9 @@ class QuietHours(UserStep):
         state["held"] = [held for held in state["held"] if held["until"] > now]
         out = []
         for held in ready:
+            if is_expired(held["item"]["request"], now):
+                out.append(finished(held["item"], "expired", "expired while held"))
+                continue
             # A scheduled send may come due inside quiet hours: it waits for the window to end too.
             until = hold_until(held["item"], now)
             if until is None:

@@ -105,7 +105,7 @@ MINIMAL = {
         "last_seen": NOW,
     },
     "DeliveryJob": {
-        "job_id": "n1:push:0",
+        "job_id": "n1:u1:push:0",
         "notification_id": "n1",
         "revision": 0,
         "request_ids": ["n1"],

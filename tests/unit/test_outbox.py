@@ -117,7 +117,7 @@ def test_one_job_per_sent_channel_and_a_requested_status_each():
         ("notify.outbox.push.normal", b"alice"), ("notify.status", b"alice")]
     push = out[2][2]
     assert push == {
-        "job_id": f"{req['id']}:push:0", "notification_id": req["id"], "revision": 0, "request_ids": [req["id"]],
+        "job_id": f"{req['id']}:alice:push:0", "notification_id": req["id"], "revision": 0, "request_ids": [req["id"]],
         "user_id": "alice", "tenant": "default", "channel": "push", "lane": "normal", "kind": "single",
         "priority": "normal", "type": "info", "category": "messages", "title": "Bob sent you a message",
         "body": "Lunch?", "html_body": "Lunch?", "image_url": "https://cdn.example.com/bob.png",
@@ -129,7 +129,7 @@ def test_one_job_per_sent_channel_and_a_requested_status_each():
         "address": None, "fallback": [{"channel": "email", "after_seconds": 300}], "digest_items": [],
         "collapse_key": req["id"], "created_at": NOW, "expires_at": NOW + timedelta(days=1)}
     in_app = out[0][2]
-    assert in_app == {**push, "job_id": f"{req['id']}:in_app:0", "channel": "in_app", "devices": []}
+    assert in_app == {**push, "job_id": f"{req['id']}:alice:in_app:0", "channel": "in_app", "devices": []}
     assert out[1][2] == {
         "notification_id": req["id"], "user_id": "alice", "channel": "in_app", "device_id": None,
         "status": "requested", "attempt": 0, "provider": None, "reason": None, "category": "messages",
@@ -164,7 +164,7 @@ def test_merges_are_updates_with_a_merged_status():
     out = records(merged, LATER)
     jobs = [job for topic, _, job in out if topic != "notify.status"]
     statuses = [s for topic, _, s in out if topic == "notify.status"]
-    assert [j["job_id"] for j in jobs] == [f"{first['id']}:in_app:1", f"{first['id']}:push:1"]
+    assert [j["job_id"] for j in jobs] == [f"{first['id']}:alice:in_app:1", f"{first['id']}:alice:push:1"]
     assert all(j["kind"] == "update" and j["revision"] == 1 and j["collapse_key"] == first["id"] for j in jobs)
     assert all(j["request_ids"] == [second["id"]] and j["body"] == "2 new messages" for j in jobs)
     assert jobs[0]["merge"] == {"strategy": "count", "count": 2, "items": ["Ping", "Ping"]}
@@ -188,7 +188,7 @@ def test_digest_job():
     (digest,) = pipeline.release(due)
     ((topic, key, job), (status_topic, _, status)) = records(digest, LATER)
     assert (topic, key) == ("notify.outbox.email.bulk", b"alice")
-    assert job["job_id"] == "digest:alice:20240518T0900:email:0"
+    assert job["job_id"] == "digest:alice:20240518T0900:alice:email:0"
     assert (job["kind"], job["priority"], job["category"], job["address"]) == (
         "digest", "low", "digest", "alice@example.com")
     assert [(d["notification_id"], d["title"], d["body"]) for d in job["digest_items"]] == [

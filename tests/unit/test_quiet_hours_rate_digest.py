@@ -358,3 +358,28 @@ def test_waits_for_digest_reason():
     assert waits_for_digest({**item, "to_digest": "social cap of 20 per hour reached"}) == \
         "social cap of 20 per hour reached"
     assert waits_for_digest({**item, "revision": 2}) is None
+
+
+def test_an_item_that_expires_while_held_is_not_sent():
+    pipeline = Pipeline(until="quiet_hours")
+    at = NOW + timedelta(hours=2)
+    expiring = request(scheduled_at=at, metadata={"expires_at": NOW + timedelta(hours=1)})
+    pipeline.run(expiring)
+    assert [(i["outcome"], i["reason"]) for i in pipeline.release(at)] == [("expired", "expired while held")]
+
+
+def test_a_digest_carries_none_of_the_last_items_links_and_media():
+    pipeline = digest_user(Pipeline())
+    feed(pipeline, created(0, content={"image_url": "https://cdn.example.com/a.png"},
+                           metadata={"deep_link": "https://app.example.com/a", "payload": {"k": "v"}}))
+    digest = pipeline.release(DIGEST_DUE)[0]
+    assert digest["request"]["content"]["image_url"] is None
+    assert digest["request"]["metadata"]["deep_link"] is None and digest["request"]["metadata"]["payload"] == {}
+
+
+def test_a_digest_with_neither_email_nor_in_app_allowed_is_dropped():
+    pipeline = digest_user(Pipeline(), channels={"email": channel_settings(enabled=False),
+                                                 "in_app": channel_settings(enabled=False)})
+    feed(pipeline, created(0))
+    [dropped] = pipeline.release(DIGEST_DUE)
+    assert (dropped["outcome"], dropped["reason"]) == ("dropped", "no channel for the digest of 1 notifications")
