@@ -87,6 +87,18 @@ class Outputs:
                     self.flow.check()
                 raise AssertionError(f"timed out waiting for the flow; it wrote for {users}: {mine}")
 
+    def settle(self) -> None:
+        """Wait until the flow has caught up with what was published so far.
+
+        User state and notifications come from different topics, so nothing orders them; a
+        fresh user's notification published after the state, and seen out the other end, shows
+        the flow has read past that state.
+        """
+        sentinel = unique("sentinel")
+        publish("notify.events", [request(sentinel, "sentinel")])
+        self.wait_for({sentinel}, lambda found: bool(found))
+        time.sleep(0.2)
+
     def close(self) -> None:
         self.reader.close()
 

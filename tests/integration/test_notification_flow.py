@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -14,9 +13,6 @@ from infra.flows import FlowProcess
 from infra.topics import codec_for
 from flow_harness import (Outputs, device, jobs, preferences, publish, publish_raw, request,
                                             statuses, unique)
-
-# Long enough for the flow to have read user state before the notifications that depend on it.
-STATE_SETTLES_S = 1.5
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +37,7 @@ def test_routing_lanes_and_fallback_chain(outputs):
     user = unique("ana")
     publish("notify.preferences", [preferences(user, email=f"{user}@example.com", marketing_consent=True)])
     publish("notify.devices", [device(user, "phone-1", "fcm-token-1")])
-    time.sleep(STATE_SETTLES_S)
+    outputs.settle()
     publish("notify.events", [
         request(user, "Bob sent you a message", "Lunch?", category="messages"),
         request(user, "New sign-in from Lisbon", "Was this you?", category="security", priority="critical"),
@@ -105,7 +101,7 @@ def test_bad_input_goes_to_the_dead_letter_topic_with_its_bytes(outputs):
 def test_preferences_consent_and_critical_bypass(outputs):
     muted, no_consent = unique("dee"), unique("eve")
     publish("notify.preferences", [preferences(muted, enabled=False), preferences(no_consent)])
-    time.sleep(STATE_SETTLES_S)
+    outputs.settle()
     publish("notify.events", [
         request(muted, "Weekly tips"),
         request(muted, "Password changed", category="security", priority="critical"),
@@ -123,7 +119,7 @@ def test_quiet_hours_defer_all_but_critical(outputs):
     quiet = {"start_time": (local - timedelta(hours=1)).strftime("%H:%M"),
              "end_time": (local + timedelta(hours=1)).strftime("%H:%M"), "timezone": "Asia/Tokyo", "days": []}
     publish("notify.preferences", [preferences(user, quiet_hours=quiet)])
-    time.sleep(STATE_SETTLES_S)
+    outputs.settle()
     publish("notify.events", [request(user, "Standup notes"),
                               request(user, "Server down", category="ops", priority="critical")])
     found = outputs.wait_for({user}, count(2))
@@ -150,7 +146,7 @@ def test_segment_audience_fans_out_one_job_per_member(stack, outputs):
 def test_template_locale_and_ab_variant_are_recorded_on_the_job(outputs):
     users = [unique("jo") for _ in range(6)]
     publish("notify.preferences", [preferences(user, locale="fr-CA") for user in users[:3]])
-    time.sleep(STATE_SETTLES_S)
+    outputs.settle()
     sent = [request(user, "Your week", "5 new replies", template_id="weekly_digest_promo",
                     metadata={"campaign_id": "promo-7"}, template_vars={"product": "Notifyflow"}) for user in users]
     publish("notify.events", sent)
@@ -182,7 +178,7 @@ def test_a_template_that_cannot_render_is_dead_lettered(outputs):
 def test_frequency_caps_drop_marketing_excess(outputs):
     user = unique("kim")
     publish("notify.preferences", [preferences(user, marketing_consent=True)])
-    time.sleep(STATE_SETTLES_S)
+    outputs.settle()
     publish("notify.events", [request(user, f"Offer {n}", category="marketing", priority="normal") for n in range(3)])
     found = outputs.wait_for({user}, count(3))
     assert [j["title"] for _, j in jobs(found)] == ["Offer 0", "Offer 1"]
@@ -194,7 +190,7 @@ def test_one_users_notifications_keep_their_order(outputs):
     user = unique("lou")
     publish("notify.preferences", [preferences(user, categories={
         "tips": {"enabled": False, "channels": [], "priority_override": None}})])
-    time.sleep(STATE_SETTLES_S)
+    outputs.settle()
     sent = [request(user, f"Message {n:02d}", category="tips" if n % 3 == 0 else "messages") for n in range(40)]
     publish("notify.events", sent)
     found = outputs.wait_for({user}, lambda f: len(statuses(f)) >= 40)
