@@ -32,7 +32,7 @@ def available(channel: str, item: dict) -> bool:
 
 def score(channel: str, item: dict) -> float:
     points = BASE_SCORE[channel]
-    if item["priority"] in ("high", "critical") and channel == "sms":
+    if item["priority"] == "critical" and channel == "sms":
         points += 2.5  # costly and intrusive: only worth it when it is urgent
     if item["user"]["online"] and channel == "push":
         points -= 1.5  # the user is looking at the app already; the in-app toast tells them
@@ -49,6 +49,9 @@ def select(item: dict) -> dict:
     allowed = [c for c in item["channels"] if available(c, item) and (not hints or c in hints)]
     if not allowed:
         return finished(item, "dropped", "no allowed channel can reach the user")
+    if item["priority"] in ("low", "normal") and "sms" not in hints and len(allowed) > 1:
+        # Texts cost money and wake people: not for routine news unless the sender asks for SMS.
+        allowed = [c for c in allowed if c != "sms"]
     ranked = sorted((c for c in allowed if c in INTERRUPTIVE), key=lambda c: -score(c, item))
     if item["priority"] == "normal" and item["user"]["online"] and "in_app" in allowed:
         now_count = 0  # online: the toast comes first, push and email only if it goes unseen

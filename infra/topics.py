@@ -37,6 +37,9 @@ def outbox_topic(channel: str, lane: str) -> str:
     return f"notify.outbox.{channel}.{lane}"
 
 
+OUTBOX_TOPICS = tuple(outbox_topic(channel, lane) for channel in CHANNELS for lane in LANES)
+
+
 TOPICS = (
     TopicSpec("notify.events", "NotificationRequested"),
     # Latest state per user; a record with deleted=true is the erasure tombstone.
@@ -46,7 +49,7 @@ TOPICS = (
     TopicSpec("notify.status", "DeliveryStatus"),
     TopicSpec("notify.engagement", "EngagementEvent"),
     TopicSpec("notify.dlq", "DeadLetter"),
-) + tuple(TopicSpec(outbox_topic(channel, lane), "DeliveryJob") for channel in CHANNELS for lane in LANES)
+) + tuple(TopicSpec(topic, "DeliveryJob") for topic in OUTBOX_TOPICS)
 
 BY_NAME = {spec.name: spec for spec in TOPICS}
 

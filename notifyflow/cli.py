@@ -7,7 +7,9 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import threading
+import time
 from collections import Counter
 from contextlib import contextmanager
 from datetime import datetime
@@ -21,11 +23,12 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
-from connectors.kafka import produce_all, producer, read_topic
+from connectors.kafka import TopicReader, produce_all, producer, read_topic
+from infra.flows import FlowError, FlowProcess
 from infra.stack import LocalStack, StackError
-from infra.topics import codec_for
+from infra.topics import OUTBOX_TOPICS, codec_for
 from notifyflow import settings
-from notifyflow.requests import from_json, notification_request, routing_key
+from notifyflow.requests import device_record, from_json, notification_request, preferences_record, routing_key
 from schemas import CodecError
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
@@ -34,6 +37,8 @@ app.add_typer(stack_app, name="stack")
 console = Console()
 err_console = Console(stderr=True)
 SAMPLES = resources.files("infra") / "samples" / "notifications.json"
+USERS = resources.files("infra") / "samples" / "users.json"
+OUTPUT_TOPICS = ("notify.status", "notify.dlq", *OUTBOX_TOPICS)
 
 
 class UserError(Exception):
@@ -96,18 +101,57 @@ def publish(config: settings.Settings, requests: list[dict]) -> None:
 
 @app.command()
 def demo() -> None:
-    """Start the local stack, send the sample notifications and show what the platform received."""
-    with running_stack():
+    """Start the local stack and the notification flow, send the samples, show what the flow decided."""
+    with running_stack(), tempfile.TemporaryDirectory(prefix="notifyflow-demo-") as scratch:
         config = settings.load()
-        requests = [from_json(item) for item in json.loads(SAMPLES.read_text())]
-        publish(config, requests)
-        codec = codec_for("notify.events", config.schema_registry_url)
-        table = Table("partition", "key", "priority", "category", "title", title="notify.events")
-        for message in read_topic(config.kafka_bootstrap_servers, "notify.events", idle_timeout_s=2):
-            value = codec.decode(message.value())
-            table.add_row(str(message.partition()), message.key().decode(), value["priority"],
-                          value["category"], value["content"]["title"])
-        console.print(table)
+        users = json.loads(USERS.read_text())
+        publish_records(config, "notify.preferences", [preferences_record(**p) for p in users["preferences"]])
+        publish_records(config, "notify.devices", [device_record(**d) for d in users["devices"]])
+        with console.status("starting the notification flow"), FlowProcess(
+                "notifications", Path(scratch) / "recovery", Path(scratch) / "flow.log") as flow:
+            with TopicReader(config.kafka_bootstrap_servers, list(OUTPUT_TOPICS)) as reader:
+                time.sleep(5)  # let the flow read the user state first: nothing orders two topics
+                publish(config, [from_json(item) for item in json.loads(SAMPLES.read_text())])
+                outputs = collect(reader, flow, config)
+        show_outputs(outputs)
+
+
+def collect(reader: TopicReader, flow: FlowProcess, config: settings.Settings) -> list[tuple[str, dict]]:
+    """What the flow writes, until it has been quiet for a few seconds."""
+    outputs, quiet_since, deadline = [], time.monotonic(), time.monotonic() + 60
+    with console.status("waiting for the flow's decisions"):
+        while time.monotonic() - quiet_since < (3 if outputs else 20) and time.monotonic() < deadline:
+            messages = reader.poll(0.5)
+            if not messages:
+                flow.check()
+            for message in messages:
+                quiet_since = time.monotonic()
+                outputs.append((message.topic(), codec_for(message.topic(), config.schema_registry_url)
+                                .decode(message.value())))
+    return outputs
+
+
+def show_outputs(outputs: list[tuple[str, dict]]) -> None:
+    jobs = Table("user", "channel", "lane", "title", "body", "then, if unseen",
+                 title="delivery jobs (notify.outbox.<channel>.<lane>)")
+    for topic, job in outputs:
+        if topic.startswith("notify.outbox."):
+            fallback = ", ".join(f"{f['channel']} after {f['after_seconds'] // 60} min" for f in job["fallback"])
+            jobs.add_row(job["user_id"], job["channel"], job["lane"], job["title"], job["body"], fallback)
+    console.print(jobs)
+    other = Table("user", "outcome", "reason", title="everything else (notify.status, notify.dlq)")
+    for topic, value in outputs:
+        if topic == "notify.dlq":
+            other.add_row(printable(value["original_key"]), f"dead letter ({value['stage']})", value["reason"])
+        elif topic == "notify.status" and value["status"] not in ("requested", "merged"):
+            other.add_row(value["user_id"], value["status"], value["reason"] or "")
+    console.print(other)
+
+
+def publish_records(config: settings.Settings, topic: str, records: list[dict]) -> None:
+    codec = codec_for(topic, config.schema_registry_url)
+    produce_all(producer(config.kafka_bootstrap_servers), topic,
+                [(record["user_id"].encode(), codec.encode(record)) for record in records])
 
 
 @app.command()
@@ -189,7 +233,7 @@ def dlq(
 def main() -> None:
     try:
         app()
-    except (UserError, settings.SettingsError, StackError, CodecError, KafkaException, KeyError) as exc:
+    except (UserError, settings.SettingsError, StackError, FlowError, CodecError, KafkaException, KeyError) as exc:
         reason = exc.reason if isinstance(exc, CodecError) else exc.args[0] if exc.args else exc
         err_console.print(f"[red]error:[/red] {reason}")
         sys.exit(2)

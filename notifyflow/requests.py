@@ -1,4 +1,5 @@
-"""Build NotificationRequested records from what a person types or writes in a JSON file."""
+"""Build the records people publish (notification requests, preferences, devices) from what they
+type or write in a JSON file: defaults filled in, ISO-8601 strings turned into datetimes."""
 
 from __future__ import annotations
 
@@ -51,3 +52,20 @@ def from_json(record: dict) -> dict:
 def routing_key(record: dict) -> bytes:
     """Partition key: the user, or for fan-out requests the request id (the flow re-keys by user)."""
     return (record.get("user_id") or record["id"]).encode()
+
+
+def preferences_record(user_id: str, **fields) -> dict:
+    """A PreferencesUpdated record: everything on, no marketing consent, unless `fields` say otherwise."""
+    record = {"user_id": user_id, "updated_at": datetime.now(UTC), "deleted": False, "enabled": True,
+              "quiet_hours": None, "digest": None, "channels": {}, "categories": {}, "marketing_consent": False,
+              "email": None, "phone": None, "locale": None, "timezone": "UTC", **fields}
+    record["updated_at"] = parse_time(record["updated_at"])
+    return record
+
+
+def device_record(user_id: str, device_id: str, platform: str, **fields) -> dict:
+    """An active DeviceRegistered record; give `token` for FCM/APNs or `web_push` for a browser."""
+    record = {"user_id": user_id, "device_id": device_id, "platform": platform, "token": None, "web_push": None,
+              "app_version": None, "registered_at": datetime.now(UTC), "active": True, **fields}
+    record["registered_at"] = parse_time(record["registered_at"])
+    return record

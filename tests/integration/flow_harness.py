@@ -6,14 +6,14 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from infra.flows import FlowProcess
 from connectors.kafka import TopicReader, produce_all, producer
-from infra.topics import CHANNELS, LANES, codec_for, outbox_topic
-from notifyflow.requests import notification_request
+from infra.topics import OUTBOX_TOPICS, codec_for
+from notifyflow.requests import device_record, notification_request
+from notifyflow.requests import preferences_record as preferences
 
-OUTPUT_TOPICS = ["notify.status", "notify.dlq"] + [outbox_topic(c, lane) for c in CHANNELS for lane in LANES]
+OUTPUT_TOPICS = ["notify.status", "notify.dlq", *OUTBOX_TOPICS]
 
 
 def unique(name: str) -> str:
@@ -48,15 +48,8 @@ def request(user_id: str, title: str, body: str = "", **fields) -> dict:
     return record
 
 
-def preferences(user_id: str, **fields) -> dict:
-    return {"user_id": user_id, "updated_at": datetime.now(UTC), "deleted": False, "enabled": True,
-            "quiet_hours": None, "digest": None, "channels": {}, "categories": {}, "marketing_consent": False,
-            "email": None, "phone": None, "locale": None, "timezone": "UTC", **fields}
-
-
 def device(user_id: str, device_id: str, token: str, platform: str = "android") -> dict:
-    return {"user_id": user_id, "device_id": device_id, "platform": platform, "token": token, "web_push": None,
-            "app_version": "1.0", "registered_at": datetime.now(UTC), "active": True}
+    return device_record(user_id, device_id, platform, token=token, app_version="1.0")
 
 
 def user_of(topic: str, value: dict) -> str | None:

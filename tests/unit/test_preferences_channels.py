@@ -158,10 +158,13 @@ def test_high_priority_sends_one_interruptive_channel_even_when_online():
 
 def test_sms_is_worth_it_only_when_urgent():
     user = {"devices": [PHONE], "email": EMAIL, "phone": "+15550100"}
+    assert route(request(priority="critical"), **user)["send"] == ["in_app", "sms", "push", "email"]
     assert route(request(priority="high"), **user) == {
-        "send": ["in_app", "sms"], "fallback": chain(("push", 300), ("email", 1800))}
-    assert route(request(priority="normal"), **user) == {
         "send": ["in_app", "push"], "fallback": chain(("email", 300), ("sms", 1800))}
+    # Routine news never escalates to a text message, unless the sender asked for SMS.
+    assert route(request(priority="normal"), **user) == {
+        "send": ["in_app", "push"], "fallback": chain(("email", 300))}
+    assert route(request(priority="normal", channels=["sms"]), **user) == {"send": ["sms"], "fallback": []}
 
 
 def test_critical_goes_to_every_available_channel_at_once():
@@ -235,7 +238,8 @@ def test_score():
     item = {"priority": "normal", "user": user_view(devices=[PHONE]), "request": request()}
     assert channels.score("push", item) == 3.0
     assert channels.score("sms", item) == 1.0
-    assert channels.score("sms", {**item, "priority": "high"}) == 3.5
+    assert channels.score("sms", {**item, "priority": "high"}) == 1.0
+    assert channels.score("sms", {**item, "priority": "critical"}) == 3.5
     assert channels.score("push", {**item, "user": user_view(devices=[PHONE], online=True)}) == 1.5
     ordered = {**item, "user": user_view(channels={"email": channel_settings(), "push": channel_settings()})}
     assert channels.score("email", ordered) == 3.0 and channels.score("push", ordered) == 3.5
