@@ -199,3 +199,28 @@ def test_one_users_notifications_keep_their_order(outputs):
     assert [s["status"] for s in statuses(found)] == [
         "dropped" if r["category"] == "tips" else "requested" for r in sent]
     assert [j["title"] for _, j in jobs(found)] == [r["content"]["title"] for r in sent if r["category"] != "tips"]
+
+
+def test_a_digest_window_collects_notifications_and_sends_one_digest(outputs):
+    user = unique("nia")
+    # An hourly digest at the coming minute, so the window closes within the test.
+    closes = (datetime.now(UTC) + timedelta(minutes=1)).replace(second=0, microsecond=0)
+    if closes - datetime.now(UTC) < timedelta(seconds=15):
+        closes += timedelta(minutes=1)
+    digest = {"enabled": True, "frequency": "hourly", "time": closes.strftime("00:%M"), "timezone": "UTC"}
+    publish("notify.preferences", [preferences(user, email=f"{user}@example.com", digest=digest)])
+    outputs.settle()
+    publish("notify.events", [request(user, "Ana liked your post", category="social", priority="low"),
+                              request(user, "Build #7 passed", category="ci"),
+                              request(user, "Password changed", category="security")])
+    found = outputs.wait_for({user}, lambda f: any(j["kind"] == "digest" for _, j in jobs(f)), timeout_s=150)
+    # Security is never digested; the other two wait for the window and leave as one email.
+    assert [(s["status"], s["category"]) for s in statuses(found)][:4] == [
+        ("digested", "social"), ("digested", "ci"), ("requested", "security"), ("requested", "security")]
+    [(topic, sent)] = [(t, j) for t, j in jobs(found) if j["kind"] == "digest"]
+    assert topic == "notify.outbox.email.bulk" and sent["address"] == f"{user}@example.com"
+    assert [(i["title"], i["category"]) for i in sent["digest_items"]] == [
+        ("Ana liked your post", "social"), ("Build #7 passed", "ci")]
+    assert sent["title"] == "2 notifications you may have missed"
+    assert sent["notification_id"] == f"digest:{user}:{closes.strftime('%Y%m%dT%H%M')}"
+    assert datetime.now(UTC) >= closes
