@@ -3,8 +3,9 @@
     python -m bytewax.run flows.notifications:flow -r <recovery dir> -s <snapshot seconds>
 
 Each line below is one step; what the step does lives in the module it names. Per-user
-steps are keyed by user id, so a user's notifications stay in order on one worker and
-their state is snapshotted with the input offsets (recovery resumes both together).
+steps are keyed by user id and run as one stateful operator, so a user's notifications stay
+in order on one worker and all of that user's state is snapshotted once, together with the
+input offsets (recovery resumes both together).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from flows.intake import EVENTS, USER_STATE_TOPICS, Intake
 from flows.quiet_hours import QuietHours
 from flows.rate_limit import RateLimit
 from flows.render import catalog_from_env, render
-from flows.steps import UserStep
+from flows.steps import Each, UserPipeline, UserStep
 from flows.user_state import JoinUserState
 from infra.topics import codec_for
 from notifyflow import settings
@@ -46,15 +47,17 @@ def build(config: settings.Settings | None = None) -> Dataflow:
     per_user = op.flat_map_batch("expand_audience", kinds.falses, functools.partial(
         audience.expand, members_of=AudienceMembers(config.database_url)))
     keyed = op.key_on("key_by_user", op.merge("with_user_state", kinds.trues, per_user), lambda i: i["user_id"])
-    joined = per_user_step("join_user_state", keyed, JoinUserState())
-    deduped = per_user_step("dedup_merge", joined, DedupMerge())
-    allowed = op.map_value("apply_preferences", deduped, preferences.apply)
-    timed = per_user_step("quiet_hours", allowed, QuietHours())
-    rendered = op.map_value("render_template", timed, functools.partial(render, catalog))
-    routed = op.map_value("select_channels", rendered, channels.select)
-    capped = per_user_step("rate_limit", routed, RateLimit())
-    digested = per_user_step("digest", capped, Digest())
-    done = op.merge("with_rejected", rejected.trues, op.key_rm("drop_user_key", digested))
+    decided = per_user_steps("per_user_steps", keyed, UserPipeline([
+        ("join_user_state", JoinUserState()),
+        ("dedup_merge", DedupMerge()),
+        ("apply_preferences", Each(preferences.apply)),
+        ("quiet_hours", QuietHours()),
+        ("render_template", Each(functools.partial(render, catalog))),
+        ("select_channels", Each(channels.select)),
+        ("rate_limit", RateLimit()),
+        ("digest", Digest()),
+    ]))
+    done = op.merge("with_rejected", rejected.trues, op.key_rm("drop_user_key", decided))
     records = op.flat_map("to_outbox_records", done, lambda item: outbox.records(item, utcnow()))
     op.output("write_topics", op.map("encode", records, encode), KafkaSink(brokers, None, add_config={
         "partitioner": "murmur2_random", "enable.idempotence": "true", "linger.ms": "5"}))
@@ -76,7 +79,7 @@ class Encoder:
         return KafkaSinkMessage(key, self.codecs[topic].encode(value), topic=topic)
 
 
-def per_user_step(step_id: str, up: op.KeyedStream, step: UserStep) -> op.KeyedStream:
+def per_user_steps(step_id: str, up: op.KeyedStream, step: UserStep) -> op.KeyedStream:
     return op.stateful_batch(step_id, up, lambda resume: PerUserLogic(step, resume))
 
 

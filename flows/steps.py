@@ -45,3 +45,49 @@ class UserStep:
 def finished(item: dict, outcome: str, reason: str | None = None, **extra) -> dict:
     """A copy of the item carrying its final outcome (a DeliveryStatus state, or `dead_letter`)."""
     return {**item, "outcome": outcome, "reason": reason, **extra}
+
+
+class Each(UserStep):
+    """A stateless step (item -> item) in a chain of per-user steps."""
+
+    def __init__(self, function) -> None:
+        self.function = function
+
+    def handle(self, state: dict, item: dict, now: datetime) -> list[dict]:
+        return [self.function(item)]
+
+    def is_empty(self, state: dict) -> bool:
+        return True
+
+
+class UserPipeline(UserStep):
+    """Named per-user steps run in order as one: one state per user, one snapshot, one timer.
+
+    What a step releases later (quiet hours, digests) continues through the steps after it.
+    """
+
+    def __init__(self, steps: list[tuple[str, UserStep]]) -> None:
+        self.steps = steps
+
+    def new_state(self) -> dict:
+        return {name: step.new_state() for name, step in self.steps}
+
+    def process(self, state: dict, items: list[dict], now: datetime, start: int = 0) -> list[dict]:
+        for name, step in self.steps[start:]:
+            if not items:
+                break
+            items = step.process(state[name], items, now)
+        return items
+
+    def due(self, state: dict) -> datetime | None:
+        return min((due for name, step in self.steps if (due := step.due(state[name])) is not None), default=None)
+
+    def release(self, state: dict, now: datetime) -> list[dict]:
+        out = []
+        for index, (name, step) in enumerate(self.steps):
+            if (due := step.due(state[name])) is not None and due <= now:
+                out.extend(self.process(state, step.release(state[name], now), now, start=index + 1))
+        return out
+
+    def is_empty(self, state: dict) -> bool:
+        return all(step.is_empty(state[name]) for name, step in self.steps)

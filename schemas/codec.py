@@ -19,6 +19,8 @@ from typing import Any
 import fastavro
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
 
+from schemas.writer import Unusual, compile_writer
+
 SCHEMA_NAMES = (
     "NotificationRequested",
     "PreferencesUpdated",
@@ -84,13 +86,19 @@ class AvroCodec:
         self._writer_schemas: dict[int, dict] = {}
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
+        header = _HEADER.pack(0, self._registered_id()) if self._registry is not None else b""
+        write = _fast_writer(self.schema_name)
+        try:
+            return header + write(record)
+        except Exception:  # anything the generated writer does not take as it is: the checked path decides
+            return header + self._checked_write(record)
+
+    def _checked_write(self, record: Mapping[str, Any]) -> bytes:
         try:
             _validator(self.schema_name)(record)
         except _Invalid as invalid:
             raise CodecError(invalid.reason()) from None
         out = io.BytesIO()
-        if self._registry is not None:
-            out.write(_HEADER.pack(0, self._registered_id()))
         try:
             fastavro.schemaless_writer(out, self.schema, record)
         except Exception as exc:  # the validator should have caught it; keep the promise of CodecError anyway
@@ -296,6 +304,18 @@ def _compile_record(schema: dict, named: dict) -> Callable[[Any], None]:
             unknown = sorted(str(key) for key in value if key not in names)
             raise _Invalid(f"unknown fields {', '.join(unknown)}")
     return check_record
+
+
+@functools.cache
+def _fast_writer(name: str) -> Callable[[Any], bytes]:
+    try:
+        return compile_writer(load_schema(name))
+    except NotImplementedError:
+        return _always_unusual
+
+
+def _always_unusual(record: Any) -> bytes:
+    raise Unusual("no generated writer for this schema")
 
 
 @functools.cache
