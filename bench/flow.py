@@ -98,12 +98,13 @@ def ceiling(bootstrap: str, events: int) -> float:
     return events / (time.perf_counter() - started)
 
 
-def flow_rate(urls: dict[str, str], events: int, workdir: Path, budget_s: float) -> tuple[float, int]:
+def flow_rate(urls: dict[str, str], events: int, workdir: Path, budget_s: float, processes: int) -> tuple[float, int]:
     """Runs the flow and waits until its outputs stop; rate from first to last output timestamp."""
     bootstrap = urls["KAFKA_BOOTSTRAP_SERVERS"]
     first = last = None
     count, quiet_since = 0, time.monotonic()
-    with FlowProcess("notifications", workdir / "recovery", workdir / "flow.log", snapshot_s=5, env=urls) as flow, \
+    with FlowProcess("notifications", workdir / "recovery", workdir / "flow.log", processes=processes,
+                     snapshot_s=5, env=urls) as flow, \
             TopicReader(bootstrap, ["notify.status", "notify.dlq"]) as reader, \
             Progress(TextColumn("flow"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                      console=console, transient=True) as bar:
@@ -131,6 +132,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--users", type=int, default=2_000)
+    parser.add_argument("--processes", type=int, default=1, help="bytewax processes of the flow")
     parser.add_argument("--budget", type=float, default=35.0, help="seconds the flow run may take at most")
     args = parser.parse_args()
     with LocalStack(on_step=lambda step: console.print(f"[dim]{step}[/]")) as stack, \
@@ -140,7 +142,7 @@ def main() -> None:
         produce_inputs(bootstrap, records, prefs, devices)
         ceiling_eps = ceiling(bootstrap, args.events)
         console.print(f"ceiling: {ceiling_eps:,.0f} events/s")
-        flow_eps, outputs = flow_rate(stack.urls, args.events, Path(scratch), args.budget)
+        flow_eps, outputs = flow_rate(stack.urls, args.events, Path(scratch), args.budget, args.processes)
         console.print(f"flow: {flow_eps:,.0f} events/s ({outputs:,} statuses and dead letters)")
     print(f"flow_eps={flow_eps:.0f} ceiling_eps={ceiling_eps:.0f} ratio={flow_eps / ceiling_eps:.2f}")
 

@@ -179,7 +179,8 @@ class TemplateCatalog:
             )
 
         title, body = truncate(title, TITLE_LIMIT), truncate(body, BODY_LIMIT)
-        html_body = sanitise(html if html is not None else text_to_html(body))
+        # Escaped text is safe as it is; only template HTML needs the sanitiser.
+        html_body = sanitise(html) if html is not None else text_to_html(body)
         return {
             "title": title,
             "body": body,

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from infra.stack import stop_process
+from infra.stack import free_port, stop_process
 
 FLOWS = {"notifications": "flows.notifications:flow"}
 
@@ -27,38 +27,49 @@ def init_recovery(directory: Path, partitions: int = 1) -> None:
 
 
 class FlowProcess:
-    def __init__(self, name: str, recovery_dir: Path, log: Path, *, workers: int = 1,
+    """One dataflow: a single `bytewax.run` process, or a cluster of them on loopback (`processes`)."""
+
+    def __init__(self, name: str, recovery_dir: Path, log: Path, *, processes: int = 1, workers: int = 1,
                  snapshot_s: int = 2, env: dict[str, str] | None = None) -> None:
-        self.command = [sys.executable, "-m", "bytewax.run", FLOWS[name], "-w", str(workers),
-                        "-r", str(recovery_dir), "-s", str(snapshot_s), "-b", "0"]
+        self.target, self.processes, self.workers = FLOWS[name], processes, workers
+        self.options = ["-w", str(workers), "-r", str(recovery_dir), "-s", str(snapshot_s), "-b", "0"]
         self.recovery_dir, self.log, self.env = recovery_dir, log, env
-        self.process: subprocess.Popen | None = None
+        self.running_processes: list[subprocess.Popen] = []
 
     def start(self) -> FlowProcess:
-        init_recovery(self.recovery_dir)
+        init_recovery(self.recovery_dir, partitions=self.processes * self.workers)
+        cluster = []
+        if self.processes > 1:
+            addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(self.processes))
+            cluster = [["-a", addresses, "-i", str(index)] for index in range(self.processes)]
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
-                                            env={**os.environ, **(self.env or {})}, start_new_session=True)
+            self.running_processes = [
+                subprocess.Popen([sys.executable, "-m", "bytewax.run", self.target, *self.options, *extra],
+                                 stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(self.env or {})},
+                                 start_new_session=True)
+                for extra in cluster or [[]]]
         return self
 
     def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        return bool(self.running_processes) and all(p.poll() is None for p in self.running_processes)
 
     def check(self) -> None:
         """Raise with the end of its log if the flow has died."""
-        if self.process is not None and not self.running():
+        dead = [p for p in self.running_processes if p.poll() is not None]
+        if dead:
             tail = self.log.read_text(errors="replace")[-3000:]
-            raise FlowError(f"{self.command[3]} exited with code {self.process.returncode}:\n{tail}")
+            raise FlowError(f"{self.target} exited with code {dead[0].returncode}:\n{tail}")
 
     def kill(self) -> None:
         """A crash: no chance to flush or snapshot."""
-        if self.running():
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        for process in self.running_processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
 
     def stop(self) -> None:
-        if self.process is not None:
-            stop_process(self.process, signal.SIGINT)
+        for process in self.running_processes:
+            stop_process(process, signal.SIGINT)
 
     def __enter__(self) -> FlowProcess:
         return self.start()
