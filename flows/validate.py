@@ -22,7 +22,7 @@ MAX_SCHEDULE_AHEAD = timedelta(days=365)
 # Schemes that run code or read local files when a client follows them.
 HOSTILE_SCHEMES = {"javascript", "data", "vbscript", "file", "blob", "about", "chrome", "intent"}
 APP_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
-CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def problem(request: dict, now: datetime) -> str | None:
@@ -40,6 +40,9 @@ def problem(request: dict, now: datetime) -> str | None:
             return f"{name} is longer than {MAX_NAME} characters"
     if audience and len(audience["user_ids"]) > MAX_AUDIENCE:
         return f"audience.user_ids has {len(audience['user_ids'])} users; at most {MAX_AUDIENCE} per request"
+    for kind in ("segment", "topic"):
+        if audience and audience[kind] is not None and not 0 < len(audience[kind].strip()) <= MAX_NAME:
+            return f"audience.{kind} must be 1 to {MAX_NAME} characters"
     for i, user in enumerate(audience["user_ids"] if audience else []):
         if not user.strip():
             return f"audience.user_ids[{i}] is empty"
@@ -112,5 +115,6 @@ def is_expired(request: dict, now: datetime) -> bool:
 def clean_text(request: dict) -> dict:
     """Strip control characters that break terminals, SMS gateways and push payloads."""
     content = request["content"]
+    actions = [{**action, "title": CONTROL_CHARS.sub("", action["title"])} for action in content["actions"]]
     return {**request, "content": {**content, "title": CONTROL_CHARS.sub("", content["title"]),
-                                   "body": CONTROL_CHARS.sub("", content["body"])}}
+                                   "body": CONTROL_CHARS.sub("", content["body"]), "actions": actions}}

@@ -272,6 +272,21 @@ def test_clean_text_strips_control_characters_but_keeps_layout():
     assert req["content"]["title"] == "Hi\x00 there\x1b[31m\x7f"
 
 
+def test_clean_text_strips_c1_controls_and_cleans_action_titles():
+    req = request(title="Hi\x85\x9b31m", content={"actions": [
+        {"id": "ok", "title": "O\x00K\x9f", "action": "ok", "icon": None}]})
+    cleaned = clean_text(req)
+    assert cleaned["content"]["title"] == "Hi31m"
+    assert cleaned["content"]["actions"][0]["title"] == "OK"
+
+
+@pytest.mark.parametrize("audience", [{"user_ids": [], "segment": "x" * 129, "topic": None},
+                                      {"user_ids": [], "segment": None, "topic": "  "}])
+def test_audience_names_are_bounded(audience):
+    req = request(user_id=None, audience=audience)
+    assert problem(req, NOW).startswith("audience.")
+
+
 # --- never raises ------------------------------------------------------------------------------
 
 text = st.text(max_size=300)
