@@ -224,3 +224,22 @@ def test_a_digest_window_collects_notifications_and_sends_one_digest(outputs):
     assert sent["title"] == "2 notifications you may have missed"
     assert sent["notification_id"] == f"digest:{user}:{closes.strftime('%Y%m%dT%H%M')}"
     assert datetime.now(UTC) >= closes
+
+
+def test_replace_and_accumulate_merges_and_html_is_sanitised(outputs):
+    user = unique("oli")
+    xss = '<img src=x onerror="alert(1)">'
+    publish("notify.events", [request(user, "Build #9", "running", category="ci"),
+                              request(user, "Build #9", "running", category="ci", priority="high"),
+                              request(user, "Ana replied", xss, category="social"),
+                              request(user, "Ana replied", xss, category="social")])
+    found = outputs.wait_for({user}, lambda f: len(jobs(f)) >= 4)
+    # Different lanes (normal, then high) are different topics: order by revision, as sinks do.
+    ci = sorted((j for _, j in jobs(found) if j["category"] == "ci"), key=lambda j: j["revision"])
+    assert [(j["revision"], j["merge"] and j["merge"]["strategy"]) for j in ci] == [(0, None), (1, "replace")]
+    assert ci[1]["priority"] == "high" and ci[1]["notification_id"] == ci[0]["notification_id"]
+    social = sorted((j for _, j in jobs(found) if j["category"] == "social"), key=lambda j: j["revision"])
+    assert social[1]["merge"] == {"strategy": "accumulate", "count": 2, "items": [xss, xss]}
+    assert social[1]["body"] == f"{xss}\n{xss}"  # text channels get the text as written
+    for job in social:
+        assert "<img" not in job["html_body"] and "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in job["html_body"]
