@@ -35,13 +35,15 @@ class DedupMerge(UserStep):
     def handle(self, state: dict, item: dict, now: datetime) -> list[dict]:
         request = item["request"]
         at = request["metadata"]["created_at"]
-        forget_old(state, at)
-        if request["id"] in state["request_ids"]:
+        clock = forget_old(state, at)
+        seen_at = state["request_ids"].get(request["id"])
+        if seen_at is not None and clock - seen_at < REQUEST_ID_MEMORY:
             return [finished(item, "deduplicated", f"request {request['id']} was already processed")]
         state["request_ids"][request["id"]] = at
         key = content_hash(request)
         window = state["windows"].get(key)
-        if window is None:
+        if window is None or clock - window["first_at"] >= WINDOW:
+            state["windows"].pop(key, None)  # re-inserted at the end, where the newest belong
             state["windows"][key] = {"notification_id": request["id"], "first_at": at, "count": 1,
                                      "items": [summary(request)]}
             return [{**item, "notification_id": request["id"], "revision": 0, "merge": None}]
@@ -53,10 +55,16 @@ class DedupMerge(UserStep):
         return not state["windows"] and not state["request_ids"]
 
 
-def forget_old(state: dict, at: datetime) -> None:
+def forget_old(state: dict, at: datetime) -> datetime:
+    """Drop expired entries from the front (entries are kept in arrival order, oldest first);
+    one that arrived out of order waits its turn, and lookups ignore it once expired."""
     clock = state["clock"] = max(state["clock"] or at, at)
-    state["windows"] = {k: w for k, w in state["windows"].items() if clock - w["first_at"] < WINDOW}
-    state["request_ids"] = {k: t for k, t in state["request_ids"].items() if clock - t < REQUEST_ID_MEMORY}
+    windows, request_ids = state["windows"], state["request_ids"]
+    while windows and clock - windows[first := next(iter(windows))]["first_at"] >= WINDOW:
+        del windows[first]
+    while request_ids and clock - request_ids[first := next(iter(request_ids))] >= REQUEST_ID_MEMORY:
+        del request_ids[first]
+    return clock
 
 
 def summary(request: dict) -> str:

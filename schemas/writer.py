@@ -65,6 +65,11 @@ class _Generator:
     def emit(self, indent: int, line: str) -> None:
         self.lines.append("    " * indent + line)
 
+    def emit_long(self, indent: int, expression: str) -> None:
+        """Most lengths and counts fit one byte: skip the call for those."""
+        self.emit(indent, f"if 0 <= {expression} < 64: b.append({expression} << 1)")
+        self.emit(indent, f"else: b += encode_long({expression})")
+
     def value(self, schema: Any, var: str, indent: int) -> None:
         """Append code writing `var` (already bound) as `schema` to the bytearray `b`."""
         if isinstance(schema, str) and schema in self.named:
@@ -85,15 +90,17 @@ class _Generator:
             if logical == "timestamp-millis":
                 emit(indent, f"if {var}.__class__ is datetime: {var} = millis({var})")
             emit(indent, f"if {var}.__class__ is not int or not {low} <= {var} < {high}: raise Unusual")
-            emit(indent, f"b += encode_long({var})")
+            self.emit_long(indent, var)
         elif kind in ("float", "double"):
             packer = self.constant(struct.Struct("<f" if kind == "float" else "<d").pack)
             emit(indent, f"if {var}.__class__ is not float and {var}.__class__ is not int: raise Unusual")
             emit(indent, f"b += {packer}({var})")
         elif kind == "string":
             emit(indent, f"if {var}.__class__ is not str: raise Unusual")
-            emit(indent, f"{var} = {var}.encode()")
-            emit(indent, f"b += encode_long(len({var})); b += {var}")
+            size = self.name("n")
+            emit(indent, f"{var} = {var}.encode(); {size} = len({var})")
+            self.emit_long(indent, size)
+            emit(indent, f"b += {var}")
         elif kind == "bytes":
             emit(indent, f"if {var}.__class__ is not bytes and {var}.__class__ is not bytearray: raise Unusual")
             emit(indent, f"b += encode_long(len({var})); b += {var}")
@@ -106,7 +113,7 @@ class _Generator:
             item = self.name("v")
             emit(indent, f"if {var}.__class__ is not list and {var}.__class__ is not tuple: raise Unusual")
             emit(indent, f"if {var}:")
-            emit(indent + 1, f"b += encode_long(len({var}))")
+            self.emit_long(indent + 1, f"len({var})")
             emit(indent + 1, f"for {item} in {var}:")
             self.value(schema["items"], item, indent + 2)
             emit(indent, "b.append(0)")
@@ -114,7 +121,7 @@ class _Generator:
             key, item = self.name("k"), self.name("v")
             emit(indent, f"if {var}.__class__ is not dict: raise Unusual")
             emit(indent, f"if {var}:")
-            emit(indent + 1, f"b += encode_long(len({var}))")
+            self.emit_long(indent + 1, f"len({var})")
             emit(indent + 1, f"for {key}, {item} in {var}.items():")
             self.value("string", key, indent + 2)
             self.value(schema["values"], item, indent + 2)
