@@ -1,0 +1,14 @@
+"""Redis (or Valkey) client configured the one way the project uses it."""
+
+from __future__ import annotations
+
+import redis
+
+
+def client(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url)
+
+
+def user_channel(user_id: str) -> str:
+    """The pub/sub channel every gateway serving this user's devices listens on."""
+    return f"user:{user_id}"

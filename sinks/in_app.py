@@ -1,0 +1,83 @@
+"""In-app delivery: the notification-center row in PostgreSQL, then a Redis publish so every
+open device of the user shows it at once.
+
+The row is the idempotency key. A job is written with INSERT .. ON CONFLICT that applies only
+a newer revision, and only rows actually written are published: a replayed job changes
+nothing and shows nothing twice, and a merge update that arrives on a faster lane before an
+older revision is never overwritten by it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from connectors.redis import user_channel
+
+UPSERT = """
+INSERT INTO notifications AS n (id, user_id, tenant, type, category, priority, title, body, content,
+                                merge_count, revision, created_at, expires_at)
+VALUES (%(notification_id)s, %(user_id)s, %(tenant)s, %(type)s, %(category)s, %(priority)s, %(title)s,
+        %(body)s, %(content)s, %(merge_count)s, %(revision)s, %(created_at)s, %(expires_at)s)
+ON CONFLICT (user_id, id) DO UPDATE SET
+    title = EXCLUDED.title, body = EXCLUDED.body, content = EXCLUDED.content, priority = EXCLUDED.priority,
+    merge_count = EXCLUDED.merge_count, revision = EXCLUDED.revision, delivered_at = now(),
+    read_at = NULL,  -- "3 new messages" is news again
+    event_seq = nextval(pg_get_serial_sequence('notifications', 'event_seq'))
+WHERE n.revision < EXCLUDED.revision
+RETURNING id, user_id, event_seq, (xmax = 0) AS inserted
+"""
+# What the browser renders besides title and body; never the user's address or device tokens.
+CONTENT_FIELDS = ("html_body", "image_url", "icon", "badge", "actions", "deep_link", "payload", "locale",
+                  "variant", "campaign_id", "digest_items", "fallback")
+
+
+def row(job: dict) -> dict:
+    content = {name: job[name] for name in CONTENT_FIELDS}
+    content["digest_items"] = [{**item, "created_at": item["created_at"].isoformat()}
+                               for item in job["digest_items"]]
+    return {"notification_id": job["notification_id"], "user_id": job["user_id"], "tenant": job["tenant"],
+            "type": job["type"], "category": job["category"], "priority": job["priority"], "title": job["title"],
+            "body": job["body"], "content": Jsonb(content), "merge_count": (job["merge"] or {}).get("count", 1),
+            "revision": job["revision"], "created_at": job["created_at"], "expires_at": job["expires_at"]}
+
+
+def event(job: dict, event_seq: int, inserted: bool) -> str:
+    """The message every open device of the user receives."""
+    notification = {"id": job["notification_id"], "revision": job["revision"], "title": job["title"],
+                    "body": job["body"], "category": job["category"], "priority": job["priority"],
+                    "type": job["type"], "created_at": job["created_at"].isoformat(),
+                    "merge_count": (job["merge"] or {}).get("count", 1),
+                    **{name: job[name] for name in CONTENT_FIELDS if name not in ("digest_items", "fallback")}}
+    return json.dumps({"event": "notification.created" if inserted else "notification.updated",
+                       "event_seq": event_seq, "notification": notification})
+
+
+class InAppSink:
+    def __init__(self, connection: psycopg.Connection, redis) -> None:
+        self.connection, self.redis = connection, redis
+
+    def deliver(self, jobs: list[dict], now: datetime) -> list[dict]:
+        """Write and publish a batch; one `delivered` status per job (written now or before)."""
+        written = []
+        with self.connection.transaction(), self.connection.cursor() as cursor:
+            cursor.executemany(UPSERT, [row(job) for job in jobs], returning=True)
+            for job, _ in zip(jobs, cursor.results()):
+                written += [(job, seq, inserted) for _id, _user, seq, inserted in cursor.fetchall()]
+        # Published after the commit: a device told about a row can always read it.
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job, seq, inserted in written:
+                pipe.publish(user_channel(job["user_id"]), event(job, seq, inserted))
+            pipe.execute()
+        return [delivered(job, now) for job in jobs]
+
+
+def delivered(job: dict, now: datetime) -> dict:
+    return {"notification_id": job["notification_id"], "user_id": job["user_id"], "channel": "in_app",
+            "device_id": None, "status": "delivered", "attempt": 1, "provider": "notification-center",
+            "reason": None, "category": job["category"], "campaign_id": job["campaign_id"],
+            "variant": job["variant"], "platform": None, "created_at": job["created_at"], "at": now,
+            "tenant": job["tenant"]}

@@ -1,0 +1,91 @@
+"""The in-app sink against the real PostgreSQL and Valkey: rows in the notification center,
+events on the user's channel, revisions applied in order, replays invisible."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+from flow_harness import unique
+
+from connectors import redis as redis_connector
+from infra.topics import codec_for
+from sinks.in_app import InAppSink
+
+
+def job(user: str, notification_id: str, revision: int = 0, **fields) -> dict:
+    """A complete DeliveryJob: the codec fills every default."""
+    minimal = {"job_id": f"{notification_id}:{user}:in_app:{revision}", "notification_id": notification_id,
+               "revision": revision, "request_ids": [notification_id], "user_id": user, "tenant": "acme",
+               "channel": "in_app", "lane": "normal", "kind": "update" if revision else "single",
+               "priority": "normal", "type": "info", "category": "messages", "title": "Bob sent you a message",
+               "body": "Lunch?", "html_body": "Lunch?", "locale": "en", "collapse_key": notification_id,
+               "created_at": datetime.now(UTC), **fields}
+    codec = codec_for("notify.outbox.in_app.normal")
+    return codec.decode(codec.encode(minimal))
+
+
+@pytest.fixture
+def sink(stack):
+    connection = psycopg.connect(stack.urls["DATABASE_URL"], autocommit=True)
+    redis = redis_connector.client(stack.urls["REDIS_URL"])
+    yield InAppSink(connection, redis)
+    connection.close()
+    redis.close()
+
+
+def listen(stack, user: str):
+    pubsub = redis_connector.client(stack.urls["REDIS_URL"]).pubsub()
+    pubsub.subscribe(redis_connector.user_channel(user))
+    assert pubsub.get_message(timeout=2)["type"] == "subscribe"
+    return pubsub
+
+
+def received(pubsub, wait_s: float = 1.0) -> list[dict]:
+    events, deadline = [], time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.1)
+        if message and message["type"] == "message":
+            events.append(json.loads(message["data"]))
+    return events
+
+
+def center(sink, user: str) -> list[tuple]:
+    return sink.connection.execute(
+        "SELECT id, title, body, revision, merge_count, read_at IS NULL FROM notifications WHERE user_id = %s "
+        "ORDER BY created_at", (user,)).fetchall()
+
+
+def test_a_job_lands_in_the_center_and_on_every_open_device(stack, sink):
+    user = unique("ana")
+    pubsub = listen(stack, user)
+    first = job(user, unique("n"), image_url="https://cdn.example.com/a.png")
+    statuses = sink.deliver([first], datetime.now(UTC))
+    assert [(s["status"], s["channel"], s["user_id"]) for s in statuses] == [("delivered", "in_app", user)]
+    assert center(sink, user) == [(first["notification_id"], "Bob sent you a message", "Lunch?", 0, 1, True)]
+    [event] = received(pubsub)
+    assert event["event"] == "notification.created" and event["notification"]["id"] == first["notification_id"]
+    assert event["notification"]["image_url"] == "https://cdn.example.com/a.png"
+    assert "address" not in event["notification"] and "devices" not in event["notification"]
+
+
+def test_merges_update_the_row_and_replays_change_nothing(stack, sink):
+    user, notification = unique("ben"), unique("n")
+    pubsub = listen(stack, user)
+    original = job(user, notification)
+    update = job(user, notification, revision=2, body="3 new messages",
+                 merge={"strategy": "count", "count": 3, "items": ["a", "b", "c"]})
+    stale = job(user, notification, revision=1, body="2 new messages",
+                merge={"strategy": "count", "count": 2, "items": ["a", "b"]})
+    sink.deliver([original], datetime.now(UTC))
+    sink.connection.execute("UPDATE notifications SET read_at = now() WHERE user_id = %s", (user,))
+    sink.deliver([update, stale], datetime.now(UTC))  # the older revision arrives late, on a slower lane
+    sink.deliver([original, update], datetime.now(UTC))  # a replay after a crash
+    assert center(sink, user) == [(notification, "Bob sent you a message", "3 new messages", 2, 3, True)]
+    events = received(pubsub)
+    assert [(e["event"], e["notification"]["revision"]) for e in events] == [
+        ("notification.created", 0), ("notification.updated", 2)]
+    assert events[1]["event_seq"] > events[0]["event_seq"]
