@@ -11,11 +11,9 @@ input offsets (recovery resumes both together).
 from __future__ import annotations
 
 import functools
-import pickle
-from datetime import UTC, datetime
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSource
+from bytewax.connectors.kafka import KafkaSource
 from bytewax.dataflow import Dataflow
 
 from connectors.postgres import AudienceMembers
@@ -26,9 +24,9 @@ from flows.intake import EVENTS, USER_STATE_TOPICS, Intake
 from flows.quiet_hours import QuietHours
 from flows.rate_limit import RateLimit
 from flows.render import catalog_from_env, render
-from flows.steps import Each, UserPipeline, UserStep
+from flows.steps import Each, UserPipeline
 from flows.user_state import JoinUserState
-from infra.topics import codec_for
+from flows.wiring import Encoder, kafka_sink, per_user_steps, utcnow
 from notifyflow import settings
 
 
@@ -59,51 +57,8 @@ def build(config: settings.Settings | None = None) -> Dataflow:
     ]))
     done = op.merge("with_rejected", rejected.trues, op.key_rm("drop_user_key", decided))
     records = op.flat_map("to_outbox_records", done, lambda item: outbox.records(item, utcnow()))
-    op.output("write_topics", op.map("encode", records, encode), KafkaSink(brokers, None, add_config={
-        "partitioner": "murmur2_random", "enable.idempotence": "true", "linger.ms": "5"}))
+    op.output("write_topics", op.map("encode", records, encode), kafka_sink(brokers))
     return flow
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class Encoder:
-    def __init__(self, schema_registry_url: str | None) -> None:
-        self.registry_url, self.codecs = schema_registry_url, {}
-
-    def __call__(self, record: tuple[str, bytes | None, dict]) -> KafkaSinkMessage:
-        topic, key, value = record
-        if topic not in self.codecs:
-            self.codecs[topic] = codec_for(topic, self.registry_url)
-        return KafkaSinkMessage(key, self.codecs[topic].encode(value), topic=topic)
-
-
-def per_user_steps(step_id: str, up: op.KeyedStream, step: UserStep) -> op.KeyedStream:
-    return op.stateful_batch(step_id, up, lambda resume: PerUserLogic(step, resume))
-
-
-class PerUserLogic(op.StatefulBatchLogic):
-    """Runs a plain UserStep for one user; its state is snapshotted as pickled bytes (immutable)."""
-
-    def __init__(self, step: UserStep, resume: bytes | None) -> None:
-        self.step = step
-        self.state = pickle.loads(resume) if resume is not None else step.new_state()
-
-    def on_batch(self, values):
-        return self.step.process(self.state, values, utcnow()), self.keep()
-
-    def on_notify(self):
-        return self.step.release(self.state, utcnow()), self.keep()
-
-    def notify_at(self):
-        return self.step.due(self.state)
-
-    def snapshot(self) -> bytes:
-        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
-
-    def keep(self) -> bool:
-        return self.DISCARD if self.step.is_empty(self.state) else self.RETAIN
 
 
 def __getattr__(name: str):

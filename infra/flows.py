@@ -13,6 +13,11 @@ from infra.stack import free_port, stop_process
 FLOWS = {"notifications": "flows.notifications:flow"}
 
 
+def delivery_flow(channel: str, lane: str) -> str:
+    """The import string of the delivery flow for one channel and lane."""
+    return f"flows.delivery:build({channel!r}, {lane!r})"
+
+
 class FlowError(RuntimeError):
     pass
 
@@ -27,11 +32,12 @@ def init_recovery(directory: Path, partitions: int = 1) -> None:
 
 
 class FlowProcess:
-    """One dataflow: a single `bytewax.run` process, or a cluster of them on loopback (`processes`)."""
+    """One dataflow (a FLOWS name or an import string): a single `bytewax.run` process, or a
+    cluster of them on loopback (`processes`)."""
 
     def __init__(self, name: str, recovery_dir: Path, log: Path, *, processes: int = 1, workers: int = 1,
                  snapshot_s: int = 2, env: dict[str, str] | None = None) -> None:
-        self.target, self.processes, self.workers = FLOWS[name], processes, workers
+        self.target, self.processes, self.workers = FLOWS.get(name, name), processes, workers
         self.options = ["-w", str(workers), "-r", str(recovery_dir), "-s", str(snapshot_s), "-b", "0"]
         self.recovery_dir, self.log, self.env = recovery_dir, log, env
         self.running_processes: list[subprocess.Popen] = []
