@@ -28,3 +28,16 @@ class AudienceMembers:
         for audience, user_id in rows:
             members.setdefault(audience, []).append(user_id)
         return members
+
+
+class WebhookEndpoints:
+    """The active webhook endpoint of each tenant, as {tenant: (url, secret)}."""
+
+    def __init__(self, database_url: str) -> None:
+        self.connections = PerThread(lambda: connect(database_url))
+
+    def __call__(self, tenants: set[str]) -> dict[str, tuple[str, str]]:
+        rows = self.connections.get().execute(
+            "SELECT tenant, url, secret FROM webhook_endpoints WHERE active AND tenant = ANY(%s)",
+            (sorted(tenants),)).fetchall()
+        return {tenant: (url, secret) for tenant, url, secret in rows}

@@ -1,13 +1,18 @@
 """A delivery flow: one channel and one lane, from notify.outbox.<channel>.<lane> to the
-channel's provider, with a DeliveryStatus for every job on notify.status.
+channel's provider, with a DeliveryStatus for every outcome on notify.status.
 
-    python -m bytewax.run "flows.delivery:build('in_app', 'critical')" -r <recovery dir> -s 5
+    python -m bytewax.run "flows.delivery:build('webhook', 'normal')" -r <recovery dir> -s 5
 
 Each channel and lane is its own deployment, so a bulk campaign never waits behind, nor
-delays, a critical alert. Sinks are idempotent per job, so replays after a crash are safe.
+delays, a critical alert. Provider channels run through sinks/engine.py in a few shards per
+worker: jobs batch across users, and jobs waiting for a retry sit in the shard's snapshotted
+state with a timer. The in-app channel needs none of that: its rows are its idempotency.
 """
 
 from __future__ import annotations
+
+import os
+import zlib
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSource
@@ -15,29 +20,57 @@ from bytewax.dataflow import Dataflow
 
 from connectors import postgres, redis
 from connectors.threads import PerThread
-from flows.wiring import Encoder, kafka_sink, utcnow
+from flows.wiring import Encoder, kafka_sink, per_user_steps, utcnow
 from infra.topics import CHANNELS, LANES, codec_for, outbox_topic
 from notifyflow import settings
 from sinks import jobs
+from sinks.circuit import Breakers
+from sinks.claims import RedisClaims
+from sinks.engine import Delivery
 from sinks.in_app import InAppSink
+from sinks.retry import RetryPolicy
+from sinks.webhook import WebhookProvider
 
-SINKS = {
-    "in_app": lambda config: InAppSink(postgres.connect(config.database_url), redis.client(config.redis_url)),
+SHARDS = 16
+PROVIDERS = {
+    "webhook": lambda config: WebhookProvider(postgres.WebhookEndpoints(config.database_url)),
 }
 
 
 def build(channel: str, lane: str, config: settings.Settings | None = None) -> Dataflow:
-    if channel not in SINKS or lane not in LANES:
-        raise ValueError(f"no delivery flow for {channel}/{lane}; channels with a sink: {', '.join(SINKS)} "
-                         f"(of {', '.join(CHANNELS)}), lanes: {', '.join(LANES)}")
+    if channel not in {"in_app", *PROVIDERS} or lane not in LANES:
+        raise ValueError(f"no delivery flow for {channel}/{lane}; channels with a sink: in_app, "
+                         f"{', '.join(PROVIDERS)} (of {', '.join(CHANNELS)}), lanes: {', '.join(LANES)}")
     config = config or settings.load()
     topic, brokers = outbox_topic(channel, lane), config.kafka_bootstrap_servers.split(",")
-    codec, sink = codec_for(topic, config.schema_registry_url), PerThread(lambda: SINKS[channel](config))
+    codec = codec_for(topic, config.schema_registry_url)
 
     flow = Dataflow(f"delivery_{channel}_{lane}")
     messages = op.input("read_outbox", flow, KafkaSource(brokers, [topic]))
     items = op.map("decode_jobs", messages, lambda m: jobs.decode(codec, m.topic, m.partition, m.offset,
                                                                    m.key, m.value))
-    records = op.flat_map_batch("deliver", items, lambda batch: jobs.deliver(sink.get(), batch, utcnow()))
+    decoded = op.branch("split_undecodable", items, lambda item: "job" in item)
+    dead = op.map("dead_letters", decoded.falses, lambda item: jobs.dead_letter(item, utcnow()))
+    if channel == "in_app":
+        sink = PerThread(lambda: InAppSink(postgres.connect(config.database_url), redis.client(config.redis_url)))
+        delivered = op.flat_map_batch("deliver", decoded.trues, lambda batch: [
+            jobs.status_record(s) for s in sink.get().deliver([item["job"] for item in batch], utcnow())])
+    else:
+        engine = Delivery(PROVIDERS[channel](config), RedisClaims(redis.client(config.redis_url)), Breakers(),
+                          retry_policy())
+        sharded = op.key_on("key_by_shard", op.map("jobs", decoded.trues, lambda item: item["job"]), shard_of)
+        delivered = op.key_rm("drop_shard_key", per_user_steps("deliver", sharded, engine))
+    records = op.merge("with_dead_letters", dead, delivered)
     op.output("write_topics", op.map("encode", records, Encoder(config.schema_registry_url)), kafka_sink(brokers))
     return flow
+
+
+def retry_policy() -> RetryPolicy:
+    """NOTIFYFLOW_RETRY_DELAYS="1,2,4,8,16" (seconds before each retry) tunes the backoff."""
+    delays = os.environ.get("NOTIFYFLOW_RETRY_DELAYS")
+    return RetryPolicy(delays=tuple(float(d) for d in delays.split(","))) if delays else RetryPolicy()
+
+
+def shard_of(job: dict) -> str:
+    """A few keys per flow, so sends batch across users; crc32 is stable across processes."""
+    return str(zlib.crc32(job["user_id"].encode()) % SHARDS)

@@ -65,15 +65,19 @@ def job(item: dict, channel: str, lane: str) -> dict:
         "variant": rendered["variant"],
         "campaign_id": metadata["campaign_id"],
         "merge": item["merge"],
-        "devices": [device_target(d) for d in user["devices"]] if channel == "push" else [],
-        "address": prefs["email"] if channel == "email" else prefs["phone"] if channel == "sms" else None,
-        "fallback": item["route"]["fallback"],
+        "devices": [device_target(d) for d in user["devices"]],
+        "address": address_for(channel, prefs),
+        "fallback": [{**step, "address": address_for(step["channel"], prefs)} for step in item["route"]["fallback"]],
         "digest_items": item.get("digest_items") or [],
         # Updates and merges replace what the device shows instead of stacking a new notification.
         "collapse_key": item["notification_id"],
         "created_at": metadata["created_at"],
         "expires_at": metadata["expires_at"],
     }
+
+
+def address_for(channel: str, preferences: dict) -> str | None:
+    return {"email": preferences["email"], "sms": preferences["phone"]}.get(channel)
 
 
 def device_target(device: dict) -> dict:

@@ -16,6 +16,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from connectors.redis import user_channel
+from sinks.jobs import status
 
 UPSERT = """
 INSERT INTO notifications AS n (id, user_id, tenant, type, category, priority, title, body, content,
@@ -72,12 +73,4 @@ class InAppSink:
             for job, seq, inserted in written:
                 pipe.publish(user_channel(job["user_id"]), event(job, seq, inserted))
             pipe.execute()
-        return [delivered(job, now) for job in jobs]
-
-
-def delivered(job: dict, now: datetime) -> dict:
-    return {"notification_id": job["notification_id"], "user_id": job["user_id"], "channel": "in_app",
-            "device_id": None, "status": "delivered", "attempt": 1, "provider": "notification-center",
-            "reason": None, "category": job["category"], "campaign_id": job["campaign_id"],
-            "variant": job["variant"], "platform": None, "created_at": job["created_at"], "at": now,
-            "tenant": job["tenant"]}
+        return [status(job, "delivered", now, provider="notification-center") for job in jobs]

@@ -78,10 +78,10 @@ def test_postgres_migrations_are_idempotent(stack):
         admin.execute("DROP DATABASE IF EXISTS migrate_twice")
         admin.execute("CREATE DATABASE migrate_twice")
     url = stack.urls["DATABASE_URL"].rsplit("/", 1)[0] + "/migrate_twice"
-    assert migrate_postgres(url) == ["0001_init", "0002_notification_revisions"]
+    assert migrate_postgres(url) == ["0001_init", "0002_notification_revisions", "0003_webhook_endpoints"]
     assert migrate_postgres(url) == []
     with psycopg.connect(url) as conn:
-        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == 2
+        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == 3
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
     assert PG_TABLES <= tables
 

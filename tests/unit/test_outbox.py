@@ -126,10 +126,12 @@ def test_one_job_per_sent_channel_and_a_requested_status_each():
         "deep_link": "myapp://thread/9", "payload": {"thread": "9"}, "locale": "en", "template_id": None,
         "variant": None, "campaign_id": None, "merge": None,
         "devices": [{"device_id": "phone-1", "platform": "android", "token": "fcm-token-1", "web_push": None}],
-        "address": None, "fallback": [{"channel": "email", "after_seconds": 300}], "digest_items": [],
+        "address": None, "fallback": [{"channel": "email", "after_seconds": 300, "address": "alice@example.com"}],
+        "digest_items": [],
         "collapse_key": req["id"], "created_at": NOW, "expires_at": NOW + timedelta(days=1)}
     in_app = out[0][2]
-    assert in_app == {**push, "job_id": f"{req['id']}:alice:in_app:0", "channel": "in_app", "devices": []}
+    # Every job carries the push targets, so a failed channel can fall back to push.
+    assert in_app == {**push, "job_id": f"{req['id']}:alice:in_app:0", "channel": "in_app"}
     assert out[1][2] == {
         "notification_id": req["id"], "user_id": "alice", "channel": "in_app", "device_id": None,
         "status": "requested", "attempt": 0, "provider": None, "reason": None, "category": "messages",
@@ -149,7 +151,7 @@ def test_contact_addresses_per_channel():
     assert jobs["push"]["devices"] == [
         {"device_id": "phone-1", "platform": "android", "token": "fcm-token-1", "web_push": None},
         {"device_id": "browser-1", "platform": "web", "token": None, "web_push": web_push_subscription()}]
-    assert all(j["devices"] == [] for c, j in jobs.items() if c != "push")
+    assert all(j["devices"] == jobs["push"]["devices"] for j in jobs.values())
     assert all(j["lane"] == "critical" for j in jobs.values())
     assert {t for t, _, _ in records(item, LATER)} == {outbox_topic(c, "critical") for c in CHANNELS} | {
         "notify.status"}

@@ -1,0 +1,85 @@
+"""A webhook receiver that does what a careful customer does: verify the Standard Webhooks
+signature and timestamp, and drop a webhook-id it has already processed."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from standardwebhooks import Webhook, WebhookVerificationError
+
+from infra.stack import free_port
+
+
+class WebhookReceiver:
+    def __init__(self, secret: str = "whsec_" + "bm90aWZ5Zmxvdy10ZXN0LXNlY3JldC0zMmJ5dGVzIQ==") -> None:
+        self.secret = secret
+        self.received: list[dict] = []  # verified, first delivery of each webhook-id
+        self.duplicates = 0
+        self.rejected = 0
+        self._seen: set[str] = set()
+        self._failures: list[tuple[int, str | None]] = []
+        self._lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), self._handler())
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks"
+
+    def fail(self, status: int, times: int, retry_after: str | None = None) -> None:
+        """Answer the next `times` requests with `status`, as an overloaded or broken receiver would."""
+        with self._lock:
+            self._failures += [(status, retry_after)] * times
+
+    def wait_for(self, count: int, timeout_s: float = 30.0) -> list[dict]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.received) >= count:
+                    return list(self.received)
+            time.sleep(0.05)
+        raise AssertionError(f"webhook receiver got {len(self.received)} of {count}")
+
+    def _handler(self):
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                with receiver._lock:
+                    failure = receiver._failures.pop(0) if receiver._failures else None
+                if failure:
+                    self.send_response(failure[0])
+                    if failure[1]:
+                        self.send_header("retry-after", failure[1])
+                    self.end_headers()
+                    return
+                try:
+                    Webhook(receiver.secret).verify(body, dict(self.headers.items()))
+                except WebhookVerificationError:
+                    with receiver._lock:
+                        receiver.rejected += 1
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                with receiver._lock:
+                    webhook_id = self.headers["webhook-id"]
+                    if webhook_id in receiver._seen:
+                        receiver.duplicates += 1
+                    else:
+                        receiver._seen.add(webhook_id)
+                        receiver.received.append({"id": webhook_id, "body": json.loads(body)})
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_):  # quiet: tests read the records, not the access log
+                pass
+
+        return Handler
+
+    def __enter__(self) -> WebhookReceiver:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.server.shutdown()
+        self.server.server_close()

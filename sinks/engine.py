@@ -1,0 +1,165 @@
+"""Delivery through a provider: claims, batches, concurrent sends, retries, circuit breaking,
+permanent-failure handling and fallback to the next channel. The provider only knows how to
+send one batch; everything around it is here, the same for every channel.
+
+It runs as a per-shard step of the delivery flow (the UserStep shape): jobs waiting for a retry
+live in the shard's state with a timer, so they survive a restart and never block the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from flows.steps import UserStep
+from infra.topics import codec_for, outbox_topic
+from sinks.circuit import Breakers
+from sinks.jobs import status, status_record
+from sinks.retry import RetryPolicy, RetryQueue
+
+
+@dataclass
+class Send:
+    """One attempt to reach one target (a device, an address, an endpoint) for one job."""
+
+    job: dict
+    device: dict | None = None
+    attempt: int = 1
+
+    @property
+    def claim_key(self) -> str:
+        job = self.job
+        device = self.device["device_id"] if self.device else "-"
+        return f"claim:{job['notification_id']}:{job['user_id']}:{job['channel']}:{device}:{job['revision']}"
+
+
+@dataclass
+class Result:
+    outcome: str  # sent | transient | permanent
+    reason: str | None = None
+    retry_after: float | None = None
+    # For permanent failures: token_invalid (forget the device), bounced (disable the address) or failed.
+    state: str = "failed"
+    provider_id: str | None = None
+
+
+class Provider(Protocol):
+    name: str  # the circuit breaker's key, e.g. "fcm"
+    batch_size: int
+
+    def targets(self, job: dict) -> list[dict | None]:
+        """The devices a job goes to (push), or [None] for an address or endpoint channel."""
+
+    async def send(self, sends: list[Send]) -> list[Result]:
+        """One result per send, in order; sends run concurrently inside."""
+
+
+class Claims(Protocol):
+    def claim(self, keys: list[str]) -> list[bool]: ...
+    def release(self, keys: list[str]) -> None: ...
+
+
+@dataclass
+class Delivery(UserStep):
+    provider: Provider
+    claims: Claims
+    breakers: Breakers
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    rng: random.Random = field(default_factory=random.Random)
+
+    def new_state(self) -> dict:
+        return {"waiting": RetryQueue()}
+
+    def process(self, state: dict, jobs: list[dict], now: datetime) -> list[tuple[str, bytes, dict]]:
+        sends, out = [], []
+        for job in jobs:
+            targets = self.provider.targets(job)
+            if not targets:
+                out += self.give_up(Send(job), Result("permanent", f"no {job['channel']} target"), now)
+            sends += [Send(job, device) for device in targets]
+        claimed = self.claims.claim([send.claim_key for send in sends])
+        for send, fresh in zip(sends, claimed):
+            if not fresh:  # a replay after a crash: this target already has it
+                out.append(status_record(status(send.job, "deduplicated", now, device=send.device,
+                                         provider=self.provider.name, reason="already claimed")))
+        return out + self.attempt([s for s, fresh in zip(sends, claimed) if fresh], state, now)
+
+    def due(self, state: dict) -> datetime | None:
+        due = state["waiting"].next_due()
+        return None if due is None else datetime.fromtimestamp(due, UTC)
+
+    def release(self, state: dict, now: datetime) -> list[tuple[str, bytes, dict]]:
+        return self.attempt(state["waiting"].pop_due(now.timestamp()), state, now)
+
+    def is_empty(self, state: dict) -> bool:
+        return not state["waiting"]
+
+    def attempt(self, sends: list[Send], state: dict, now: datetime) -> list[tuple[str, bytes, dict]]:
+        breaker, out = self.breakers[self.provider.name], []
+        if sends and not breaker.allow(now.timestamp()):
+            for send in sends:
+                out += self.give_up(send, Result("transient", f"circuit open for {self.provider.name}"), now)
+            return out
+        results = []
+        for start in range(0, len(sends), self.provider.batch_size):
+            results += asyncio.run(self.provider.send(sends[start:start + self.provider.batch_size]))
+        for send, result in zip(sends, results):
+            out += self.settle(send, result, state, now, breaker)
+        return out
+
+    def settle(self, send: Send, result: Result, state: dict, now: datetime, breaker) -> list:
+        stamp = now.timestamp()
+        if result.outcome == "sent":
+            breaker.record_success(stamp)
+            return [status_record(status(send.job, "sent", now, attempt=send.attempt, device=send.device,
+                                  provider=self.provider.name))]
+        if result.outcome == "permanent":  # the provider is fine; the target is not
+            return self.give_up(send, result, now)
+        breaker.record_failure(stamp)
+        delay = self.policy.delay(send.attempt, self.rng, result.retry_after)
+        if delay is None:
+            return self.give_up(send, result, now)
+        state["waiting"].push(stamp + delay, Send(send.job, send.device, send.attempt + 1))
+        return [status_record(status(send.job, "retried", now, attempt=send.attempt, device=send.device,
+                              provider=self.provider.name, reason=result.reason))]
+
+    def give_up(self, send: Send, result: Result, now: datetime) -> list:
+        """The target cannot be reached: say why, clean up, dead-letter, and try the next channel."""
+        self.claims.release([send.claim_key])  # nothing was sent: a later replay may try again
+        job, out = send.job, []
+        out.append(status_record(status(job, result.state, now, attempt=send.attempt, device=send.device,
+                                 provider=self.provider.name, reason=result.reason)))
+        if result.state == "token_invalid" and send.device:
+            out.append(("notify.devices", job["user_id"].encode(), forget_device(job, send.device, now)))
+        if result.outcome == "transient" or result.state == "failed":
+            out.append(("notify.dlq", job["user_id"].encode(), dead_letter(job, result, send.attempt, now)))
+        if job["fallback"]:
+            out.append(fallback_job(job))
+        return out
+
+
+def forget_device(job: dict, device: dict, now: datetime) -> dict:
+    """A DeviceRegistered tombstone: the notification flow stops targeting the dead token."""
+    return {"user_id": job["user_id"], "device_id": device["device_id"], "platform": device["platform"],
+            "token": device["token"], "web_push": device["web_push"], "app_version": None,
+            "registered_at": now, "active": False}
+
+
+def dead_letter(job: dict, result: Result, attempts: int, now: datetime) -> dict:
+    """The job's own bytes, so on-call can replay it as it was once the provider is fixed."""
+    topic = outbox_topic(job["channel"], job["lane"])
+    return {"original": codec_for(topic).encode(job), "original_key": job["user_id"].encode(), "topic": topic,
+            "partition": -1, "offset": -1, "stage": f"deliver_{job['channel']}", "reason": result.reason or "failed",
+            "attempts": attempts, "first_seen": job["created_at"], "last_seen": now, "schema": None}
+
+
+def fallback_job(job: dict) -> tuple[str, bytes, dict]:
+    """The same notification on the next channel of its chain, at once: this one failed."""
+    step, rest = job["fallback"][0], job["fallback"][1:]
+    channel = step["channel"]
+    moved = {**job, "channel": channel, "fallback": rest, "address": step["address"],
+             "job_id": f"{job['notification_id']}:{job['user_id']}:{channel}:{job['revision']}"}
+    return (outbox_topic(channel, job["lane"]), job["user_id"].encode(), moved)

@@ -1,0 +1,112 @@
+"""The webhook delivery flow against a receiver that verifies Standard Webhooks signatures:
+retries with backoff, a circuit that opens, fallback to the next channel, dead letters after
+the last attempt, and no duplicate after a crash and a full replay."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+from flow_harness import Outputs, jobs, publish_raw, statuses, unique
+
+from infra.flows import FlowProcess, delivery_flow
+from infra.peers.webhook import WebhookReceiver
+from infra.stack import free_port
+from infra.topics import codec_for
+
+TOPIC = "notify.outbox.webhook.normal"
+
+
+def job(user: str, tenant: str, **fields) -> dict:
+    notification_id = unique("n")
+    minimal = {"job_id": f"{notification_id}:{user}:webhook:0", "notification_id": notification_id, "revision": 0,
+               "request_ids": [notification_id], "user_id": user, "tenant": tenant, "channel": "webhook",
+               "lane": "normal", "kind": "single", "priority": "normal", "type": "info", "category": "ci",
+               "title": "Build #42 failed", "body": "3 tests failed", "html_body": "3 tests failed", "locale": "en",
+               "collapse_key": notification_id, "created_at": datetime.now(UTC), **fields}
+    codec = codec_for(TOPIC)
+    return codec.decode(codec.encode(minimal))
+
+
+def send(*sent: dict) -> None:
+    for one in sent:
+        publish_raw(TOPIC, one["user_id"].encode(), codec_for(TOPIC).encode(one))
+
+
+def endpoint(stack, tenant: str, url: str, secret: str) -> None:
+    with psycopg.connect(stack.urls["DATABASE_URL"], autocommit=True) as db:
+        db.execute("INSERT INTO webhook_endpoints (tenant, url, secret) VALUES (%s, %s, %s)", (tenant, url, secret))
+
+
+@pytest.fixture
+def receiver():
+    with WebhookReceiver() as running:
+        yield running
+
+
+def flow(tmp_path, name: str) -> FlowProcess:
+    return FlowProcess(delivery_flow("webhook", "normal"), tmp_path / f"{name}-recovery", tmp_path / f"{name}.log",
+                       env={"NOTIFYFLOW_RETRY_DELAYS": "0.5,1"})
+
+
+def test_retries_then_delivers_once_even_after_a_crash_and_full_replay(stack, receiver, tmp_path):
+    tenant, user = unique("acme"), unique("ana")
+    endpoint(stack, tenant, receiver.url, receiver.secret)
+    receiver.fail(503, times=2, retry_after="1")
+    sent = job(user, tenant, deep_link="https://ci.example.com/42")
+    delivery, outputs = flow(tmp_path, "first"), None
+    try:
+        delivery.start()
+        outputs = Outputs(delivery)
+        send(sent)
+        found = outputs.wait_for({user}, lambda f: any(s["status"] == "sent" for s in statuses(f)))
+        [received] = receiver.wait_for(1)
+        delivery.kill()
+        # A full replay: a fresh recovery store reads the outbox from the beginning.
+        delivery = flow(tmp_path, "replay").start()
+        replayed = outputs.wait_for({user}, lambda f: any(s["status"] == "deduplicated" for s in statuses(f)))
+    finally:
+        delivery.stop()
+        if outputs:
+            outputs.close()
+    assert [(s["status"], s["attempt"]) for s in statuses(found)] == [("retried", 1), ("retried", 2), ("sent", 3)]
+    assert received["id"] == sent["job_id"]
+    assert received["body"] == {"type": "notification.created", "data": {
+        "id": sent["notification_id"], "revision": 0, "user_id": user, "title": "Build #42 failed",
+        "body": "3 tests failed", "category": "ci", "priority": "normal", "type": "info",
+        "deep_link": "https://ci.example.com/42", "payload": {}, "created_at": sent["created_at"].isoformat()}}
+    assert receiver.duplicates == 0 and receiver.rejected == 0 and len(receiver.received) == 1
+    assert [s["status"] for s in statuses(replayed)][-1] == "deduplicated"
+
+
+def test_a_dead_endpoint_opens_the_circuit_falls_back_and_dead_letters(stack, tmp_path):
+    tenant = unique("gone")
+    endpoint(stack, tenant, f"http://127.0.0.1:{free_port()}/hooks", "whsec_" + "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMw==")
+    users = [unique("bo") for _ in range(7)]
+    fallback = [{"channel": "email", "after_seconds": 300, "address": "bo@example.com"}]
+    sent = [job(user, tenant, fallback=fallback) for user in users]
+    delivery = flow(tmp_path, "dead").start()
+    outputs = Outputs(delivery)
+    try:
+        send(*sent)
+        found = outputs.wait_for(set(users), lambda f: len([s for s in statuses(f) if s["status"] == "failed"]) >= 7,
+                                 timeout_s=60)
+    finally:
+        delivery.stop()
+        outputs.close()
+    # Connection refused is transient: retried, until five failures in the window open the circuit,
+    # which then fails the waiting retries at once instead of hammering a dead endpoint.
+    retried = [s for s in statuses(found) if s["status"] == "retried"]
+    assert len(retried) >= 5 and all(s["reason"].startswith("ConnectError") for s in retried)
+    failed = [s for s in statuses(found) if s["status"] == "failed"]
+    assert [s["reason"] for s in failed] == ["circuit open for webhook"] * 7
+    # Every job moves to the next channel of its chain, with the address it needs.
+    moved = [j for t, j in jobs(found) if t == "notify.outbox.email.normal"]
+    assert sorted(j["user_id"] for j in moved) == sorted(users)
+    assert all(j["channel"] == "email" and j["address"] == "bo@example.com" and j["fallback"] == [] for j in moved)
+    # And each lands in the dead-letter topic with its own bytes, for replay after a fix.
+    dead = [v for t, v in found if t == "notify.dlq"]
+    assert len(dead) == 7 and {v["stage"] for v in dead} == {"deliver_webhook"}
+    assert sorted(codec_for(TOPIC).decode(v["original"])["user_id"] for v in dead) == sorted(users)
