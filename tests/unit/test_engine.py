@@ -1,0 +1,151 @@
+"""The delivery engine's decisions, with a scripted provider standing in for the network
+(integration tests run the same engine against real protocol peers)."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+from infra.topics import codec_for, outbox_topic
+from sinks.circuit import Breakers
+from sinks.engine import Delivery, Result, Send
+from sinks.retry import RetryPolicy
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+class ScriptedProvider:
+    """Answers each send with the next scripted result for its device (or "-"), else sent."""
+
+    name, batch_size = "scripted", 2
+
+    def __init__(self, script: dict[str, list[Result]] | None = None) -> None:
+        self.script, self.calls = script or {}, []
+
+    def targets(self, job):
+        return [d for d in job["devices"] if d["token"]] if job["channel"] == "push" else [None]
+
+    async def send(self, sends: list[Send]) -> list[Result]:
+        self.calls.append([(s.job["user_id"], s.device and s.device["device_id"], s.attempt) for s in sends])
+        return [self.next_result(send) for send in sends]
+
+    def next_result(self, send: Send) -> Result:
+        queue = self.script.get(send.device["device_id"] if send.device else "-")
+        return queue.pop(0) if queue else Result("sent")
+
+
+class MemoryClaims:
+    def __init__(self) -> None:
+        self.held: set[str] = set()
+
+    def claim(self, keys):
+        fresh = [key not in self.held for key in keys]
+        self.held.update(keys)
+        return fresh
+
+    def release(self, keys):
+        self.held.difference_update(keys)
+
+
+def job(user="ana", channel="push", devices=None, fallback=None, **fields) -> dict:
+    """A complete DeliveryJob (the codec fills the defaults): dead letters carry its bytes."""
+    codec = codec_for(outbox_topic(channel, "normal"))
+    return codec.decode(codec.encode({
+        "job_id": f"n1:{user}:{channel}:0", "notification_id": "n1", "revision": 0, "request_ids": ["n1"],
+        "user_id": user, "tenant": "acme", "channel": channel, "lane": "normal", "kind": "single",
+        "priority": "normal", "type": "info", "category": "ci", "title": "Build failed", "body": "main is red",
+        "html_body": "main is red", "locale": "en", "collapse_key": "n1", "created_at": NOW,
+        "devices": devices if devices is not None else [phone("p1")], "fallback": fallback or [], **fields}))
+
+
+def phone(device_id: str, token: str = "tok") -> dict:
+    return {"device_id": device_id, "platform": "android", "token": f"{token}-{device_id}", "web_push": None}
+
+
+def engine(provider, **policy) -> Delivery:
+    return Delivery(provider, MemoryClaims(), Breakers(failure_threshold=3),
+                    RetryPolicy(jitter=0, **policy), random.Random(1))
+
+
+def statuses(records):
+    return [(r["status"], r["device_id"], r["attempt"], r["reason"]) for t, _, r in records if t == "notify.status"]
+
+
+def test_one_send_per_device_in_batches_of_the_provider_size():
+    provider = ScriptedProvider()
+    delivery = engine(provider)
+    out = delivery.process(delivery.new_state(), [job(devices=[phone("p1"), phone("p2"), phone("p3")])], NOW)
+    assert statuses(out) == [("sent", "p1", 1, None), ("sent", "p2", 1, None), ("sent", "p3", 1, None)]
+    assert provider.calls == [[("ana", "p1", 1), ("ana", "p2", 1)], [("ana", "p3", 1)]]
+
+
+def test_transient_failures_wait_in_state_and_retry_with_backoff():
+    provider = ScriptedProvider({"p1": [Result("transient", "503"), Result("transient", "503", retry_after=30)]})
+    delivery = engine(provider, delays=(1, 2, 4))
+    state = delivery.new_state()
+    assert statuses(delivery.process(state, [job()], NOW)) == [("retried", "p1", 1, "503")]
+    assert delivery.due(state) == NOW + timedelta(seconds=1)
+    assert delivery.release(state, NOW + timedelta(seconds=0.5)) == []
+    assert statuses(delivery.release(state, NOW + timedelta(seconds=1))) == [("retried", "p1", 2, "503")]
+    # The provider's Retry-After (30 s) is longer than the backoff (2 s): it wins.
+    assert delivery.due(state) == NOW + timedelta(seconds=31)
+    assert statuses(delivery.release(state, NOW + timedelta(seconds=31))) == [("sent", "p1", 3, None)]
+    assert delivery.is_empty(state)
+
+
+def test_after_the_last_attempt_dead_letter_and_fallback():
+    provider = ScriptedProvider({"-": [Result("transient", "timeout")] * 3})
+    delivery = engine(provider, delays=(1, 1))
+    state = delivery.new_state()
+    chain = [{"channel": "email", "after_seconds": 300, "address": "ana@example.com"},
+             {"channel": "sms", "after_seconds": 1800, "address": "+15550100"}]
+    delivery.process(state, [job(channel="webhook", fallback=chain)], NOW)
+    delivery.release(state, NOW + timedelta(seconds=1))
+    out = delivery.release(state, NOW + timedelta(seconds=2))
+    assert statuses(out) == [("failed", None, 3, "timeout")]
+    [(dlq_topic, _, dead)] = [r for r in out if r[0] == "notify.dlq"]
+    assert (dead["stage"], dead["reason"], dead["attempts"]) == ("deliver_webhook", "timeout", 3)
+    [(topic, key, moved)] = [r for r in out if r[0].startswith("notify.outbox.")]
+    assert (topic, key) == ("notify.outbox.email.normal", b"ana")
+    assert (moved["channel"], moved["address"], moved["fallback"]) == ("email", "ana@example.com", chain[1:])
+    assert moved["job_id"] == "n1:ana:email:0"
+
+
+def test_dead_tokens_are_forgotten_and_not_retried():
+    provider = ScriptedProvider({"p1": [Result("permanent", "UNREGISTERED", state="token_invalid")]})
+    delivery = engine(provider)
+    out = delivery.process(delivery.new_state(), [job(devices=[phone("p1"), phone("p2")])], NOW)
+    assert statuses(out) == [("token_invalid", "p1", 1, "UNREGISTERED"), ("sent", "p2", 1, None)]
+    [(topic, key, tombstone)] = [r for r in out if r[0] == "notify.devices"]
+    assert (topic, key, tombstone["device_id"], tombstone["active"]) == ("notify.devices", b"ana", "p1", False)
+    assert not [r for r in out if r[0] == "notify.dlq"]  # the token is gone, not the provider
+
+
+def test_an_open_circuit_fails_fast_and_falls_back():
+    provider = ScriptedProvider({"-": [Result("transient", "503")] * 3})
+    delivery = engine(provider)
+    state = delivery.new_state()
+    chain = [{"channel": "email", "after_seconds": 300, "address": "x@example.com"}]
+    delivery.process(state, [job(user=u, channel="webhook", fallback=chain) for u in ("a", "b", "c")], NOW)
+    calls = len(provider.calls)
+    out = delivery.process(state, [job(user="d", channel="webhook", fallback=chain)], NOW)
+    assert len(provider.calls) == calls  # nothing sent while open
+    assert statuses(out) == [("failed", None, 1, "circuit open for scripted")]
+    assert [r[0] for r in out if r[0].startswith("notify.outbox.")] == ["notify.outbox.email.normal"]
+
+
+def test_replays_send_nothing_twice():
+    provider = ScriptedProvider()
+    delivery = engine(provider)
+    delivery.process(delivery.new_state(), [job()], NOW)
+    out = delivery.process(delivery.new_state(), [job()], NOW)
+    assert statuses(out) == [("deduplicated", "p1", 1, "already claimed")]
+    assert len(provider.calls) == 1
+
+
+def test_a_job_with_nothing_to_reach_falls_back_at_once():
+    delivery = engine(ScriptedProvider())
+    chain = [{"channel": "email", "after_seconds": 300, "address": "ana@example.com"}]
+    out = delivery.process(delivery.new_state(), [job(devices=[], fallback=chain)], NOW)
+    assert statuses(out) == [("failed", None, 1, "no push target")]
+    assert [r[0] for r in out if r[0].startswith("notify.outbox.")] == ["notify.outbox.email.normal"]
