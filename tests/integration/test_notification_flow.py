@@ -53,7 +53,7 @@ def test_routing_lanes_and_fallback_chain(outputs):
     push = next(j for t, j in jobs(found) if t == "notify.outbox.push.normal")
     assert push["devices"] == [{"device_id": "phone-1", "platform": "android", "token": "fcm-token-1",
                                 "web_push": None}]
-    assert push["fallback"] == [{"channel": "email", "after_seconds": 300}]
+    assert push["fallback"] == [{"channel": "email", "after_seconds": 300, "address": f"{user}@example.com"}]
     assert push["collapse_key"] == push["notification_id"] and push["job_id"].endswith(":push:0")
     # Critical: every channel that can reach the user, at once, on the critical lane.
     assert sorted(by_topic["New sign-in from Lisbon"]) == [

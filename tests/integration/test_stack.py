@@ -10,7 +10,7 @@ import redis
 from confluent_kafka.admin import AdminClient
 
 from connectors import clickhouse
-from infra.migrate import migrate_clickhouse, migrate_postgres
+from infra.migrate import MIGRATIONS, migrate_clickhouse, migrate_postgres
 from infra.stack import LocalStack, StackError, free_port
 from infra.topics import TOPICS
 
@@ -78,10 +78,12 @@ def test_postgres_migrations_are_idempotent(stack):
         admin.execute("DROP DATABASE IF EXISTS migrate_twice")
         admin.execute("CREATE DATABASE migrate_twice")
     url = stack.urls["DATABASE_URL"].rsplit("/", 1)[0] + "/migrate_twice"
-    assert migrate_postgres(url) == ["0001_init", "0002_notification_revisions", "0003_webhook_endpoints"]
+    every = [path.stem for path in sorted((MIGRATIONS / "postgres").glob("*.sql"))]
+    assert every[:3] == ["0001_init", "0002_notification_revisions", "0003_webhook_endpoints"]
+    assert migrate_postgres(url) == every
     assert migrate_postgres(url) == []
     with psycopg.connect(url) as conn:
-        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == 3
+        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == len(every)
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
     assert PG_TABLES <= tables
 
