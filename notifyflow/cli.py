@@ -11,12 +11,13 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Optional
 
+import psycopg
 import typer
 from confluent_kafka import KafkaException
 from rich.console import Console
@@ -24,9 +25,9 @@ from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
 from connectors.kafka import TopicReader, produce_all, producer, read_topic
-from infra.flows import FlowError, FlowProcess
+from infra.flows import FlowError, FlowProcess, delivery_flow
 from infra.stack import LocalStack, StackError
-from infra.topics import OUTBOX_TOPICS, codec_for
+from infra.topics import LANES, OUTBOX_TOPICS, codec_for
 from notifyflow import settings
 from notifyflow.requests import device_record, from_json, notification_request, preferences_record, routing_key
 from schemas import CodecError
@@ -101,34 +102,48 @@ def publish(config: settings.Settings, requests: list[dict]) -> None:
 
 @app.command()
 def demo() -> None:
-    """Start the local stack and the notification flow, send the samples, show what the flow decided."""
-    with running_stack(), tempfile.TemporaryDirectory(prefix="notifyflow-demo-") as scratch:
-        config = settings.load()
+    """Start the local stack, the notification flow and the in-app delivery flows, send the samples,
+    and show what the flows decided and what reached the notification center."""
+    with running_stack(), tempfile.TemporaryDirectory(prefix="notifyflow-demo-") as scratch, ExitStack() as flows:
+        config, work = settings.load(), Path(scratch)
         users = json.loads(USERS.read_text())
         publish_records(config, "notify.preferences", [preferences_record(**p) for p in users["preferences"]])
         publish_records(config, "notify.devices", [device_record(**d) for d in users["devices"]])
-        with console.status("starting the notification flow"), FlowProcess(
-                "notifications", Path(scratch) / "recovery", Path(scratch) / "flow.log") as flow:
-            with TopicReader(config.kafka_bootstrap_servers, list(OUTPUT_TOPICS)) as reader:
-                time.sleep(5)  # let the flow read the user state first: nothing orders two topics
-                publish(config, [from_json(item) for item in json.loads(SAMPLES.read_text())])
-                outputs = collect(reader, flow, config)
+        with console.status("starting the notification flow and the in-app delivery flows"):
+            running = [flows.enter_context(FlowProcess("notifications", work / "recovery", work / "flow.log"))]
+            running += [flows.enter_context(FlowProcess(delivery_flow("in_app", lane), work / f"in-app-{lane}",
+                                                        work / f"in-app-{lane}.log")) for lane in LANES]
+            time.sleep(5)  # let the flow read the user state first: nothing orders two topics
+        with TopicReader(config.kafka_bootstrap_servers, list(OUTPUT_TOPICS)) as reader:
+            publish(config, [from_json(item) for item in json.loads(SAMPLES.read_text())])
+            outputs = collect(reader, running, config)
         show_outputs(outputs)
+        show_notification_center(config)
 
 
-def collect(reader: TopicReader, flow: FlowProcess, config: settings.Settings) -> list[tuple[str, dict]]:
-    """What the flow writes, until it has been quiet for a few seconds."""
+def collect(reader: TopicReader, flows: list[FlowProcess], config: settings.Settings) -> list[tuple[str, dict]]:
+    """What the flows write, until they have been quiet for a few seconds."""
     outputs, quiet_since, deadline = [], time.monotonic(), time.monotonic() + 60
-    with console.status("waiting for the flow's decisions"):
+    with console.status("waiting for the flows"):
         while time.monotonic() - quiet_since < (3 if outputs else 20) and time.monotonic() < deadline:
             messages = reader.poll(0.5)
             if not messages:
-                flow.check()
+                for flow in flows:
+                    flow.check()
             for message in messages:
                 quiet_since = time.monotonic()
                 outputs.append((message.topic(), codec_for(message.topic(), config.schema_registry_url)
                                 .decode(message.value())))
     return outputs
+
+
+def show_notification_center(config: settings.Settings) -> None:
+    table = Table("user", "title", "body", "merged", "unread", title="notification center (PostgreSQL)")
+    with psycopg.connect(config.database_url) as db:
+        for row in db.execute("SELECT user_id, title, body, merge_count, read_at IS NULL FROM notifications "
+                              "ORDER BY user_id, created_at"):
+            table.add_row(row[0], row[1], row[2], str(row[3]), "yes" if row[4] else "no")
+    console.print(table)
 
 
 def show_outputs(outputs: list[tuple[str, dict]]) -> None:
@@ -139,11 +154,11 @@ def show_outputs(outputs: list[tuple[str, dict]]) -> None:
             fallback = ", ".join(f"{f['channel']} after {f['after_seconds'] // 60} min" for f in job["fallback"])
             jobs.add_row(job["user_id"], job["channel"], job["lane"], job["title"], job["body"], fallback)
     console.print(jobs)
-    other = Table("user", "outcome", "reason", title="everything else (notify.status, notify.dlq)")
+    other = Table("user", "outcome", "reason", title="not sent now (notify.status, notify.dlq)")
     for topic, value in outputs:
         if topic == "notify.dlq":
             other.add_row(printable(value["original_key"]), f"dead letter ({value['stage']})", value["reason"])
-        elif topic == "notify.status" and value["status"] not in ("requested", "merged"):
+        elif topic == "notify.status" and value["status"] not in ("requested", "merged", "sent", "delivered"):
             other.add_row(value["user_id"], value["status"], value["reason"] or "")
     console.print(other)
 
