@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from connectors.kafka import produce_all, producer
 from infra.topics import codec_for
+from notifyflow.settings import SERVICE_VARS
 
 
 def notifyflow(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -96,3 +97,16 @@ def test_user_mistakes_get_one_line_errors_not_tracebacks(stack, tmp_path):
     assert "notifyflow stack up" in no_stack.stderr
     for result in (unknown, missing, no_stack):
         assert "Traceback" not in result.stderr
+
+
+def test_the_demo_runs_the_flows_on_its_own_stack_and_shows_what_was_delivered(tmp_path):
+    # No service URLs: the demo starts (and stops) its own embedded stack, as on a fresh machine.
+    env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARS} | {"NOTIFYFLOW_HOME": str(tmp_path)}
+    result = notifyflow("demo", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "2 new messages" in out  # the duplicate merged
+    assert "no marketing consent" in out and "deferred" in out
+    center = out[out.index("notification center"):]
+    assert "New sign-in from Lisbon" in center and "Build #42 failed" in center
+    assert "local stack stopped" in out
