@@ -47,6 +47,9 @@ class Result:
 
 
 class Provider(Protocol):
+    """One provider API. A channel served by several (push) is a provider with a `route(send)`
+    method naming the provider of each send; each routed provider has its own circuit breaker."""
+
     name: str  # the circuit breaker's key, e.g. "fcm"
     batch_size: int
 
@@ -84,7 +87,7 @@ class Delivery(UserStep):
         for send, fresh in zip(sends, claimed):
             if not fresh:  # a replay after a crash: this target already has it
                 out.append(status_record(status(send.job, "deduplicated", now, device=send.device,
-                                         provider=self.provider.name, reason="already claimed")))
+                                                provider=self.route(send).name, reason="already claimed")))
         return out + self.attempt([s for s, fresh in zip(sends, claimed) if fresh], state, now)
 
     def due(self, state: dict) -> datetime | None:
@@ -98,40 +101,53 @@ class Delivery(UserStep):
         return not state["waiting"]
 
     def attempt(self, sends: list[Send], state: dict, now: datetime) -> list[tuple[str, bytes, dict]]:
-        breaker, out = self.breakers[self.provider.name], []
-        if sends and not breaker.allow(now.timestamp()):
-            for send in sends:
-                out += self.give_up(send, Result("transient", f"circuit open for {self.provider.name}"), now)
-            return out
-        results = []
-        for start in range(0, len(sends), self.provider.batch_size):
-            results += asyncio.run(self.provider.send(sends[start:start + self.provider.batch_size]))
-        for send, result in zip(sends, results):
-            out += self.settle(send, result, state, now, breaker)
+        """Send through each send's provider, a batch at a time; one circuit breaker per provider."""
+        groups: dict[str, tuple[Provider, list[Send]]] = {}
+        for send in sends:
+            provider = self.route(send)
+            groups.setdefault(provider.name, (provider, []))[1].append(send)
+        out = []
+        for provider, group in groups.values():
+            breaker = self.breakers[provider.name]
+            if not breaker.allow(now.timestamp()):
+                for send in group:
+                    out += self.give_up(send, Result("transient", f"circuit open for {provider.name}"), now,
+                                        provider.name)
+                continue
+            results = []
+            for start in range(0, len(group), provider.batch_size):
+                results += asyncio.run(provider.send(group[start:start + provider.batch_size]))
+            for send, result in zip(group, results):
+                out += self.settle(send, result, state, now, breaker)
         return out
 
+    def route(self, send: Send) -> Provider:
+        # A channel served by several providers (push: APNs, FCM, Web Push) picks one per device.
+        route = getattr(self.provider, "route", None)
+        return route(send) if route else self.provider
+
     def settle(self, send: Send, result: Result, state: dict, now: datetime, breaker) -> list:
-        stamp = now.timestamp()
+        stamp, provider = now.timestamp(), breaker.name
         if result.outcome == "sent":
             breaker.record_success(stamp)
             return [status_record(status(send.job, "sent", now, attempt=send.attempt, device=send.device,
-                                  provider=self.provider.name))]
+                                         provider=provider))]
         if result.outcome == "permanent":  # the provider is fine; the target is not
-            return self.give_up(send, result, now)
+            return self.give_up(send, result, now, provider)
         breaker.record_failure(stamp)
         delay = self.policy.delay(send.attempt, self.rng, result.retry_after)
         if delay is None:
-            return self.give_up(send, result, now)
+            return self.give_up(send, result, now, provider)
         state["waiting"].push(stamp + delay, Send(send.job, send.device, send.attempt + 1))
         return [status_record(status(send.job, "retried", now, attempt=send.attempt, device=send.device,
-                              provider=self.provider.name, reason=result.reason))]
+                                     provider=provider, reason=result.reason))]
 
-    def give_up(self, send: Send, result: Result, now: datetime) -> list:
+    def give_up(self, send: Send, result: Result, now: datetime, provider: str | None = None) -> list:
         """The target cannot be reached: say why, clean up, dead-letter, and try the next channel."""
         self.claims.release([send.claim_key])  # nothing was sent: a later replay may try again
         job, out = send.job, []
         out.append(status_record(status(job, result.state, now, attempt=send.attempt, device=send.device,
-                                 provider=self.provider.name, reason=result.reason)))
+                                        provider=provider or self.provider.name, reason=result.reason)))
         if result.state == "token_invalid" and send.device:
             out.append(("notify.devices", job["user_id"].encode(), forget_device(job, send.device, now)))
         if result.outcome == "transient" or result.state == "failed":
