@@ -29,11 +29,13 @@ from sinks.claims import RedisClaims
 from sinks.engine import Delivery
 from sinks.in_app import InAppSink
 from sinks.retry import RetryPolicy
+from sinks.sms import SmsProvider
 from sinks.webhook import WebhookProvider
 
 SHARDS = 16
 PROVIDERS = {
     "webhook": lambda config: WebhookProvider(postgres.WebhookEndpoints(config.database_url)),
+    "sms": lambda config: SmsProvider.from_env(os.environ),
 }
 
 
