@@ -3,6 +3,8 @@ channel's provider, with a DeliveryStatus for every outcome on notify.status.
 
     python -m bytewax.run "flows.delivery:build('webhook', 'normal')" -r <recovery dir> -s 5
 
+Providers are configured from the environment (SMTP_URL or EMAIL_TRANSPORT=ses, APNS_*,
+GOOGLE_APPLICATION_CREDENTIALS, VAPID_PRIVATE_KEY, AWS_*; see each sinks/<provider>.py).
 Each channel and lane is its own deployment, so a bulk campaign never waits behind, nor
 delays, a critical alert. Provider channels run through sinks/engine.py in a few shards per
 worker: jobs batch across users, and jobs waiting for a retry sit in the shard's snapshotted
@@ -26,8 +28,10 @@ from notifyflow import settings
 from sinks import jobs
 from sinks.circuit import Breakers
 from sinks.claims import RedisClaims
+from sinks.email import EmailProvider, PostgresSuppressions
 from sinks.engine import Delivery
 from sinks.in_app import InAppSink
+from sinks.push import PushProviders
 from sinks.retry import RetryPolicy
 from sinks.sms import SmsProvider
 from sinks.webhook import WebhookProvider
@@ -36,6 +40,8 @@ SHARDS = 16
 PROVIDERS = {
     "webhook": lambda config: WebhookProvider(postgres.WebhookEndpoints(config.database_url)),
     "sms": lambda config: SmsProvider.from_env(os.environ),
+    "email": lambda config: EmailProvider.from_env(os.environ, PostgresSuppressions(config.database_url)),
+    "push": lambda config: PushProviders.from_env(os.environ),
 }
 
 

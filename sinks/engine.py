@@ -74,7 +74,8 @@ class Delivery(UserStep):
     rng: random.Random = field(default_factory=random.Random)
 
     def new_state(self) -> dict:
-        return {"waiting": RetryQueue()}
+        # open: per job, targets still in flight and whether any was reached (fallback needs all to fail)
+        return {"waiting": RetryQueue(), "open": {}}
 
     def process(self, state: dict, jobs: list[dict], now: datetime) -> list[tuple[str, bytes, dict]]:
         sends, out = [], []
@@ -82,10 +83,13 @@ class Delivery(UserStep):
             targets = self.provider.targets(job)
             if not targets:
                 out += self.give_up(Send(job), Result("permanent", f"no {job['channel']} target"), now)
+            else:
+                state["open"][job["job_id"]] = {"left": len(targets), "reached": False}
             sends += [Send(job, device) for device in targets]
         claimed = self.claims.claim([send.claim_key for send in sends])
         for send, fresh in zip(sends, claimed):
             if not fresh:  # a replay after a crash: this target already has it
+                self.finish(state, send.job, reached=True)
                 out.append(status_record(status(send.job, "deduplicated", now, device=send.device,
                                                 provider=self.route(send).name, reason="already claimed")))
         return out + self.attempt([s for s, fresh in zip(sends, claimed) if fresh], state, now)
@@ -98,7 +102,7 @@ class Delivery(UserStep):
         return self.attempt(state["waiting"].pop_due(now.timestamp()), state, now)
 
     def is_empty(self, state: dict) -> bool:
-        return not state["waiting"]
+        return not state["waiting"] and not state["open"]
 
     def attempt(self, sends: list[Send], state: dict, now: datetime) -> list[tuple[str, bytes, dict]]:
         """Send through each send's provider, a batch at a time; one circuit breaker per provider."""
@@ -112,7 +116,7 @@ class Delivery(UserStep):
             if not breaker.allow(now.timestamp()):
                 for send in group:
                     out += self.give_up(send, Result("transient", f"circuit open for {provider.name}"), now,
-                                        provider.name)
+                                        provider.name, state)
                 continue
             results = []
             for start in range(0, len(group), provider.batch_size):
@@ -130,20 +134,35 @@ class Delivery(UserStep):
         stamp, provider = now.timestamp(), breaker.name
         if result.outcome == "sent":
             breaker.record_success(stamp)
+            self.finish(state, send.job, reached=True)
             return [status_record(status(send.job, "sent", now, attempt=send.attempt, device=send.device,
                                          provider=provider))]
         if result.outcome == "permanent":  # the provider is fine; the target is not
-            return self.give_up(send, result, now, provider)
+            return self.give_up(send, result, now, provider, state)
         breaker.record_failure(stamp)
         delay = self.policy.delay(send.attempt, self.rng, result.retry_after)
         if delay is None:
-            return self.give_up(send, result, now, provider)
+            return self.give_up(send, result, now, provider, state)
         state["waiting"].push(stamp + delay, Send(send.job, send.device, send.attempt + 1))
         return [status_record(status(send.job, "retried", now, attempt=send.attempt, device=send.device,
                                      provider=provider, reason=result.reason))]
 
-    def give_up(self, send: Send, result: Result, now: datetime, provider: str | None = None) -> list:
-        """The target cannot be reached: say why, clean up, dead-letter, and try the next channel."""
+    def finish(self, state: dict, job: dict, reached: bool) -> bool:
+        """Count one target of the job as done; True when it was the last and none was reached."""
+        progress = state["open"].get(job["job_id"])
+        if progress is None:
+            return not reached
+        progress["left"] -= 1
+        progress["reached"] = progress["reached"] or reached
+        if progress["left"] > 0:
+            return False
+        del state["open"][job["job_id"]]
+        return not progress["reached"]
+
+    def give_up(self, send: Send, result: Result, now: datetime, provider: str | None = None,
+                state: dict | None = None) -> list:
+        """The target cannot be reached: say why, clean up, dead-letter, and, once no target of
+        the job was reached, try the next channel."""
         self.claims.release([send.claim_key])  # nothing was sent: a later replay may try again
         job, out = send.job, []
         out.append(status_record(status(job, result.state, now, attempt=send.attempt, device=send.device,
@@ -152,7 +171,8 @@ class Delivery(UserStep):
             out.append(("notify.devices", job["user_id"].encode(), forget_device(job, send.device, now)))
         if result.outcome == "transient" or result.state == "failed":
             out.append(("notify.dlq", job["user_id"].encode(), dead_letter(job, result, send.attempt, now)))
-        if job["fallback"]:
+        nothing_reached = state is None or self.finish(state, job, reached=False)
+        if job["fallback"] and nothing_reached:
             out.append(fallback_job(job))
         return out
 

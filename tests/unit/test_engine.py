@@ -149,3 +149,16 @@ def test_a_job_with_nothing_to_reach_falls_back_at_once():
     out = delivery.process(delivery.new_state(), [job(devices=[], fallback=chain)], NOW)
     assert statuses(out) == [("failed", None, 1, "no push target")]
     assert [r[0] for r in out if r[0].startswith("notify.outbox.")] == ["notify.outbox.email.normal"]
+
+
+def test_fallback_only_when_no_device_was_reached():
+    chain = [{"channel": "email", "after_seconds": 300, "address": "ana@example.com"}]
+    dead = Result("permanent", "UNREGISTERED", state="token_invalid")
+    delivery = engine(ScriptedProvider({"p1": [dead]}))
+    out = delivery.process(delivery.new_state(), [job(devices=[phone("p1"), phone("p2")], fallback=chain)], NOW)
+    assert not [r for r in out if r[0].startswith("notify.outbox.")]  # p2 got it
+    delivery = engine(ScriptedProvider({"p1": [dead], "p2": [dead]}))
+    state = delivery.new_state()
+    out = delivery.process(state, [job(devices=[phone("p1"), phone("p2")], fallback=chain)], NOW)
+    assert [r[0] for r in out if r[0].startswith("notify.outbox.")] == ["notify.outbox.email.normal"]
+    assert delivery.is_empty(state)

@@ -1,0 +1,135 @@
+"""FCM (HTTP v1 through firebase-admin): Android and desktop devices, up to 500 messages per call.
+
+firebase-admin's async client is bound to the first event loop it runs on, and the engine runs a
+fresh `asyncio.run` per batch, so the batch goes through the sync `send_each` in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import warnings
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+
+import firebase_admin
+from firebase_admin import credentials, exceptions, messaging
+
+from sinks.engine import Result, Send
+from sinks.retry import parse_retry_after
+
+PLATFORMS = {"android", "desktop"}
+MAX_TTL_S = 28 * 24 * 3600  # FCM keeps a message for at most four weeks
+# FCM refuses a message whose data uses these keys, so a tenant's payload must not bring them.
+RESERVED_DATA_KEYS = {"from", "notification", "message_type"}
+RESERVED_DATA_PREFIXES = ("google", "gcm")
+
+
+def ttl_seconds(job: dict, now: datetime) -> int | None:
+    """Seconds the notification stays worth showing; None when it never expires."""
+    if job["expires_at"] is None:
+        return None
+    return min(MAX_TTL_S, max(0, int((job["expires_at"] - now).total_seconds())))
+
+
+def data_fields(job: dict) -> dict[str, str]:
+    """The app's own fields (FCM data values are strings); ours win over a payload's same-named keys."""
+    data = {key: value for key, value in job["payload"].items()
+            if key not in RESERVED_DATA_KEYS and not key.lower().startswith(RESERVED_DATA_PREFIXES)}
+    data.update({"notification_id": job["notification_id"], "category": job["category"]})
+    if job["deep_link"]:
+        data["deep_link"] = job["deep_link"]
+    if job["actions"]:
+        data["actions"] = json.dumps([{key: value for key, value in action.items() if value is not None}
+                                      for action in job["actions"]], separators=(",", ":"), ensure_ascii=False)
+    return data
+
+
+def render_fcm(job: dict, token: str, now: datetime | None = None) -> messaging.Message:
+    """The FCM message for one device."""
+    now = now or datetime.now(UTC)
+    image = job["image_url"] if (job["image_url"] or "").startswith("https://") else None  # FCM fetches https only
+    android = messaging.AndroidConfig(
+        collapse_key=job["collapse_key"],
+        priority="high" if job["priority"] in ("high", "critical") else "normal",
+        ttl=ttl_seconds(job, now),
+        # The tag makes a merge update replace the notification already in the tray.
+        notification=messaging.AndroidNotification(tag=job["collapse_key"], click_action=job["deep_link"]))
+    # Device records hold registration tokens. firebase-admin 7.7 deprecates `token` for `fid`, but
+    # `fid` addresses a Firebase Installation ID, which is not what our devices register.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Message\.token is deprecated", category=DeprecationWarning)
+        return messaging.Message(
+            token=token, data=data_fields(job), android=android,
+            notification=messaging.Notification(title=job["title"], body=job["body"], image=image))
+
+
+def fcm_result(response: messaging.SendResponse, now: datetime) -> Result:
+    """One `send_each` response as the engine's outcome."""
+    if response.success:
+        return Result("sent", provider_id=response.message_id)
+    error = response.exception
+    reason = f"{type(error).__name__}: {error}"
+    if isinstance(error, (messaging.UnregisteredError, messaging.SenderIdMismatchError)):
+        return Result("permanent", reason, state="token_invalid")
+    if isinstance(error, exceptions.InvalidArgumentError):
+        return Result("permanent", reason)
+    # Unavailable, internal and quota errors, and anything unexpected (auth, network): worth another
+    # try, and counted by the breaker, since they say something about FCM or our access to it.
+    headers = getattr(getattr(error, "http_response", None), "headers", None) or {}
+    return Result("transient", reason, parse_retry_after(headers.get("Retry-After"), now))
+
+
+class FcmProvider:
+    name = "fcm"
+    batch_size = 500  # the most one send_each call takes
+
+    def __init__(self, app: firebase_admin.App, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.app, self.clock = app, clock
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> FcmProvider:
+        """GOOGLE_APPLICATION_CREDENTIALS: a service-account key file; FCM_PROJECT_ID: the Firebase
+        project (default: the key file's project)."""
+        path = environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+        if not path:
+            raise ValueError("GOOGLE_APPLICATION_CREDENTIALS is not set: FCM needs a service-account key file")
+        project = environ.get("FCM_PROJECT_ID")
+        name = f"notifyflow-fcm:{project or ''}:{path}"  # one App per configuration, reused by later calls
+        try:
+            return cls(firebase_admin.get_app(name))
+        except ValueError:
+            pass
+        try:
+            certificate = credentials.Certificate(path)
+        except (OSError, ValueError) as error:
+            raise ValueError(f"GOOGLE_APPLICATION_CREDENTIALS={path}: not a usable service-account key: {error}") \
+                from None
+        return cls(firebase_admin.initialize_app(certificate, {"projectId": project} if project else {}, name=name))
+
+    def targets(self, job: dict) -> list[dict | None]:
+        return [device for device in job["devices"] if device["platform"] in PLATFORMS and device["token"]]
+
+    async def send(self, sends: list[Send]) -> list[Result]:
+        now = self.clock()
+        results: list[Result | None] = [None] * len(sends)
+        messages, positions = [], []
+        for position, send in enumerate(sends):
+            try:
+                message = render_fcm(send.job, send.device["token"], now)
+                str(message)  # encodes and validates it now, so one bad job cannot fail the whole batch
+            except (ValueError, TypeError) as error:
+                results[position] = Result("permanent", f"invalid FCM message: {error}")
+                continue
+            messages.append(message)
+            positions.append(position)
+        if messages:
+            try:
+                batch = await asyncio.to_thread(messaging.send_each, messages, app=self.app)
+            except exceptions.FirebaseError as error:  # the whole call failed, e.g. no access token
+                for position in positions:
+                    results[position] = Result("transient", f"{type(error).__name__}: {error}")
+            else:
+                for position, response in zip(positions, batch.responses):
+                    results[position] = fcm_result(response, now)
+        return results

@@ -1,0 +1,182 @@
+"""Web Push (RFC 8030 + VAPID, payloads encrypted with aes128gcm) through pywebpush, to browsers.
+
+pywebpush is synchronous, so each push runs in a worker thread and a batch goes out concurrently.
+The payload is the JSON our service worker hands to `showNotification`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from py_vapid import Vapid
+from pywebpush import WebPushException, webpush
+
+from sinks.engine import Result, Send
+from sinks.retry import parse_retry_after
+
+DEFAULT_SUBJECT = "mailto:ops@notifyflow.local"
+DEFAULT_TTL_S = 86400
+TIMEOUT_S = 10.0
+# Push services must take 4096 bytes of encrypted body; aes128gcm adds 103 (header, tag, padding
+# delimiter), and the rest is headroom.
+MAX_PAYLOAD_BYTES = 3800
+MAX_ACTIONS = 2  # what Chrome and Firefox show (Notification.maxActions)
+ELLIPSIS = "…"
+GONE = {404, 410}  # the subscription expired or the user revoked permission
+# Worth another try: the push service is busy or down, not refusing this message.
+TRANSIENT_STATUSES = {408, 425, 429, 500, 502, 503, 504}
+
+
+def urgency(job: dict) -> str:
+    """RFC 8030 Urgency: phones wake for high, and hold back low until charging or on wifi."""
+    if job["priority"] in ("high", "critical"):
+        return "high"
+    return "low" if job["lane"] == "bulk" else "normal"
+
+
+def topic(collapse_key: str) -> str:
+    """RFC 8030 Topic (at most 32 base64url characters): a pending message with the same topic is
+    replaced, so a merge update supersedes the original. Hashed, so the push service sees no content."""
+    return base64.urlsafe_b64encode(hashlib.sha256(collapse_key.encode()).digest()).decode()[:32]
+
+
+def ttl_seconds(job: dict, now: datetime) -> int:
+    if job["expires_at"] is None:
+        return DEFAULT_TTL_S
+    return max(0, int((job["expires_at"] - now).total_seconds()))
+
+
+def notification(job: dict) -> dict:
+    """What the service worker shows: `showNotification(title, options)` plus the data it acts on."""
+    shown = {"title": job["title"], "body": job["body"], "icon": job["icon"], "image": job["image_url"],
+             "badge": job["badge"], "tag": job["collapse_key"],
+             "data": {key: value for key, value in (("notification_id", job["notification_id"]),
+                                                    ("url", job["deep_link"]), ("category", job["category"]))
+                      if value is not None},
+             "actions": [{"action": action["id"], "title": action["title"]} for action in job["actions"][:MAX_ACTIONS]],
+             "renotify": job["revision"] > 0,  # a merge update alerts again instead of replacing silently
+             "requireInteraction": job["priority"] == "critical"}
+    return {key: value for key, value in shown.items() if value is not None}
+
+
+def encode(shown: dict) -> str:
+    return json.dumps(shown, separators=(",", ":"), ensure_ascii=False)
+
+
+def fits(shown: dict) -> bool:
+    return len(encode(shown).encode()) <= MAX_PAYLOAD_BYTES
+
+
+def shorten(shown: dict, field: str, size: int) -> dict:
+    """`field` cut to its first `size` UTF-8 bytes (never half a character), with an ellipsis."""
+    kept = shown[field].encode()[:size].decode(errors="ignore")
+    return {**shown, field: kept + ELLIPSIS if kept else ""}
+
+
+def fit(shown: dict) -> str:
+    """The JSON, with the body (then the title) cut as little as needed to fit in one push."""
+    for field in ("body", "title"):
+        if fits(shown):
+            break
+        # The longest prefix that fits; a search, since JSON escapes make bytes and characters differ.
+        low, high = 0, len(shown[field].encode())
+        while low < high:
+            middle = (low + high + 1) // 2
+            low, high = (middle, high) if fits(shorten(shown, field, middle)) else (low, middle - 1)
+        shown = shorten(shown, field, low)
+    return encode(shown)
+
+
+def render_webpush(job: dict, now: datetime | None = None) -> tuple[str, int, str, str]:
+    """(JSON payload, TTL seconds, Urgency, Topic) for one push of the job."""
+    return fit(notification(job)), ttl_seconds(job, now or datetime.now(UTC)), urgency(job), topic(job["collapse_key"])
+
+
+def webpush_result(error: Exception, now: datetime) -> Result:
+    """A failed push as the engine's outcome."""
+    if isinstance(error, requests.RequestException):  # no answer: connection refused, timeout, reset
+        return Result("transient", f"{type(error).__name__}: {error}")
+    status = error.status_code if isinstance(error, WebPushException) else None
+    if status is None:  # pywebpush refused before sending, e.g. subscription keys it cannot encrypt for
+        return Result("permanent", f"cannot push: {type(error).__name__}: {error}")
+    reason = f"HTTP {status} from push service"
+    if status in GONE:
+        return Result("permanent", reason, state="token_invalid")
+    if status in TRANSIENT_STATUSES or status >= 500:
+        return Result("transient", reason, parse_retry_after(error.retry_after, now))
+    return Result("permanent", reason)  # 400, 401/403 (VAPID), 413: resending the same push cannot help
+
+
+def load_vapid_key(text: str) -> Vapid:
+    """A P-256 private key as PEM, or in a form py_vapid reads (b64url raw 32 bytes or DER)."""
+    text = text.strip()
+    try:
+        if text.startswith("-----BEGIN"):
+            key = serialization.load_pem_private_key(text.encode(), password=None)
+            if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+                raise ValueError("VAPID keys are P-256 (prime256v1) EC keys")
+            return Vapid(private_key=key)
+        return Vapid.from_string(text)
+    except (ValueError, TypeError, IndexError) as error:
+        raise ValueError(f"VAPID private key is not a P-256 key in PEM, DER or raw form: {error}") from None
+
+
+class WebPushProvider:
+    name = "webpush"
+    batch_size = 100
+
+    def __init__(self, vapid: Vapid, subject: str = DEFAULT_SUBJECT,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        if not subject.startswith(("mailto:", "https:")):
+            raise ValueError(f"VAPID_SUBJECT must be a mailto: or https: URI, not {subject!r}")
+        self.vapid, self.subject, self.clock = vapid, subject, clock
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> WebPushProvider:
+        """VAPID_PRIVATE_KEY (PEM or b64url raw/DER) or VAPID_PRIVATE_KEY_FILE; VAPID_SUBJECT."""
+        text = environ.get("VAPID_PRIVATE_KEY")
+        if not text and (path := environ.get("VAPID_PRIVATE_KEY_FILE")):
+            try:
+                text = Path(path).read_text()
+            except OSError as error:
+                raise ValueError(f"VAPID_PRIVATE_KEY_FILE={path}: {error}") from None
+        if not text:
+            raise ValueError("VAPID_PRIVATE_KEY (or VAPID_PRIVATE_KEY_FILE) is not set: Web Push needs a VAPID key")
+        return cls(load_vapid_key(text), environ.get("VAPID_SUBJECT") or DEFAULT_SUBJECT)
+
+    @property
+    def application_server_key(self) -> str:
+        """The public key browsers pass to `pushManager.subscribe()` (b64url, uncompressed point)."""
+        point = self.vapid.public_key.public_bytes(serialization.Encoding.X962,
+                                                   serialization.PublicFormat.UncompressedPoint)
+        return base64.urlsafe_b64encode(point).rstrip(b"=").decode()
+
+    def targets(self, job: dict) -> list[dict | None]:
+        return [device for device in job["devices"] if device["web_push"]]
+
+    async def send(self, sends: list[Send]) -> list[Result]:
+        now = self.clock()
+        return list(await asyncio.gather(*(asyncio.to_thread(self.push, send, now) for send in sends)))
+
+    def push(self, send: Send, now: datetime) -> Result:
+        payload, ttl, urgency_, topic_ = render_webpush(send.job, now)
+        subscription = send.device["web_push"]
+        try:
+            response = webpush({"endpoint": subscription["endpoint"],
+                                "keys": {"p256dh": subscription["p256dh"], "auth": subscription["auth"]}},
+                               data=payload, vapid_private_key=self.vapid,
+                               # a fresh dict each time: pywebpush writes the endpoint's origin into it as `aud`
+                               vapid_claims={"sub": self.subject}, ttl=ttl,
+                               headers={"Urgency": urgency_, "Topic": topic_}, timeout=TIMEOUT_S)
+        except Exception as error:  # pywebpush raises several types; none may escape a batch
+            return webpush_result(error, now)
+        return Result("sent", provider_id=response.headers.get("Location"))
