@@ -37,6 +37,8 @@ from sinks.sms import SmsProvider
 from sinks.webhook import WebhookProvider
 
 SHARDS = 16
+# Bulk sends wait up to this long to fill provider-sized batches (FCM takes 500 a call).
+BULK_BATCH_WINDOW_S = 5.0
 PROVIDERS = {
     "webhook": lambda config: WebhookProvider(postgres.WebhookEndpoints(config.database_url)),
     "sms": lambda config: SmsProvider.from_env(os.environ),
@@ -65,7 +67,7 @@ def build(channel: str, lane: str, config: settings.Settings | None = None) -> D
             jobs.status_record(s) for s in sink.get().deliver([item["job"] for item in batch], utcnow())])
     else:
         engine = Delivery(PROVIDERS[channel](config), RedisClaims(redis.client(config.redis_url)), Breakers(),
-                          retry_policy())
+                          retry_policy(), batch_window_s=BULK_BATCH_WINDOW_S if lane == "bulk" else 0.0)
         sharded = op.key_on("key_by_shard", op.map("jobs", decoded.trues, lambda item: item["job"]), shard_of)
         delivered = op.key_rm("drop_shard_key", per_user_steps("deliver", sharded, engine))
     records = op.merge("with_dead_letters", dead, delivered)

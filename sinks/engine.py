@@ -72,12 +72,29 @@ class Delivery(UserStep):
     breakers: Breakers
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     rng: random.Random = field(default_factory=random.Random)
+    # Bulk lanes wait this long to fill provider-sized batches; 0 sends what each poll brings.
+    batch_window_s: float = 0.0
 
     def new_state(self) -> dict:
         # open: per job, targets still in flight and whether any was reached (fallback needs all to fail)
-        return {"waiting": RetryQueue(), "open": {}}
+        return {"waiting": RetryQueue(), "open": {}, "collecting": [], "collect_until": None}
 
     def process(self, state: dict, jobs: list[dict], now: datetime) -> list[tuple[str, bytes, dict]]:
+        if not self.batch_window_s:
+            return self.start(state, jobs, now)
+        state["collecting"] += jobs
+        if state["collect_until"] is None:
+            state["collect_until"] = now.timestamp() + self.batch_window_s
+        if len(state["collecting"]) >= self.provider.batch_size:
+            return self.flush(state, now)
+        return []
+
+    def flush(self, state: dict, now: datetime) -> list[tuple[str, bytes, dict]]:
+        jobs, state["collecting"], state["collect_until"] = state["collecting"], [], None
+        return self.start(state, jobs, now)
+
+    def start(self, state: dict, jobs: list[dict], now: datetime) -> list[tuple[str, bytes, dict]]:
+        """Claim every target of the jobs and send the fresh ones."""
         sends, out = [], []
         for job in jobs:
             targets = self.provider.targets(job)
@@ -95,14 +112,17 @@ class Delivery(UserStep):
         return out + self.attempt([s for s, fresh in zip(sends, claimed) if fresh], state, now)
 
     def due(self, state: dict) -> datetime | None:
-        due = state["waiting"].next_due()
-        return None if due is None else datetime.fromtimestamp(due, UTC)
+        times = [t for t in (state["waiting"].next_due(), state["collect_until"]) if t is not None]
+        return datetime.fromtimestamp(min(times), UTC) if times else None
 
     def release(self, state: dict, now: datetime) -> list[tuple[str, bytes, dict]]:
-        return self.attempt(state["waiting"].pop_due(now.timestamp()), state, now)
+        out = self.attempt(state["waiting"].pop_due(now.timestamp()), state, now)
+        if state["collect_until"] is not None and state["collect_until"] <= now.timestamp():
+            out += self.flush(state, now)
+        return out
 
     def is_empty(self, state: dict) -> bool:
-        return not state["waiting"] and not state["open"]
+        return not state["waiting"] and not state["open"] and not state["collecting"]
 
     def attempt(self, sends: list[Send], state: dict, now: datetime) -> list[tuple[str, bytes, dict]]:
         """Send through each send's provider, a batch at a time; one circuit breaker per provider."""

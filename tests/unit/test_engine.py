@@ -162,3 +162,20 @@ def test_fallback_only_when_no_device_was_reached():
     out = delivery.process(state, [job(devices=[phone("p1"), phone("p2")], fallback=chain)], NOW)
     assert [r[0] for r in out if r[0].startswith("notify.outbox.")] == ["notify.outbox.email.normal"]
     assert delivery.is_empty(state)
+
+
+def test_bulk_lanes_collect_a_batch_window_before_sending():
+    provider = ScriptedProvider()
+    provider.batch_size = 3
+    delivery = Delivery(provider, MemoryClaims(), Breakers(), RetryPolicy(jitter=0), random.Random(1),
+                        batch_window_s=5)
+    state = delivery.new_state()
+    assert delivery.process(state, [job(user="a")], NOW) == []
+    assert delivery.process(state, [job(user="b")], NOW + timedelta(seconds=2)) == []
+    assert provider.calls == [] and delivery.due(state) == NOW + timedelta(seconds=5)
+    out = delivery.release(state, NOW + timedelta(seconds=5))
+    assert [s[0] for s in statuses(out)] == ["sent", "sent"]
+    assert provider.calls == [[("a", "p1", 1), ("b", "p1", 1)]]  # one batch for both
+    # A full batch does not wait for the window.
+    out = delivery.process(state, [job(user=u) for u in "cde"], NOW + timedelta(seconds=6))
+    assert [s[0] for s in statuses(out)] == ["sent"] * 3 and delivery.is_empty(state)
