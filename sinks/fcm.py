@@ -90,7 +90,8 @@ class FcmProvider:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> FcmProvider:
         """GOOGLE_APPLICATION_CREDENTIALS: a service-account key file; FCM_PROJECT_ID: the Firebase
-        project (default: the key file's project)."""
+        project (default: the key file's project); FCM_ENDPOINT: another FCM HTTP v1 server (an
+        emulator or a local peer) instead of fcm.googleapis.com."""
         path = environ.get("GOOGLE_APPLICATION_CREDENTIALS")
         if not path:
             raise ValueError("GOOGLE_APPLICATION_CREDENTIALS is not set: FCM needs a service-account key file")
@@ -105,7 +106,10 @@ class FcmProvider:
         except (OSError, ValueError) as error:
             raise ValueError(f"GOOGLE_APPLICATION_CREDENTIALS={path}: not a usable service-account key: {error}") \
                 from None
-        return cls(firebase_admin.initialize_app(certificate, {"projectId": project} if project else {}, name=name))
+        app = firebase_admin.initialize_app(certificate, {"projectId": project} if project else {}, name=name)
+        if endpoint := environ.get("FCM_ENDPOINT"):
+            use_endpoint(app, endpoint)
+        return cls(app)
 
     def targets(self, job: dict) -> list[dict | None]:
         return [device for device in job["devices"] if device["platform"] in PLATFORMS and device["token"]]
@@ -133,3 +137,14 @@ class FcmProvider:
                 for position, response in zip(positions, batch.responses):
                     results[position] = fcm_result(response, now)
         return results
+
+
+def use_endpoint(app: firebase_admin.App, endpoint: str) -> None:
+    """Point an App's messaging at another server. firebase-admin formats its class-level FCM_URL
+    once, when the App's messaging service is created, so the override only spans that moment."""
+    original = messaging._MessagingService.FCM_URL
+    messaging._MessagingService.FCM_URL = endpoint.rstrip("/") + "/v1/projects/{0}/messages:send"
+    try:
+        messaging._get_messaging_service(app)
+    finally:
+        messaging._MessagingService.FCM_URL = original

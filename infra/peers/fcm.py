@@ -19,7 +19,6 @@ import json
 import re
 import secrets
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
@@ -31,6 +30,7 @@ from firebase_admin import credentials, messaging
 from requests.adapters import HTTPAdapter
 
 from infra.stack import free_port
+from sinks.fcm import use_endpoint
 
 POLL_S = 0.05  # how often the server loop looks at the stop flag; stop() waits up to this long
 FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
@@ -287,21 +287,6 @@ class _Handler(BaseHTTPRequestHandler):
 
 # -- pointing firebase-admin here -------------------------------------------------------------------
 
-@contextlib.contextmanager
-def fcm_url(service: FcmService) -> Iterator[None]:
-    """Make messaging services created inside the block send to `service` instead of Google.
-
-    firebase-admin formats `_MessagingService.FCM_URL` with the project id once, when an App's
-    messaging service is first created, so the patch only needs to cover that moment.
-    """
-    original = messaging._MessagingService.FCM_URL
-    messaging._MessagingService.FCM_URL = f"{service.url}/v1/projects/{{0}}/messages:send"
-    try:
-        yield
-    finally:
-        messaging._MessagingService.FCM_URL = original
-
-
 def fcm_app(service: FcmService, retries: int | None = 0) -> firebase_admin.App:
     """A uniquely named App whose messaging goes to `service`, with credentials minted by `service`.
 
@@ -314,8 +299,7 @@ def fcm_app(service: FcmService, retries: int | None = 0) -> firebase_admin.App:
                                         {"projectId": service.project_id},
                                         name=f"fcm-peer-{secrets.token_hex(6)}")
     service._apps.append(app)
-    with fcm_url(service):
-        sender = messaging._get_messaging_service(app)  # created now, so it binds the local URL
+    use_endpoint(app, service.url)
     if retries is not None:
-        sender._client.session.mount(service.url, HTTPAdapter(max_retries=retries))
+        messaging._get_messaging_service(app)._client.session.mount(service.url, HTTPAdapter(max_retries=retries))
     return app

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from firebase_admin import messaging
 
 from connectors import redis
-from infra.peers.fcm import FcmService, fcm_app, fcm_url
+from infra.peers.fcm import FcmService, fcm_app
 from infra.peers.webpush import WebPushService
 from infra.topics import codec_for, outbox_topic
 from sinks.circuit import Breakers
@@ -201,12 +201,11 @@ def test_fcm_quota_waits_for_retry_after_and_a_bad_message_is_dead_lettered(stac
 def test_fcm_from_env_uses_the_service_account_credential_path(stack, fcm, tmp_path):
     key_file = tmp_path / "service-account.json"
     key_file.write_text(json.dumps(fcm.service_account()))
-    environ = {"GOOGLE_APPLICATION_CREDENTIALS": str(key_file), "FCM_PROJECT_ID": fcm.project_id}
+    environ = {"GOOGLE_APPLICATION_CREDENTIALS": str(key_file), "FCM_PROJECT_ID": fcm.project_id,
+               "FCM_ENDPOINT": fcm.url}
     provider = FcmProvider.from_env(environ)
     try:
         assert FcmProvider.from_env(environ).app is provider.app  # one App per configuration
-        with fcm_url(fcm):  # firebase-admin binds the FCM URL when the App first sends
-            messaging._get_messaging_service(provider.app)
         user, device = unique("jo"), phone("phone")
         delivery = engine(stack, provider)
         records = delivery.process(delivery.new_state(), [job(user, [device])], NOW)
