@@ -1,0 +1,87 @@
+"""Push end to end, run as deployed: the notification flow and the push delivery flow, with an
+iPhone (APNs), an Android phone (FCM) and a browser (Web Push) — each device reached once, a
+dead browser subscription forgotten, and nothing sent twice after the delivery flow is killed
+and replays its whole input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from flow_harness import Outputs, device, preferences, publish, request, statuses, unique
+
+from infra.flows import FlowProcess, delivery_flow
+from infra.peers.apns import ApnsService
+from infra.peers.fcm import FcmService
+from infra.peers.webpush import WebPushService
+from notifyflow.requests import device_record
+
+
+@pytest.fixture
+def peers(tmp_path):
+    with ApnsService() as apns, FcmService() as fcm, WebPushService() as webpush:
+        key_file = tmp_path / "service-account.json"
+        key_file.write_text(json.dumps(fcm.service_account()))
+        vapid = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+        env = {"APNS_URL": apns.url, "APNS_KEY_ID": apns.key_id, "APNS_TEAM_ID": apns.team_id,
+               "APNS_BUNDLE_ID": apns.bundle_id, "APNS_PRIVATE_KEY": apns.private_key_pem,
+               "APNS_CA_FILE": str(apns.ca_pem_path), "GOOGLE_APPLICATION_CREDENTIALS": str(key_file),
+               "FCM_PROJECT_ID": fcm.project_id, "FCM_ENDPOINT": fcm.url, "VAPID_PRIVATE_KEY": vapid,
+               "NOTIFYFLOW_RETRY_DELAYS": "0.5,1"}
+        yield apns, fcm, webpush, env
+
+
+def test_one_request_reaches_every_platform_once(stack, peers, tmp_path):
+    apns, fcm, webpush, env = peers
+    user = unique("zoe")
+    browser, dead_browser = webpush.subscribe(), webpush.subscribe()
+    webpush.unsubscribe(dead_browser["id"])
+    iphone_token = "ab" * 32
+    web = {key: browser[key] for key in ("endpoint", "p256dh", "auth")}
+    dead = {key: dead_browser[key] for key in ("endpoint", "p256dh", "auth")}
+    publish("notify.devices", [device(user, "iphone", iphone_token, platform="ios"),
+                               device(user, "pixel", "fcm-token-zoe"),
+                               device_record(user, "laptop", "web", web_push=web),
+                               device_record(user, "old-laptop", "web", web_push=dead)])
+    publish("notify.preferences", [preferences(user, email=f"{user}@example.com")])
+    notifications = FlowProcess("notifications", tmp_path / "n", tmp_path / "notifications.log")
+    push = FlowProcess(delivery_flow("push", "high"), tmp_path / "push", tmp_path / "push.log", env=env)
+    outputs = Outputs(push)
+    try:
+        notifications.start()
+        outputs.settle()
+        push.start()
+        publish("notify.events", [request(user, "Build #42 failed", "3 tests failed on main", category="ci",
+                                          priority="high", metadata={"deep_link": "https://ci.example.com/42"})])
+        found = outputs.wait_for({user}, lambda f: len(delivered(f)) >= 4, timeout_s=90)
+        push.kill()
+        # A fresh recovery store: the push flow reads its lane again from the beginning.
+        push = FlowProcess(delivery_flow("push", "high"), tmp_path / "replay", tmp_path / "replay.log", env=env)
+        push.start()
+        replayed = outputs.wait_for({user}, lambda f: len([s for s in statuses(f) if s["status"] == "deduplicated"])
+                                    >= 3, timeout_s=90)
+    finally:
+        notifications.stop()
+        push.stop()
+        outputs.close()
+    by_device = {s["device_id"]: (s["status"], s["provider"]) for s in delivered(found)}
+    assert by_device == {"iphone": ("sent", "apns"), "pixel": ("sent", "fcm"), "laptop": ("sent", "webpush"),
+                         "old-laptop": ("token_invalid", "webpush")}
+    [to_iphone] = apns.received
+    assert to_iphone["payload"]["aps"]["alert"] == {"title": "Build #42 failed", "body": "3 tests failed on main"}
+    [to_pixel] = fcm.received
+    assert to_pixel["message"]["notification"] == {"title": "Build #42 failed", "body": "3 tests failed on main"}
+    [to_laptop] = webpush.received
+    assert json.loads(to_laptop["payload"])["data"]["url"] == "https://ci.example.com/42"
+    # The replay found every reached device already claimed and sent nothing again.
+    assert sorted(s["device_id"] for s in statuses(replayed) if s["status"] == "deduplicated") == [
+        "iphone", "laptop", "pixel"]
+    assert (len(apns.received), len(fcm.received), len(webpush.received)) == (1, 1, 1)
+
+
+def delivered(outputs) -> list[dict]:
+    """The push delivery flow's statuses (the notification flow's `requested` has no device)."""
+    return [s for s in statuses(outputs) if s["channel"] == "push" and s["device_id"]]
