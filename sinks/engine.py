@@ -97,6 +97,9 @@ class Delivery(UserStep):
         """Claim every target of the jobs and send the fresh ones."""
         sends, out = [], []
         for job in jobs:
+            if expired(job, now):
+                out.append(expired_status(job, now, self.provider.name))
+                continue
             targets = self.provider.targets(job)
             if not targets:
                 out += self.give_up(Send(job), Result("permanent", f"no {job['channel']} target"), now)
@@ -116,7 +119,11 @@ class Delivery(UserStep):
         return datetime.fromtimestamp(min(times), UTC) if times else None
 
     def release(self, state: dict, now: datetime) -> list[tuple[str, bytes, dict]]:
-        out = self.attempt(state["waiting"].pop_due(now.timestamp()), state, now)
+        due, out = state["waiting"].pop_due(now.timestamp()), []
+        for send in (send for send in due if expired(send.job, now)):  # it waited out an outage
+            self.finish(state, send.job, reached=False)
+            out.append(expired_status(send.job, now, self.route(send).name, send))
+        out += self.attempt([send for send in due if not expired(send.job, now)], state, now)
         if state["collect_until"] is not None and state["collect_until"] <= now.timestamp():
             out += self.flush(state, now)
         return out
@@ -195,6 +202,16 @@ class Delivery(UserStep):
         if job["fallback"] and nothing_reached:
             out.append(fallback_job(job))
         return out
+
+
+def expired(job: dict, now: datetime) -> bool:
+    return job["expires_at"] is not None and job["expires_at"] <= now
+
+
+def expired_status(job: dict, now: datetime, provider: str, send: Send | None = None) -> tuple:
+    return status_record(status(job, "expired", now, attempt=send.attempt if send else 1,
+                                device=send.device if send else None, provider=provider,
+                                reason=f"expired at {job['expires_at'].isoformat()}"))
 
 
 def forget_device(job: dict, device: dict, now: datetime) -> dict:

@@ -179,3 +179,21 @@ def test_bulk_lanes_collect_a_batch_window_before_sending():
     # A full batch does not wait for the window.
     out = delivery.process(state, [job(user=u) for u in "cde"], NOW + timedelta(seconds=6))
     assert [s[0] for s in statuses(out)] == ["sent"] * 3 and delivery.is_empty(state)
+
+
+def test_expired_jobs_are_not_sent():
+    provider = ScriptedProvider()
+    delivery = engine(provider)
+    out = delivery.process(delivery.new_state(), [job(expires_at=NOW - timedelta(minutes=1))], NOW)
+    assert statuses(out) == [("expired", None, 1, "expired at 2026-11-25T11:59:00+00:00")]
+    assert provider.calls == []
+
+
+def test_a_retry_that_outlives_its_notification_is_dropped():
+    provider = ScriptedProvider({"p1": [Result("transient", "503")]})
+    delivery = engine(provider, delays=(60,))
+    state = delivery.new_state()
+    delivery.process(state, [job(expires_at=NOW + timedelta(seconds=30))], NOW)
+    out = delivery.release(state, NOW + timedelta(seconds=60))
+    assert statuses(out) == [("expired", "p1", 2, "expired at 2026-11-25T12:00:30+00:00")]
+    assert len(provider.calls) == 1 and delivery.is_empty(state)
