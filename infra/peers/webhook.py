@@ -13,6 +13,11 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from infra.stack import free_port
 
 
+class Server(ThreadingHTTPServer):
+    # A delivery batch opens up to 100 connections at once; the default backlog of 5 resets them.
+    request_queue_size = 128
+
+
 class WebhookReceiver:
     def __init__(self, secret: str = "whsec_" + "bm90aWZ5Zmxvdy10ZXN0LXNlY3JldC0zMmJ5dGVzIQ==") -> None:
         self.secret = secret
@@ -22,7 +27,7 @@ class WebhookReceiver:
         self._seen: set[str] = set()
         self._failures: list[tuple[int, str | None]] = []
         self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), self._handler())
+        self.server = Server(("127.0.0.1", free_port()), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_port}/hooks"
 
     def fail(self, status: int, times: int, retry_after: str | None = None) -> None:

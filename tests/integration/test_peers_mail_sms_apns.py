@@ -196,7 +196,7 @@ def test_ses_send_from_a_verified_identity_is_recorded(aws):
         Content={"Simple": {"Subject": {"Data": "Bob sent you a message"},
                             "Body": {"Text": {"Data": "Lunch?"}, "Html": {"Data": "<p>Lunch?</p>"}}}})
 
-    [sent] = [m for m in aws.sent_emails() if m["subject"] == "Bob sent you a message"]
+    [sent] = [m for m in aws.sent_emails() if m.get("subject") == "Bob sent you a message"]
     assert sent["source"] == "noreply@notifyflow.test"
     assert sent["destinations"] == {"ToAddresses": ["alice@example.com"]}
     assert sent["body"] == "<p>Lunch?</p>"  # moto keeps the Html part when both are given
