@@ -21,6 +21,9 @@ from sinks.jobs import status, status_record
 from sinks.retry import RetryPolicy, RetryQueue
 
 
+MAX_TARGETS_PER_JOB = 100
+
+
 @dataclass
 class Send:
     """One attempt to reach one target (a device, an address, an endpoint) for one job."""
@@ -100,7 +103,8 @@ class Delivery(UserStep):
             if expired(job, now):
                 out.append(expired_status(job, now, self.provider.name))
                 continue
-            targets = self.provider.targets(job)
+            # The most recently registered, when a user has more devices than anyone reasonably uses.
+            targets = self.provider.targets(job)[-MAX_TARGETS_PER_JOB:]
             if not targets:
                 out += self.give_up(Send(job), Result("permanent", f"no {job['channel']} target"), now)
             else:

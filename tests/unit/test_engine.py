@@ -197,3 +197,11 @@ def test_a_retry_that_outlives_its_notification_is_dropped():
     out = delivery.release(state, NOW + timedelta(seconds=60))
     assert statuses(out) == [("expired", "p1", 2, "expired at 2026-11-25T12:00:30+00:00")]
     assert len(provider.calls) == 1 and delivery.is_empty(state)
+
+
+def test_a_user_is_sent_to_at_most_a_hundred_devices_the_newest():
+    provider = ScriptedProvider()
+    provider.batch_size = 500
+    delivery = engine(provider)
+    out = delivery.process(delivery.new_state(), [job(devices=[phone(f"p{n}") for n in range(130)])], NOW)
+    assert [s[1] for s in statuses(out)] == [f"p{n}" for n in range(30, 130)]
