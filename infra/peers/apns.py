@@ -32,6 +32,7 @@ import trustme
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from infra.peers.recording import Recording
 from infra.stack import free_port
 
 MAX_PAYLOAD_BYTES = 4096
@@ -51,8 +52,10 @@ class ApnsError(Exception):
         self.status, self.reason, self.timestamp_ms = status, reason, timestamp_ms
 
 
-class ApnsService:
+class ApnsService(Recording):
     """An APNs endpoint on 127.0.0.1 for one team, one signing key and one app (bundle id)."""
+
+    noun = "notifications"  # each received record: {"token", "headers" (lowercase, no pseudo-headers), "payload"}
 
     def __init__(self, team_id: str = "TEAM000001", key_id: str = "KEY0000001",
                  bundle_id: str = "com.example.notifyflow"):
@@ -64,9 +67,7 @@ class ApnsService:
                                                  serialization.NoEncryption()).decode()
         self.host, self.port = "127.0.0.1", 0
         self.ca_pem_path = ""
-        self._lock = threading.Condition()
-        self._received: list[dict] = []
-        self._rejected: list[dict] = []
+        super().__init__()
         self._unregistered: dict[str, int] = {}  # token -> ms timestamp Apple reports
         self._failures: dict[str, list] = {}  # token -> [status, reason, remaining times or None]
         self._stop = threading.Event()
@@ -122,23 +123,6 @@ class ApnsService:
         with self._lock:
             self._failures[token.lower()] = [status, reason, times]
 
-    @property
-    def received(self) -> list[dict]:
-        """Accepted notifications: {"token", "headers" (lowercase, no pseudo-headers), "payload"}."""
-        with self._lock:
-            return list(self._received)
-
-    @property
-    def rejected(self) -> list[dict]:
-        """Refused requests: {"token", "status", "reason"}, so tests can count retries."""
-        with self._lock:
-            return list(self._rejected)
-
-    def wait_for(self, n: int, timeout: float = 5.0) -> list[dict]:
-        with self._lock:
-            if not self._lock.wait_for(lambda: len(self._received) >= n, timeout):
-                raise TimeoutError(f"APNs peer got {len(self._received)} notifications, expected {n}")
-            return list(self._received)
 
     # -- HTTP/2 over TLS ----------------------------------------------------------------------------
 

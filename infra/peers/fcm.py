@@ -18,8 +18,7 @@ import contextlib
 import json
 import re
 import secrets
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs
 
 import firebase_admin
@@ -29,10 +28,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from firebase_admin import credentials, messaging
 from requests.adapters import HTTPAdapter
 
-from infra.stack import free_port
+from infra.peers.recording import HttpPeer
 from sinks.fcm import use_endpoint
 
-POLL_S = 0.05  # how often the server loop looks at the stop flag; stop() waits up to this long
 FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"  # google-auth signs for this whatever token_uri is
@@ -72,44 +70,31 @@ def invalid(message: str) -> FcmError:
     return FcmError(400, error_body(400, message))
 
 
-class FcmService:
+class FcmService(HttpPeer):
     """FCM HTTP v1 `messages:send` for one project on 127.0.0.1, plus its OAuth2 token endpoint."""
+
+    noun = "messages"  # each received record: {"name", "message" (v1 JSON), "bearer" (the access token used)}
+
+    @property
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        return _Handler
 
     def __init__(self, project_id: str = "notifyflow-test"):
         self.project_id = project_id
-        self.host, self.port = "127.0.0.1", 0
         self.client_email = f"firebase-adminsdk@{project_id}.iam.gserviceaccount.com"
         # The service holds the account's key pair, as Google holds the public half of a downloaded key.
         self._account_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self._lock = threading.Condition()
+        super().__init__()
         self._unregistered: set[str] = set()
         self._failures: dict[str, list] = {}  # target -> [status, remaining times or None, retry_after, code]
-        self._received: list[dict] = []
-        self._rejected: list[dict] = []
         self._sent = 0
         self._apps: list[firebase_admin.App] = []
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     @property
     def token_uri(self) -> str:
         return f"{self.url}/token"
 
     # -- lifecycle -------------------------------------------------------------------------------
-
-    def start(self) -> FcmService:
-        self.port = free_port()
-        self._server = ThreadingHTTPServer((self.host, self.port), _Handler)
-        self._server.daemon_threads = True
-        self._server.peer = self
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(POLL_S,), daemon=True,
-                                        name="fcm-peer")
-        self._thread.start()
-        return self
 
     def stop(self) -> None:
         for app in self._apps:  # apps made by fcm_app() point here and are useless once it is gone
@@ -119,17 +104,7 @@ class FcmService:
             with contextlib.suppress(ValueError, RuntimeError):
                 firebase_admin.delete_app(app)
         self._apps.clear()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(timeout=5)
-            self._server = None
-
-    def __enter__(self) -> FcmService:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        super().stop()
 
     # -- credentials, injection and inspection ----------------------------------------------------
 
@@ -156,23 +131,6 @@ class FcmService:
             else:
                 self._failures[token] = [status, times, retry_after, error_code]
 
-    @property
-    def received(self) -> list[dict]:
-        """Accepted messages: {"name", "message" (v1 JSON), "bearer" (the access token used)}."""
-        with self._lock:
-            return list(self._received)
-
-    @property
-    def rejected(self) -> list[dict]:
-        """Refused sends: {"target", "status", "error"}, so tests can count retries."""
-        with self._lock:
-            return list(self._rejected)
-
-    def wait_for(self, n: int, timeout: float = 5.0) -> list[dict]:
-        with self._lock:
-            if not self._lock.wait_for(lambda: len(self._received) >= n, timeout):
-                raise TimeoutError(f"FCM peer got {len(self._received)} messages, expected {n}")
-            return list(self._received)
 
     # -- requests ---------------------------------------------------------------------------------
 

@@ -17,9 +17,8 @@ from __future__ import annotations
 import base64
 import re
 import secrets
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
 
 import http_ece
@@ -27,9 +26,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from infra.stack import free_port
+from infra.peers.recording import HttpPeer
 
-POLL_S = 0.05  # how often the server loop looks at the stop flag; stop() waits up to this long
 MAX_PAYLOAD_BYTES = 4096  # RFC 8030 7.2: services must accept 4096 bytes and may refuse more (413)
 MAX_VAPID_LIFETIME_S = 24 * 3600  # RFC 8292 2: exp must be no more than 24 hours ahead
 CLOCK_SKEW_S = 60
@@ -59,48 +57,23 @@ class PushRejected(Exception):
         self.status, self.reason, self.headers = status, reason, headers or {}
 
 
-class WebPushService:
+class WebPushService(HttpPeer):
     """A push service on 127.0.0.1; each subscription is a browser whose keys the service holds."""
 
+    noun = "pushes"  # each received record: {"subscription", "payload", "ttl", "urgency", "topic", "vapid_sub"}
+
+    @property
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        return _Handler
+
     def __init__(self):
-        self.host, self.port = "127.0.0.1", 0
-        self._lock = threading.Condition()
+        super().__init__()
         self._subscriptions: dict[str, dict] = {}  # id -> {"key": private key, "auth", "server_key"}
         self._gone: set[str] = set()
         self._failures: dict[str, list] = {}  # id -> [status, remaining times or None, retry_after]
-        self._received: list[dict] = []
-        self._rejected: list[dict] = []
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def start(self) -> WebPushService:
-        self.port = free_port()
-        self._server = ThreadingHTTPServer((self.host, self.port), _Handler)
-        self._server.daemon_threads = True
-        self._server.peer = self
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(POLL_S,), daemon=True,
-                                        name="webpush-peer")
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(timeout=5)
-            self._server = None
-
-    def __enter__(self) -> WebPushService:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     # -- subscriptions, injection and inspection --------------------------------------------------
 
@@ -137,23 +110,6 @@ class WebPushService:
             else:
                 self._failures[subscription_id] = [status, times, retry_after]
 
-    @property
-    def received(self) -> list[dict]:
-        """Accepted pushes: {"subscription", "payload", "ttl", "urgency", "topic", "vapid_sub"}."""
-        with self._lock:
-            return list(self._received)
-
-    @property
-    def rejected(self) -> list[dict]:
-        """Refused pushes: {"subscription", "status", "reason"}, so tests can count retries."""
-        with self._lock:
-            return list(self._rejected)
-
-    def wait_for(self, n: int, timeout: float = 5.0) -> list[dict]:
-        with self._lock:
-            if not self._lock.wait_for(lambda: len(self._received) >= n, timeout):
-                raise TimeoutError(f"Web Push peer got {len(self._received)} pushes, expected {n}")
-            return list(self._received)
 
     # -- one push ---------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -106,3 +107,13 @@ def jobs(outputs: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
 
 def statuses(outputs: list[tuple[str, dict]]) -> list[dict]:
     return [value for topic, value in outputs if topic == "notify.status"]
+
+
+def live_events(pubsub, seconds: float = 1.0) -> list[dict]:
+    """The JSON events a Redis subscription receives within `seconds`."""
+    found, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.1)
+        if message and message["type"] == "message":
+            found.append(json.loads(message["data"]))
+    return found

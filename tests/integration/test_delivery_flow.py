@@ -4,23 +4,12 @@ when the delivery flow replays its whole input."""
 
 from __future__ import annotations
 
-import json
-import time
 
 import psycopg
-from flow_harness import Outputs, publish, publish_raw, request, statuses, unique
+from flow_harness import Outputs, live_events, publish, publish_raw, request, statuses, unique
 
 from connectors import redis as redis_connector
 from infra.flows import FlowProcess, delivery_flow
-
-
-def events_for(pubsub, seconds: float) -> list[dict]:
-    found, deadline = [], time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        message = pubsub.get_message(timeout=0.1)
-        if message and message["type"] == "message":
-            found.append(json.loads(message["data"]))
-    return found
 
 
 def test_requests_reach_the_notification_center_once(stack, tmp_path):
@@ -38,14 +27,14 @@ def test_requests_reach_the_notification_center_once(stack, tmp_path):
         publish_raw("notify.outbox.in_app.normal", bad_key.encode(), b"not a job")
         found = outputs.wait_for({user, bad_key}, lambda f: len([s for s in statuses(f) if s["status"] == "delivered"])
                                  >= 2 and any(t == "notify.dlq" for t, _ in f), timeout_s=60)
-        live = events_for(pubsub, 2)
+        live = live_events(pubsub, 2)
         # A replay of everything the delivery flow ever read: a fresh recovery store.
         delivery.stop()
         delivery = FlowProcess(delivery_flow("in_app", "normal"), tmp_path / "replay", tmp_path / "replay.log")
         delivery.start()
         outputs.wait_for({user}, lambda f: len([s for s in statuses(f) if s["status"] == "delivered"]) >= 4,
                          timeout_s=60)
-        replayed = events_for(pubsub, 2)
+        replayed = live_events(pubsub, 2)
     finally:
         notifications.stop()
         delivery.stop()

@@ -3,13 +3,12 @@ events on the user's channel, revisions applied in order, replays invisible."""
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import UTC, datetime
 
 import psycopg
 import pytest
-from flow_harness import unique
+from flow_harness import live_events, unique
 
 from connectors import redis as redis_connector
 from infra.topics import codec_for
@@ -44,15 +43,6 @@ def listen(stack, user: str):
     return pubsub
 
 
-def received(pubsub, wait_s: float = 1.0) -> list[dict]:
-    events, deadline = [], time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        message = pubsub.get_message(timeout=0.1)
-        if message and message["type"] == "message":
-            events.append(json.loads(message["data"]))
-    return events
-
-
 def center(sink, user: str) -> list[tuple]:
     return sink.connection.execute(
         "SELECT id, title, body, revision, merge_count, read_at IS NULL FROM notifications WHERE user_id = %s "
@@ -66,7 +56,7 @@ def test_a_job_lands_in_the_center_and_on_every_open_device(stack, sink):
     statuses = sink.deliver([first], datetime.now(UTC))
     assert [(s["status"], s["channel"], s["user_id"]) for s in statuses] == [("delivered", "in_app", user)]
     assert center(sink, user) == [(first["notification_id"], "Bob sent you a message", "Lunch?", 0, 1, True)]
-    [event] = received(pubsub)
+    [event] = live_events(pubsub)
     assert event["event"] == "notification.created" and event["notification"]["id"] == first["notification_id"]
     assert event["notification"]["image_url"] == "https://cdn.example.com/a.png"
     assert "address" not in event["notification"] and "devices" not in event["notification"]
@@ -85,7 +75,7 @@ def test_merges_update_the_row_and_replays_change_nothing(stack, sink):
     sink.deliver([update, stale], datetime.now(UTC))  # the older revision arrives late, on a slower lane
     sink.deliver([original, update], datetime.now(UTC))  # a replay after a crash
     assert center(sink, user) == [(notification, "Bob sent you a message", "3 new messages", 2, 3, True)]
-    events = received(pubsub)
+    events = live_events(pubsub)
     assert [(e["event"], e["notification"]["revision"]) for e in events] == [
         ("notification.created", 0), ("notification.updated", 2)]
     assert events[1]["event_seq"] > events[0]["event_seq"]

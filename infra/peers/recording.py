@@ -1,0 +1,77 @@
+"""What a peer accepted and refused, readable from the test thread while the peer serves."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from infra.stack import free_port
+
+
+class Recording:
+    """Base of the provider peers: `_received` and `_rejected` guarded by one condition."""
+
+    noun = "messages"  # what the peer receives, for timeout messages
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._received: list[dict] = []
+        self._rejected: list[dict] = []
+
+    @property
+    def received(self) -> list[dict]:
+        """Accepted requests, in arrival order (each peer documents its record's fields)."""
+        with self._lock:
+            return list(self._received)
+
+    @property
+    def rejected(self) -> list[dict]:
+        """Refused requests, so tests can count retries."""
+        with self._lock:
+            return list(self._rejected)
+
+    def wait_for(self, n: int, timeout: float = 5.0) -> list[dict]:
+        with self._lock:
+            if not self._lock.wait_for(lambda: len(self._received) >= n, timeout):
+                raise TimeoutError(f"{type(self).__name__} got {len(self._received)} {self.noun}, expected {n}")
+            return list(self._received)
+
+
+class HttpPeer(Recording):
+    """A recording peer serving plain HTTP on a free loopback port; handlers reach it as `server.peer`."""
+
+    handler: type[BaseHTTPRequestHandler]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.host, self.port = "127.0.0.1", 0
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self):
+        self.port = free_port()
+        self._server = ThreadingHTTPServer((self.host, self.port), self.handler)
+        self._server.daemon_threads = True
+        self._server.peer = self
+        # A short poll so stop() returns promptly.
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True,
+                                        name=f"{type(self).__name__}-peer")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(timeout=5)
+            self._server = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
