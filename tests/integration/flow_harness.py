@@ -12,7 +12,7 @@ from connectors.kafka import TopicReader, produce_all, producer
 from infra.flows import FlowProcess
 from infra.topics import OUTBOX_TOPICS, codec_for
 from notifyflow.requests import device_record, notification_request
-from notifyflow.requests import preferences_record as preferences
+from notifyflow.requests import preferences_record as preferences  # noqa: F401 (re-exported for tests)
 from schemas import CodecError
 
 OUTPUT_TOPICS = ["notify.status", "notify.dlq", *OUTBOX_TOPICS]

@@ -12,7 +12,6 @@ import firebase_admin
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from firebase_admin import messaging
 
 from connectors import redis
 from infra.peers.fcm import FcmService, fcm_app

@@ -3,7 +3,6 @@ events on the user's channel, revisions applied in order, replays invisible."""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 import psycopg

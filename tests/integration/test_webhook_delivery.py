@@ -4,7 +4,6 @@ the last attempt, and no duplicate after a crash and a full replay."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 
 import psycopg
