@@ -7,23 +7,10 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
-from flow_harness import live_events, unique
+from flow_harness import in_app_job, live_events, unique
 
 from connectors import redis as redis_connector
-from infra.topics import codec_for
 from sinks.in_app import InAppSink
-
-
-def job(user: str, notification_id: str, revision: int = 0, **fields) -> dict:
-    """A complete DeliveryJob: the codec fills every default."""
-    minimal = {"job_id": f"{notification_id}:{user}:in_app:{revision}", "notification_id": notification_id,
-               "revision": revision, "request_ids": [notification_id], "user_id": user, "tenant": "acme",
-               "channel": "in_app", "lane": "normal", "kind": "update" if revision else "single",
-               "priority": "normal", "type": "info", "category": "messages", "title": "Bob sent you a message",
-               "body": "Lunch?", "html_body": "Lunch?", "locale": "en", "collapse_key": notification_id,
-               "created_at": datetime.now(UTC), **fields}
-    codec = codec_for("notify.outbox.in_app.normal")
-    return codec.decode(codec.encode(minimal))
 
 
 @pytest.fixture
@@ -51,7 +38,7 @@ def center(sink, user: str) -> list[tuple]:
 def test_a_job_lands_in_the_center_and_on_every_open_device(stack, sink):
     user = unique("ana")
     pubsub = listen(stack, user)
-    first = job(user, unique("n"), image_url="https://cdn.example.com/a.png")
+    first = in_app_job(user, unique("n"), image_url="https://cdn.example.com/a.png")
     statuses = sink.deliver([first], datetime.now(UTC))
     assert [(s["status"], s["channel"], s["user_id"]) for s in statuses] == [("delivered", "in_app", user)]
     assert center(sink, user) == [(first["notification_id"], "Bob sent you a message", "Lunch?", 0, 1, True)]
@@ -64,10 +51,10 @@ def test_a_job_lands_in_the_center_and_on_every_open_device(stack, sink):
 def test_merges_update_the_row_and_replays_change_nothing(stack, sink):
     user, notification = unique("ben"), unique("n")
     pubsub = listen(stack, user)
-    original = job(user, notification)
-    update = job(user, notification, revision=2, body="3 new messages",
+    original = in_app_job(user, notification)
+    update = in_app_job(user, notification, revision=2, body="3 new messages",
                  merge={"strategy": "count", "count": 3, "items": ["a", "b", "c"]})
-    stale = job(user, notification, revision=1, body="2 new messages",
+    stale = in_app_job(user, notification, revision=1, body="2 new messages",
                 merge={"strategy": "count", "count": 2, "items": ["a", "b"]})
     sink.deliver([original], datetime.now(UTC))
     sink.connection.execute("UPDATE notifications SET read_at = now() WHERE user_id = %s", (user,))

@@ -1,0 +1,106 @@
+"""The notification center in PostgreSQL, always scoped to one user: every query takes the
+caller's user id from the token, never from the request, so no one reads or changes another
+user's notifications.
+
+Every change bumps the row's `event_seq`, so a device that reconnects with the last event id it
+saw gets exactly what changed meanwhile (new, merged, read, unread, archived)."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+COLUMNS = """id, category, priority, type, title, body, content, merge_count, revision, event_seq, created_at,
+             read_at IS NOT NULL AS read, archived_at IS NOT NULL AS archived"""
+STATES = {"unread": "read_at IS NULL AND archived_at IS NULL", "read": "read_at IS NOT NULL AND archived_at IS NULL",
+          "archived": "archived_at IS NOT NULL", "all": "TRUE", "inbox": "archived_at IS NULL"}
+NEXT_SEQ = "nextval(pg_get_serial_sequence('notifications', 'event_seq'))"
+MAX_PAGE = 100
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def as_json(row: dict) -> dict:
+    """A center row as clients see it (content fields flattened, times as ISO-8601)."""
+    content = row["content"] or {}
+    return {"id": row["id"], "category": row["category"], "priority": row["priority"], "type": row["type"],
+            "title": row["title"], "body": row["body"], "html_body": content.get("html_body"),
+            "image_url": content.get("image_url"), "icon": content.get("icon"), "actions": content.get("actions", []),
+            "deep_link": content.get("deep_link"), "merge_count": row["merge_count"], "revision": row["revision"],
+            "event_seq": row["event_seq"], "created_at": row["created_at"].isoformat(), "read": row["read"],
+            "archived": row["archived"]}
+
+
+def encode_cursor(row: dict) -> str:
+    return base64.urlsafe_b64encode(f"{row['created_at'].isoformat()}|{row['id']}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created, notification_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        return datetime.fromisoformat(created), notification_id
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("invalid cursor") from None
+
+
+class Center:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+
+    async def page(self, user: str, *, limit: int = 20, cursor: str | None = None, category: str | None = None,
+                   state: str = "inbox") -> dict:
+        """Newest first; `next_cursor` continues after the last item (stable while new ones arrive)."""
+        if state not in STATES:
+            raise BadRequest(f"state must be one of {', '.join(STATES)}")
+        limit = max(1, min(limit, MAX_PAGE))
+        where, params = [f"user_id = %s", STATES[state]], [user]
+        if category:
+            where.append("category = %s")
+            params.append(category)
+        if cursor:
+            where.append("(created_at, id) < (%s, %s)")
+            params += decode_cursor(cursor)
+        rows = await self.fetch(f"SELECT {COLUMNS} FROM notifications WHERE {' AND '.join(where)} "
+                                f"ORDER BY created_at DESC, id DESC LIMIT %s", [*params, limit + 1])
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return {"items": [as_json(r) for r in rows], "next_cursor": encode_cursor(rows[-1]) if more else None}
+
+    async def unread_counts(self, user: str) -> dict:
+        rows = await self.fetch("SELECT category, count(*) AS n FROM notifications WHERE user_id = %s AND "
+                                f"{STATES['unread']} GROUP BY category ORDER BY category", [user])
+        return {"total": sum(r["n"] for r in rows), "by_category": {r["category"]: r["n"] for r in rows}}
+
+    async def set_state(self, user: str, ids: list[str], change: str) -> list[dict]:
+        """read | unread | archive for the caller's own notifications; returns the rows changed."""
+        assignment = {"read": "read_at = coalesce(read_at, now())", "unread": "read_at = NULL",
+                      "archive": "archived_at = coalesce(archived_at, now())"}[change]
+        return [as_json(r) for r in await self.fetch(
+            f"UPDATE notifications SET {assignment}, event_seq = {NEXT_SEQ} WHERE user_id = %s AND id = ANY(%s) "
+            f"RETURNING {COLUMNS}", [user, ids])]
+
+    async def read_all(self, user: str, category: str | None = None) -> list[dict]:
+        extra, params = ("AND category = %s", [user, category]) if category else ("", [user])
+        return [as_json(r) for r in await self.fetch(
+            f"UPDATE notifications SET read_at = now(), event_seq = {NEXT_SEQ} WHERE user_id = %s AND read_at IS NULL "
+            f"{extra} RETURNING {COLUMNS}", params)]
+
+    async def delete(self, user: str, notification_id: str) -> bool:
+        return bool(await self.fetch("DELETE FROM notifications WHERE user_id = %s AND id = %s RETURNING id",
+                                     [user, notification_id]))
+
+    async def since(self, user: str, event_seq: int, limit: int = 500) -> list[dict]:
+        """What changed for the user after `event_seq`, oldest change first: the replay on reconnect."""
+        return [as_json(r) for r in await self.fetch(
+            f"SELECT {COLUMNS} FROM notifications WHERE user_id = %s AND event_seq > %s ORDER BY event_seq LIMIT %s",
+            [user, event_seq, limit])]
+
+    async def fetch(self, query: str, params: list) -> list[dict]:
+        async with self.pool.connection() as connection, connection.cursor(row_factory=dict_row) as cursor:
+            await cursor.execute(query, params)
+            return await cursor.fetchall() if cursor.description else []
