@@ -10,7 +10,10 @@ import asyncio
 import contextlib
 import json
 import os
+import uuid
+from datetime import UTC, datetime
 
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -20,8 +23,12 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.auth import AuthError, TokenVerifier
 from gateway.center import BadRequest, Center
+from flows.schedule import ScheduleError, next_digest_at, quiet_until
 from gateway.hub import RESYNC, Hub
+from gateway.publisher import Publisher
 from notifyflow import settings
+from notifyflow.requests import device_record, preferences_record
+from schemas import CodecError
 
 HEARTBEAT_S = 15.0
 CHANGES = {"read": "notification.read", "unread": "notification.unread", "archive": "notification.archived"}
@@ -33,6 +40,7 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
     pool = AsyncConnectionPool(config.database_url, min_size=1, max_size=10, open=False,
                                kwargs={"autocommit": True})
     hub, center = Hub(config.redis_url), Center(pool)
+    publisher, gateway_id = Publisher(config.kafka_bootstrap_servers, config.schema_registry_url), uuid.uuid4().hex[:8]
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -41,6 +49,7 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
         yield
         await hub.stop()
         await pool.close()
+        publisher.close()
 
     def caller(request: Request) -> str:
         header = request.headers.get("authorization", "")
@@ -80,6 +89,66 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
             return JSONResponse({"error": "not found"}, status_code=404)
         await hub.publish(user, {"event": "notification.deleted", "notification": {"id": notification_id}})
         return Response(status_code=204)
+
+    async def get_preferences(request: Request) -> Response:
+        user = caller(request)
+        rows = await center.fetch("SELECT settings FROM preferences WHERE user_id = %s", [user])
+        return JSONResponse(rows[0]["settings"] if rows else preferences_json(preferences_record(user)))
+
+    async def put_preferences(request: Request) -> Response:
+        user, body = caller(request), await json_body(request)
+        record = preferences_record(**{**body, "user_id": user, "updated_at": utcnow(), "deleted": False})
+        check_schedules(record)
+        publisher.publish("notify.preferences", record)  # validates: unknown or mistyped fields are refused
+        saved = preferences_json(record)
+        await center.fetch("INSERT INTO preferences (user_id, settings, updated_at) VALUES (%s, %s, now()) "
+                           "ON CONFLICT (user_id) DO UPDATE SET settings = EXCLUDED.settings, updated_at = now()",
+                           [user, Jsonb(saved)])
+        await hub.publish(user, {"event": "preferences.updated", "preferences": saved})
+        return JSONResponse(saved)
+
+    async def register_device(request: Request) -> Response:
+        user, body = caller(request), await json_body(request)
+        if not isinstance(body.get("device_id"), str) or not isinstance(body.get("platform"), str):
+            raise BadRequest("device_id and platform are required")
+        record = device_record(**{**body, "user_id": user, "registered_at": utcnow(), "active": True})
+        publisher.publish("notify.devices", record)
+        await center.fetch(
+            "INSERT INTO devices (user_id, device_id, platform, token, web_push, app_version, active) "
+            "VALUES (%s, %s, %s, %s, %s, %s, true) ON CONFLICT (user_id, device_id) DO UPDATE SET "
+            "platform = EXCLUDED.platform, token = EXCLUDED.token, web_push = EXCLUDED.web_push, "
+            "app_version = EXCLUDED.app_version, active = true, registered_at = now()",
+            [user, record["device_id"], record["platform"], record["token"],
+             Jsonb(record["web_push"]) if record["web_push"] else None, record["app_version"]])
+        return JSONResponse({"device_id": record["device_id"], "active": True}, status_code=201)
+
+    async def remove_device(request: Request) -> Response:
+        user, device_id = caller(request), request.path_params["device_id"]
+        rows = await center.fetch("UPDATE devices SET active = false WHERE user_id = %s AND device_id = %s "
+                                  "RETURNING platform, token", [user, device_id])
+        if not rows:
+            return JSONResponse({"error": "not found"}, status_code=404)
+        publisher.publish("notify.devices", device_record(user, device_id, rows[0]["platform"],
+                                                          token=rows[0]["token"], active=False))
+        return Response(status_code=204)
+
+    async def engagement(request: Request) -> Response:
+        user, body = caller(request), await json_body(request)
+        rows = await center.fetch("SELECT category, content FROM notifications WHERE user_id = %s AND id = %s",
+                                  [user, body.get("notification_id")])
+        if not rows:
+            return JSONResponse({"error": "not found"}, status_code=404)
+        content = rows[0]["content"] or {}
+        publisher.publish("notify.engagement", {
+            "notification_id": body["notification_id"], "user_id": user, "action": body.get("action"),
+            "action_id": body.get("action_id"), "device_id": body.get("device_id"),
+            "channel": body.get("channel", "in_app"), "at": utcnow(), "campaign_id": content.get("campaign_id"),
+            "variant": content.get("variant"), "category": rows[0]["category"]})
+        return Response(status_code=202)
+
+    def presence(user: str, device_id: str, status: str) -> None:
+        publisher.publish("notify.presence", {"user_id": user, "device_id": device_id, "status": status,
+                                              "at": utcnow(), "gateway_id": gateway_id})
 
     async def sync(user: str, event: str, rows: list[dict]) -> None:
         """Every open device of the user learns of a change made on one of them."""
@@ -122,6 +191,8 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
             await socket.close(code=4401, reason=str(exc))
             return
         await socket.accept()
+        device_id = socket.query_params.get("device") or f"web-{uuid.uuid4().hex[:8]}"
+        presence(user, device_id, "online")
         stream = events(user, last)
 
         async def forward():
@@ -144,6 +215,7 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)
             await stream.aclose()
+            presence(user, device_id, "offline")
 
     async def server_sent_events(request: Request) -> Response:
         user = caller(request)
@@ -164,8 +236,8 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
     async def on_auth_error(request: Request, exc: AuthError) -> Response:
         return JSONResponse({"error": str(exc)}, status_code=401)
 
-    async def on_bad_request(request: Request, exc: BadRequest) -> Response:
-        return JSONResponse({"error": str(exc)}, status_code=400)
+    async def on_bad_request(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"error": getattr(exc, "reason", None) or str(exc)}, status_code=400)
 
     routes = [
         Route("/health", health),
@@ -174,11 +246,42 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
         Route("/api/notifications/read-all", read_all, methods=["POST"]),
         Route("/api/notifications/{id}/{action}", change, methods=["POST"]),
         Route("/api/notifications/{id}", delete, methods=["DELETE"]),
+        Route("/api/preferences", get_preferences),
+        Route("/api/preferences", put_preferences, methods=["PUT"]),
+        Route("/api/devices", register_device, methods=["POST"]),
+        Route("/api/devices/{device_id}", remove_device, methods=["DELETE"]),
+        Route("/api/engagement", engagement, methods=["POST"]),
         Route("/events", server_sent_events),
         WebSocketRoute("/ws", websocket),
     ]
     return Starlette(routes=routes, lifespan=lifespan,
-                     exception_handlers={AuthError: on_auth_error, BadRequest: on_bad_request})
+                     exception_handlers={AuthError: on_auth_error, BadRequest: on_bad_request,
+                                         CodecError: on_bad_request, ScheduleError: on_bad_request})
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+async def json_body(request: Request) -> dict:
+    try:
+        body = await request.json()
+    except json.JSONDecodeError:
+        raise BadRequest("the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
+
+
+def check_schedules(record: dict) -> None:
+    """Quiet hours and digest settings must be usable before the flows rely on them."""
+    quiet_until(record["quiet_hours"], utcnow())
+    if record["digest"]:
+        next_digest_at(record["digest"], utcnow())
+
+
+def preferences_json(record: dict) -> dict:
+    return {key: value for key, value in record.items() if key not in ("updated_at", "deleted")}
 
 
 def parse_seq(value: str | None) -> int | None:

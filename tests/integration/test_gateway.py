@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -18,9 +19,11 @@ import websockets
 from flow_harness import in_app_job, unique
 
 from connectors import postgres, redis
+from connectors.kafka import TopicReader
 from gateway.app import create_app
 from gateway.auth import TokenVerifier, issue_token
 from infra.stack import free_port
+from infra.topics import codec_for
 from notifyflow import settings
 from sinks.in_app import InAppSink
 
@@ -208,3 +211,56 @@ def test_server_sent_events_carry_ids_for_resume(gateway, sink):
     data = json.loads(next(line for line in found if line.startswith("data: ")).removeprefix("data: "))
     assert "event: notification.created" in found and data["notification"]["title"] == "Via SSE"
     assert ids == [f"id: {data['event_seq']}"]
+
+
+def records_for(user: str, topic: str, count: int, timeout_s: float = 15.0) -> list[dict]:
+    """The records of `user` on `topic`, once `count` have arrived."""
+    found, deadline = [], time.monotonic() + timeout_s
+    with TopicReader(os.environ["KAFKA_BOOTSTRAP_SERVERS"], [topic]) as reader:
+        while len(found) < count and time.monotonic() < deadline:
+            found += [codec_for(topic).decode(m.value()) for m in reader.poll(0.5) if m.key() == user.encode()]
+    return found
+
+
+def test_preferences_are_saved_validated_and_published(gateway):
+    user = unique("gil")
+    quiet = {"start_time": "22:00", "end_time": "07:00", "timezone": "Europe/Lisbon", "days": []}
+    with api(gateway, user) as client:
+        assert client.get("/api/preferences").json()["enabled"] is True  # defaults before any change
+        saved = client.put("/api/preferences", json={"enabled": True, "quiet_hours": quiet,
+                                                     "email": f"{user}@example.com", "timezone": "Europe/Lisbon"})
+        assert saved.status_code == 200 and client.get("/api/preferences").json()["quiet_hours"] == quiet
+        bad = client.put("/api/preferences", json={"quiet_hours": {**quiet, "timezone": "Mars/Olympus"}})
+        assert bad.status_code == 400 and bad.json()["error"].startswith("quiet_hours.timezone")
+        unknown = client.put("/api/preferences", json={"colour": "blue"})
+        assert (unknown.status_code, unknown.json()) == (400, {"error": "record: unknown fields colour"})
+    [published] = records_for(user, "notify.preferences", 1)
+    assert published["quiet_hours"] == quiet and published["email"] == f"{user}@example.com"
+
+
+def test_devices_engagement_and_presence_reach_the_flows(gateway, sink):
+    user = unique("hal")
+    job = in_app_job(user, unique("n"), category="social", campaign_id="spring")
+    sink(job)
+    with api(gateway, user) as client:
+        assert client.post("/api/devices", json={"device_id": "pixel", "platform": "android",
+                                                 "token": "fcm-token"}).status_code == 201
+        assert client.delete("/api/devices/pixel").status_code == 204
+        assert client.delete("/api/devices/nope").status_code == 404
+        assert client.post("/api/engagement", json={"notification_id": job["notification_id"],
+                                                    "action": "clicked", "action_id": "open"}).status_code == 202
+        assert client.post("/api/engagement", json={"notification_id": "someone-elses",
+                                                    "action": "clicked"}).status_code == 404
+
+    async def connect_and_leave():
+        async with websockets.connect(ws_url(gateway, user) + "&device=laptop"):
+            await asyncio.sleep(0.3)
+
+    asyncio.run(connect_and_leave())
+    assert [(d["device_id"], d["active"]) for d in records_for(user, "notify.devices", 2)] == [
+        ("pixel", True), ("pixel", False)]
+    [clicked] = records_for(user, "notify.engagement", 1)
+    assert (clicked["action"], clicked["action_id"], clicked["campaign_id"], clicked["category"]) == (
+        "clicked", "open", "spring", "social")
+    assert [(p["device_id"], p["status"]) for p in records_for(user, "notify.presence", 2)] == [
+        ("laptop", "online"), ("laptop", "offline")]

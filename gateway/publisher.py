@@ -1,0 +1,26 @@
+"""What the gateway tells the flows: preferences, devices, presence and engagement, as Avro
+records on their topics, keyed by user like every other producer."""
+
+from __future__ import annotations
+
+from connectors.kafka import producer
+from infra.topics import codec_for
+
+
+class Publisher:
+    def __init__(self, bootstrap_servers: str, schema_registry_url: str | None = None) -> None:
+        self.producer = producer(bootstrap_servers)
+        self.registry_url = schema_registry_url
+        self.codecs: dict = {}
+
+    def publish(self, topic: str, record: dict) -> None:
+        """Encode (raising CodecError with the reason for a bad record) and hand to the producer;
+        delivery happens in the background, and `close` waits for what is still queued."""
+        if topic not in self.codecs:
+            self.codecs[topic] = codec_for(topic, self.registry_url)
+        value = self.codecs[topic].encode(record)
+        self.producer.produce(topic, key=record["user_id"].encode(), value=value)
+        self.producer.poll(0)
+
+    def close(self) -> None:
+        self.producer.flush(10)
