@@ -13,6 +13,7 @@ import os
 import uuid
 from datetime import UTC, datetime
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
@@ -24,7 +25,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from gateway.auth import AuthError, TokenVerifier
 from gateway.center import BadRequest, Center
 from flows.schedule import ScheduleError, next_digest_at, quiet_until
+from gateway import metrics
 from gateway.hub import RESYNC, Hub
+from gateway.openapi import OPENAPI
 from gateway.publisher import Publisher
 from notifyflow import settings
 from notifyflow.requests import device_record, preferences_record
@@ -58,6 +61,12 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
+
+    async def prometheus(request: Request) -> Response:
+        return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(OPENAPI)
 
     async def list_notifications(request: Request) -> Response:
         user, q = caller(request), request.query_params
@@ -198,11 +207,14 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
         async def forward():
             async for event in stream:
                 await socket.send_json(event or {"event": "heartbeat"})
+                if event:
+                    metrics.sent("websocket", event)
                 if event is RESYNC:
                     await socket.close(code=4409, reason="resync")
                     return
 
         sender = asyncio.create_task(forward())
+        metrics.CONNECTIONS.labels("websocket").inc()
         try:
             while True:  # the client may mark notifications read over the same socket
                 message = json.loads(await socket.receive_text())
@@ -215,6 +227,7 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)
             await stream.aclose()
+            metrics.CONNECTIONS.labels("websocket").dec()
             presence(user, device_id, "offline")
 
     async def server_sent_events(request: Request) -> Response:
@@ -222,13 +235,18 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
         last = parse_seq(request.headers.get("last-event-id") or request.query_params.get("last_event_id"))
 
         async def body():
-            yield "retry: 2000\n\n"
-            async for event in events(user, last):
-                if event is None:
-                    yield ": heartbeat\n\n"
-                    continue
-                event_id = f"id: {event['event_seq']}\n" if event.get("event_seq") is not None else ""
-                yield f"{event_id}event: {event['event']}\ndata: {json.dumps(event)}\n\n"
+            metrics.CONNECTIONS.labels("sse").inc()
+            try:
+                yield "retry: 2000\n\n"
+                async for event in events(user, last):
+                    if event is None:
+                        yield ": heartbeat\n\n"
+                        continue
+                    event_id = f"id: {event['event_seq']}\n" if event.get("event_seq") is not None else ""
+                    yield f"{event_id}event: {event['event']}\ndata: {json.dumps(event)}\n\n"
+                    metrics.sent("sse", event)
+            finally:
+                metrics.CONNECTIONS.labels("sse").dec()
 
         return StreamingResponse(body(), media_type="text/event-stream",
                                  headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
@@ -241,6 +259,8 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
 
     routes = [
         Route("/health", health),
+        Route("/metrics", prometheus),
+        Route("/openapi.json", openapi),
         Route("/api/notifications", list_notifications),
         Route("/api/notifications/unread-count", unread_count),
         Route("/api/notifications/read-all", read_all, methods=["POST"]),

@@ -264,3 +264,13 @@ def test_devices_engagement_and_presence_reach_the_flows(gateway, sink):
         "clicked", "open", "spring", "social")
     assert [(p["device_id"], p["status"]) for p in records_for(user, "notify.presence", 2)] == [
         ("laptop", "online"), ("laptop", "offline")]
+
+
+def test_openapi_health_and_metrics(gateway):
+    with httpx.Client(base_url=gateway) as client:
+        spec = client.get("/openapi.json").json()
+        assert spec["openapi"].startswith("3.") and "/api/notifications" in spec["paths"]
+        assert client.get("/health").json() == {"status": "ok"}
+        exposition = client.get("/metrics").text
+    assert "notifyflow_gateway_connections" in exposition
+    assert 'notifyflow_gateway_events_sent_total{event="notification.created",transport="websocket"}' in exposition

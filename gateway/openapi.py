@@ -1,0 +1,117 @@
+"""The gateway's API as OpenAPI 3.1, served at /openapi.json."""
+
+from __future__ import annotations
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str = "OK") -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+ERRORS = {"400": _json(_ref("Error"), "Invalid request; `error` says why"),
+          "401": _json(_ref("Error"), "Missing, forged or expired token"),
+          "404": _json(_ref("Error"), "Not found (or not the caller's)")}
+ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+OPENAPI = {
+    "openapi": "3.1.0",
+    "info": {"title": "notifyflow gateway", "version": "1",
+             "description": "Live notifications (WebSocket /ws, Server-Sent Events /events), the notification "
+                            "center, preferences, devices and engagement. Every call carries a JWT "
+                            "(`Authorization: Bearer`, or `?token=` where headers cannot be set); the user is "
+                            "its `sub`."},
+    "security": [{"bearer": []}],
+    "paths": {
+        "/api/notifications": {"get": {
+            "summary": "The caller's notifications, newest first",
+            "parameters": [
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+                {"name": "cursor", "in": "query", "schema": {"type": "string"},
+                 "description": "`next_cursor` of the previous page"},
+                {"name": "category", "in": "query", "schema": {"type": "string"}},
+                {"name": "state", "in": "query",
+                 "schema": {"enum": ["inbox", "unread", "read", "archived", "all"], "default": "inbox"}}],
+            "responses": {"200": _json({"type": "object", "properties": {
+                "items": {"type": "array", "items": _ref("Notification")},
+                "next_cursor": {"type": ["string", "null"]}}}), **ERRORS}}},
+        "/api/notifications/unread-count": {"get": {
+            "summary": "Unread notifications, in total and per category",
+            "responses": {"200": _json({"type": "object", "properties": {
+                "total": {"type": "integer"}, "by_category": {"type": "object",
+                                                              "additionalProperties": {"type": "integer"}}}}),
+                **ERRORS}}},
+        "/api/notifications/read-all": {"post": {
+            "summary": "Mark every unread notification read (optionally one category); syncs every device",
+            "parameters": [{"name": "category", "in": "query", "schema": {"type": "string"}}],
+            "responses": {"200": _json({"type": "object", "properties": {"read": {"type": "integer"}}}),
+                          **ERRORS}}},
+        "/api/notifications/{id}/{action}": {"post": {
+            "summary": "Mark read, unread or archived; syncs every device",
+            "parameters": [ID, {"name": "action", "in": "path", "required": True,
+                                "schema": {"enum": ["read", "unread", "archive"]}}],
+            "responses": {"200": _json(_ref("Notification")), **ERRORS}}},
+        "/api/notifications/{id}": {"delete": {
+            "summary": "Delete a notification", "parameters": [ID],
+            "responses": {"204": {"description": "Deleted"}, **ERRORS}}},
+        "/api/preferences": {
+            "get": {"summary": "The caller's preferences (defaults until first saved)",
+                    "responses": {"200": _json(_ref("Preferences")), **ERRORS}},
+            "put": {"summary": "Replace the caller's preferences; published to notify.preferences",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Preferences")}}},
+                    "responses": {"200": _json(_ref("Preferences")), **ERRORS}}},
+        "/api/devices": {"post": {
+            "summary": "Register a push token or Web Push subscription; published to notify.devices",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Device")}}},
+            "responses": {"201": _json({"type": "object"}, "Registered"), **ERRORS}}},
+        "/api/devices/{device_id}": {"delete": {
+            "summary": "Unregister a device",
+            "parameters": [{"name": "device_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"204": {"description": "Unregistered"}, **ERRORS}}},
+        "/api/engagement": {"post": {
+            "summary": "Report opened, clicked (with action_id), dismissed...; published to notify.engagement",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Engagement")}}},
+            "responses": {"202": {"description": "Accepted"}, **ERRORS}}},
+        "/events": {"get": {
+            "summary": "Server-Sent Events: missed changes after Last-Event-ID, then live ones",
+            "parameters": [{"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "text/event-stream of notification.* events",
+                                  "content": {"text/event-stream": {}}}, **ERRORS}}},
+        "/ws": {"get": {
+            "summary": "WebSocket: ?token=&last_event_id=&device=; sends the same events as /events, "
+                       "accepts {\"type\": \"read\"|\"unread\"|\"archive\", \"ids\": [...]}",
+            "responses": {"101": {"description": "Switching protocols"}}}},
+        "/health": {"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "OK"}}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics", "security": [],
+                             "responses": {"200": {"description": "text/plain exposition format"}}}},
+    },
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        "schemas": {
+            "Error": {"type": "object", "properties": {"error": {"type": "string"}}},
+            "Notification": {"type": "object", "properties": {
+                name: {"type": kind} for name, kind in (
+                    ("id", "string"), ("category", "string"), ("priority", "string"), ("type", "string"),
+                    ("title", "string"), ("body", "string"), ("html_body", ["string", "null"]),
+                    ("image_url", ["string", "null"]), ("icon", ["string", "null"]), ("actions", "array"),
+                    ("deep_link", ["string", "null"]), ("merge_count", "integer"), ("revision", "integer"),
+                    ("event_seq", "integer"), ("created_at", "string"), ("read", "boolean"),
+                    ("archived", "boolean"))}},
+            "Preferences": {"type": "object", "description": "PreferencesUpdated without user_id/updated_at: "
+                            "enabled, quiet_hours, digest, channels, categories, marketing_consent, email, phone, "
+                            "locale, timezone (schemas/PreferencesUpdated.avsc)"},
+            "Device": {"type": "object", "required": ["device_id", "platform"], "properties": {
+                "device_id": {"type": "string"}, "platform": {"enum": ["ios", "android", "web", "desktop"]},
+                "token": {"type": ["string", "null"]}, "app_version": {"type": ["string", "null"]},
+                "web_push": {"type": ["object", "null"], "properties": {
+                    "endpoint": {"type": "string"}, "p256dh": {"type": "string"}, "auth": {"type": "string"}}}}},
+            "Engagement": {"type": "object", "required": ["notification_id", "action"], "properties": {
+                "notification_id": {"type": "string"},
+                "action": {"enum": ["opened", "clicked", "dismissed", "unsubscribed", "read", "unread", "archived"]},
+                "action_id": {"type": ["string", "null"]}, "device_id": {"type": ["string", "null"]},
+                "channel": {"enum": ["push", "email", "sms", "webhook", "in_app"]}}},
+        },
+    },
+}
