@@ -12,17 +12,19 @@ import json
 import os
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route, WebSocketRoute
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from gateway.auth import AuthError, TokenVerifier
+from gateway.auth import AuthError, TokenVerifier, issue_token
 from gateway.center import BadRequest, Center
 from flows.schedule import ScheduleError, next_digest_at, quiet_until
 from gateway import metrics
@@ -34,12 +36,17 @@ from notifyflow.requests import device_record, preferences_record
 from schemas import CodecError
 
 HEARTBEAT_S = 15.0
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"  # the browser client, served as it is
 CHANGES = {"read": "notification.read", "unread": "notification.unread", "archive": "notification.archived"}
 
 
-def create_app(config: settings.Settings | None = None, verifier: TokenVerifier | None = None) -> Starlette:
+def create_app(config: settings.Settings | None = None, verifier: TokenVerifier | None = None,
+               demo: bool | None = None) -> Starlette:
+    """`demo` (or GATEWAY_DEMO=1) adds /demo/token?user=..., which hands out tokens to anyone: the
+    embedded default's demo page uses it; never enable it where real users are."""
     config = config or settings.load()
     verifier = verifier or verifier_from_env()
+    demo = os.environ.get("GATEWAY_DEMO") == "1" if demo is None else demo
     pool = AsyncConnectionPool(config.database_url, min_size=1, max_size=10, open=False,
                                kwargs={"autocommit": True})
     hub, center = Hub(config.redis_url), Center(pool)
@@ -67,6 +74,15 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(OPENAPI)
+
+    async def demo_token(request: Request) -> Response:
+        user = request.query_params.get("user", "")
+        if not user or verifier.algorithm != "HS256":
+            raise BadRequest("demo tokens need ?user= and an HS256 secret")
+        return JSONResponse({"user": user, "token": issue_token(user, verifier.key, ttl_s=8 * 3600)})
+
+    async def home(request: Request) -> Response:
+        return RedirectResponse("/static/demo.html")
 
     async def list_notifications(request: Request) -> Response:
         user, q = caller(request), request.query_params
@@ -273,7 +289,10 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
         Route("/api/engagement", engagement, methods=["POST"]),
         Route("/events", server_sent_events),
         WebSocketRoute("/ws", websocket),
+        Mount("/static", StaticFiles(directory=WEB_DIR), name="static"),
     ]
+    if demo:
+        routes += [Route("/", home), Route("/demo/token", demo_token)]
     return Starlette(routes=routes, lifespan=lifespan,
                      exception_handlers={AuthError: on_auth_error, BadRequest: on_bad_request,
                                          CodecError: on_bad_request, ScheduleError: on_bad_request})

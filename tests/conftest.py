@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from gateway_harness import serve_gateway
 
 from infra.stack import LocalStack
 from notifyflow.settings import SERVICE_VARS
@@ -26,3 +27,10 @@ def stack():
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+def gateway(stack):
+    """The gateway (with its demo token endpoint and the web client) served by uvicorn on loopback."""
+    with serve_gateway(stack.urls) as url:
+        yield url

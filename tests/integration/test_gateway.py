@@ -14,37 +14,16 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import psycopg
 import pytest
-import uvicorn
 import websockets
 from flow_harness import in_app_job, unique
+from gateway_harness import GATEWAY_SECRET as SECRET
 
 from connectors import postgres, redis
 from connectors.kafka import TopicReader
-from gateway.app import create_app
-from gateway.auth import TokenVerifier, issue_token
-from infra.stack import free_port
+from gateway.auth import issue_token
 from infra.topics import codec_for
-from notifyflow import settings
 from sinks.in_app import InAppSink
 
-SECRET = "gateway-test-secret-of-32-bytes!"
-
-
-@pytest.fixture(scope="module")
-def gateway(stack):
-    config = settings.Settings(**{name.lower(): value for name, value in stack.urls.items()},
-                               schema_registry_url=None)
-    server = uvicorn.Server(uvicorn.Config(create_app(config, TokenVerifier(SECRET)), host="127.0.0.1",
-                                           port=free_port(), log_level="warning", ws="websockets-sansio"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.config.port}"
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield url
-    server.should_exit = True
-    thread.join(timeout=10)
 
 
 @pytest.fixture
@@ -274,3 +253,10 @@ def test_openapi_health_and_metrics(gateway):
         exposition = client.get("/metrics").text
     assert "notifyflow_gateway_connections" in exposition
     assert 'notifyflow_gateway_events_sent_total{event="notification.created",transport="websocket"}' in exposition
+
+
+def test_the_demo_gateway_serves_the_web_client_and_demo_tokens(gateway):
+    with httpx.Client(base_url=gateway) as client:
+        assert client.get("/static/toasts.js").headers["content-type"].startswith("text/javascript")
+        token = client.get("/demo/token", params={"user": "alice"}).json()["token"]
+        assert client.get("/api/notifications", headers={"authorization": f"Bearer {token}"}).status_code == 200

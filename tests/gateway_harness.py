@@ -1,0 +1,34 @@
+"""The gateway as tests run it: uvicorn on a free loopback port, against the session's stack."""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+
+import uvicorn
+
+from gateway.app import create_app
+from gateway.auth import TokenVerifier
+from infra.stack import free_port
+from notifyflow import settings
+
+GATEWAY_SECRET = "gateway-test-secret-of-32-bytes!"
+
+
+@contextmanager
+def serve_gateway(urls: dict[str, str]):
+    config = settings.Settings(**{name.lower(): value for name, value in urls.items()}, schema_registry_url=None)
+    app = create_app(config, TokenVerifier(GATEWAY_SECRET), demo=True)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning",
+                                           ws="websockets-sansio"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
