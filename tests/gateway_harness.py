@@ -5,12 +5,14 @@ from __future__ import annotations
 import threading
 import time
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 import uvicorn
 
 from gateway.app import create_app
 from gateway.auth import TokenVerifier
 from infra.stack import free_port
+from infra.topics import codec_for
 from notifyflow import settings
 
 GATEWAY_SECRET = "gateway-test-secret-of-32-bytes!"
@@ -32,3 +34,15 @@ def serve_gateway(urls: dict[str, str]):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def in_app_job(user: str, notification_id: str, revision: int = 0, **fields) -> dict:
+    """A complete DeliveryJob: the codec fills every default."""
+    minimal = {"job_id": f"{notification_id}:{user}:in_app:{revision}", "notification_id": notification_id,
+               "revision": revision, "request_ids": [notification_id], "user_id": user, "tenant": "acme",
+               "channel": "in_app", "lane": "normal", "kind": "update" if revision else "single",
+               "priority": "normal", "type": "info", "category": "messages", "title": "Bob sent you a message",
+               "body": "Lunch?", "html_body": "Lunch?", "locale": "en", "collapse_key": notification_id,
+               "created_at": datetime.now(UTC), **fields}
+    codec = codec_for("notify.outbox.in_app.normal")
+    return codec.decode(codec.encode(minimal))

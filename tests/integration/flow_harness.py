@@ -7,7 +7,6 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from connectors.kafka import TopicReader, produce_all, producer
 from infra.flows import FlowProcess
@@ -15,6 +14,7 @@ from infra.topics import OUTBOX_TOPICS, codec_for
 from notifyflow.requests import device_record, notification_request
 from notifyflow.requests import preferences_record as preferences  # noqa: F401 (re-exported for tests)
 from schemas import CodecError
+from gateway_harness import in_app_job  # noqa: F401 (one builder for every test dir)
 
 OUTPUT_TOPICS = ["notify.status", "notify.dlq", *OUTBOX_TOPICS]
 
@@ -118,15 +118,3 @@ def live_events(pubsub, seconds: float = 1.0) -> list[dict]:
         if message and message["type"] == "message":
             found.append(json.loads(message["data"]))
     return found
-
-
-def in_app_job(user: str, notification_id: str, revision: int = 0, **fields) -> dict:
-    """A complete DeliveryJob: the codec fills every default."""
-    minimal = {"job_id": f"{notification_id}:{user}:in_app:{revision}", "notification_id": notification_id,
-               "revision": revision, "request_ids": [notification_id], "user_id": user, "tenant": "acme",
-               "channel": "in_app", "lane": "normal", "kind": "update" if revision else "single",
-               "priority": "normal", "type": "info", "category": "messages", "title": "Bob sent you a message",
-               "body": "Lunch?", "html_body": "Lunch?", "locale": "en", "collapse_key": notification_id,
-               "created_at": datetime.now(UTC), **fields}
-    codec = codec_for("notify.outbox.in_app.normal")
-    return codec.decode(codec.encode(minimal))
