@@ -44,8 +44,13 @@ def rss_kb(pid: int) -> int:
 
 
 def raise_file_limit(wanted: int) -> None:
+    """Enough descriptors for every socket, here and in the gateway (which inherits the limit);
+    raising the hard limit needs root, else the hard limit caps the run."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, wanted), hard), hard))
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), max(hard, wanted)))
+    except (ValueError, PermissionError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, wanted), hard), hard))
 
 
 async def connect_all(url: str, users: list[str], received: dict, concurrency: int = 200) -> list:
