@@ -43,7 +43,7 @@ def rss_kb(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-def raise_file_limit(wanted: int) -> None:
+def raise_file_limit(wanted: int) -> int:
     """Enough descriptors for every socket, here and in the gateway (which inherits the limit);
     raising the hard limit needs root, else the hard limit caps the run."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -51,6 +51,7 @@ def raise_file_limit(wanted: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), max(hard, wanted)))
     except (ValueError, PermissionError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, wanted), hard), hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 async def connect_all(url: str, users: list[str], received: dict, concurrency: int = 200) -> list:
@@ -135,7 +136,11 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=5000, help="default fits ~50 s; the goal is 20000")
     parser.add_argument("--messages", type=int, default=2000)
     args = parser.parse_args()
-    raise_file_limit(2 * args.connections + 1024)
+    limit = raise_file_limit(args.connections + 1024)
+    if args.connections > limit - 500:
+        console.print(f"[yellow]warning: the descriptor limit here is {limit}: "
+                      f"holding {limit - 500} connections, not {args.connections}[/]")
+        args.connections = limit - 500
     with LocalStack(on_step=lambda step: console.print(f"[dim]{step}[/]")) as stack:
         line = asyncio.run(run(stack.urls, args.connections, args.messages))
     print(line)

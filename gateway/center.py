@@ -58,7 +58,7 @@ class Center:
         if state not in STATES:
             raise BadRequest(f"state must be one of {', '.join(STATES)}")
         limit = max(1, min(limit, MAX_PAGE))
-        where, params = [f"user_id = %s", STATES[state]], [user]
+        where, params = ["user_id = %s", STATES[state]], [user]
         if category:
             where.append("category = %s")
             params.append(category)
