@@ -245,6 +245,28 @@ def dlq(
     console.print(newest)
 
 
+@app.command()
+def gateway(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    demo_mode: Annotated[bool, typer.Option("--demo", help="Serve the demo page and hand out demo tokens "
+                                                             "(never where real users are).")] = False,
+) -> None:
+    """Run the real-time gateway against the services in the environment (or `notifyflow stack up`)."""
+    import uvicorn
+
+    from gateway.app import verifier_from_env
+
+    settings.load()  # fail here, with a clear message, rather than inside the server
+    if demo_mode:
+        os.environ["GATEWAY_DEMO"] = "1"
+        os.environ.setdefault("GATEWAY_JWT_SECRET", base64.urlsafe_b64encode(os.urandom(32)).decode())
+        console.print(f"demo page: http://{host}:{port}/?user=alice")
+    verifier_from_env()
+    uvicorn.run("gateway.app:create_app", factory=True, host=host, port=port, ws="websockets-sansio",
+                log_level="info")
+
+
 def main() -> None:
     try:
         app()
