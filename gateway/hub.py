@@ -42,8 +42,14 @@ class Hub:
             self.listeners[user] = set()
             done = asyncio.get_running_loop().create_future()
             await self.commands.put(("subscribe", user, done))
-            await done  # live from here on
-        self.listeners[user].add(queue)
+            try:
+                await done  # live from here on
+            except asyncio.CancelledError:  # the connection went away while subscribing
+                if not self.listeners.get(user):
+                    self.listeners.pop(user, None)
+                    await self.commands.put(("unsubscribe", user, None))
+                raise
+        self.listeners.setdefault(user, set()).add(queue)
         return queue
 
     async def unsubscribe(self, user: str, queue: asyncio.Queue) -> None:
@@ -58,17 +64,26 @@ class Hub:
 
     async def run(self) -> None:
         while True:
-            while not self.commands.empty():
-                command, user, done = self.commands.get_nowait()
-                await getattr(self.pubsub, command)(user_channel(user))
-                if done is not None:
-                    done.set_result(None)
-            if not self.pubsub.subscribed:
-                await asyncio.sleep(0.01)
-                continue
-            message = await self.pubsub.get_message(timeout=0.01)
-            if message and message["type"] == "message":
-                self.dispatch(message["channel"].decode().removeprefix("user:"), message["data"])
+            try:
+                await self.step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # one bad message or a Redis hiccup must not stop every user's events
+                log.exception("gateway hub: retrying after an error")
+                await asyncio.sleep(0.5)
+
+    async def step(self) -> None:
+        while not self.commands.empty():
+            command, user, done = self.commands.get_nowait()
+            await getattr(self.pubsub, command)(user_channel(user))
+            if done is not None and not done.done():  # its connection may have gone meanwhile
+                done.set_result(None)
+        if not self.pubsub.subscribed:
+            await asyncio.sleep(0.01)
+            return
+        message = await self.pubsub.get_message(timeout=0.01)
+        if message and message["type"] == "message":
+            self.dispatch(message["channel"].decode().removeprefix("user:"), message["data"])
 
     def dispatch(self, user: str, data: bytes) -> None:
         event = json.loads(data)

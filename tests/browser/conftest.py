@@ -47,7 +47,9 @@ def web_server():
         thread.join(timeout=5)
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API keeps an event loop running in this thread
+# while it lives, and later tests (and the delivery engine) call asyncio.run.
+@pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
         pytest.fail(f"no Chromium at {CHROMIUM}: `apt-get install chromium` (make test does) "
@@ -83,3 +85,64 @@ def page(browser):
 def artifacts_dir() -> Path:
     ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS_DIR
+
+
+# ---- against the live gateway (demo mode) ------------------------------------------------------
+
+
+@pytest.fixture
+def open_page(browser):
+    """Factory of pages, each in its own context (a separate browser profile: another "device").
+
+    Like `page`, any uncaught page error or console error fails the test, except console messages
+    matching a regex the test expects (`open_page(allow=[r"status of 400"])`), e.g. the browser's
+    own "Failed to load resource" line for a 400 the test provokes on purpose.
+    """
+    import re
+
+    contexts, errors, allowed = [], [], []
+
+    def make(allow: list[str] = (), **context_options):
+        allowed.extend(re.compile(pattern) for pattern in allow)
+        context = browser.new_context(**{"viewport": {"width": 1280, "height": 800}, **context_options})
+        context.set_default_timeout(DEFAULT_TIMEOUT_MS)
+        contexts.append(context)
+        tab = context.new_page()
+        tab.on("pageerror", lambda error: errors.append(str(error)))
+        tab.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        return tab
+
+    try:
+        yield make
+    finally:
+        for context in contexts:
+            context.close()
+    unexpected = [e for e in errors if not any(p.search(e) for p in allowed)]
+    assert not unexpected, f"errors in the page: {unexpected}"
+
+
+@pytest.fixture
+def deliver(stack):
+    """deliver(user, notification_id, revision=0, **fields): what the delivery flow's in-app sink does
+    - the center row in PostgreSQL, then the live publish on Redis."""
+    from datetime import UTC, datetime
+
+    from gateway_harness import in_app_job
+
+    from connectors import postgres, redis
+    from sinks.in_app import InAppSink
+
+    sink = InAppSink(postgres.connect(stack.urls["DATABASE_URL"]), redis.client(stack.urls["REDIS_URL"]))
+
+    def send(user: str, notification_id: str, revision: int = 0, **fields):
+        return sink.deliver([in_app_job(user, notification_id, revision, **fields)], datetime.now(UTC))
+
+    def send_many(jobs: list[dict]):
+        return sink.deliver(jobs, datetime.now(UTC))
+
+    send.many = send_many
+    try:
+        yield send
+    finally:
+        sink.connection.close()
+        sink.redis.close()
