@@ -10,7 +10,7 @@
 // innerHTML (html_body is deliberately not used here). Links and images are used only when their
 // URL is https: or same-origin (safeUrl of toasts.js).
 
-import { safeUrl } from './toasts.js';
+import { imageElement, safeUrl } from './toasts.js';
 
 export const STATES = Object.freeze([
   ['inbox', 'Inbox'], ['unread', 'Unread'], ['read', 'Read'], ['archived', 'Archived'], ['all', 'All'],
@@ -535,17 +535,8 @@ export class NotificationCenter {
     li.dataset.revision = text(n.revision);
     const parts = [];
 
-    const image = safeUrl(n.image_url, base);
-    if (image) {
-      const img = doc.createElement('img');
-      img.className = 'nf-item-image';
-      img.alt = '';
-      img.loading = 'lazy';
-      img.referrerPolicy = 'no-referrer';
-      img.addEventListener('error', () => img.remove(), { once: true });
-      img.src = image;
-      parts.push(img);
-    }
+    const img = imageElement(doc, n.image_url, 'nf-item-image');
+    if (img) parts.push(img);
 
     const main = doc.createElement('div');
     main.className = 'nf-item-main';

@@ -87,6 +87,23 @@ function normalize(notification) {
   };
 }
 
+/**
+ * A decorative <img> for a notification's image, or null when the URL is not safe to load.
+ * No referrer leaks the page to image hosts; a broken image removes itself.
+ */
+export function imageElement(doc, url, className) {
+  const image = safeUrl(url, doc.baseURI);
+  if (!image) return null;
+  const img = doc.createElement('img');
+  img.className = className;
+  img.alt = '';
+  img.loading = 'lazy';
+  img.referrerPolicy = 'no-referrer';
+  img.addEventListener('error', () => img.remove(), { once: true });
+  img.src = image;
+  return img;
+}
+
 export class ToastManager extends EventTarget {
   /**
    * @param {object} [options]
@@ -413,16 +430,8 @@ export class ToastManager extends EventTarget {
     el.style.setProperty('--toast-duration', `${this._duration(rec)}ms`);
     const parts = [];
 
-    const image = safeUrl(d.image_url, doc.baseURI);
-    if (image) {
-      const img = doc.createElement('img');
-      img.className = 'toast-image';
-      img.alt = '';
-      img.referrerPolicy = 'no-referrer';
-      img.addEventListener('error', () => img.remove(), { once: true });
-      img.src = image;
-      parts.push(img);
-    }
+    const img = imageElement(doc, d.image_url, 'toast-image');
+    if (img) parts.push(img);
 
     const content = doc.createElement('div');
     content.className = 'toast-content';
