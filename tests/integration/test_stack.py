@@ -90,11 +90,11 @@ def test_postgres_migrations_are_idempotent(stack):
 
 def test_clickhouse_migrations_are_idempotent(tmp_path):
     url = f"chdb://{tmp_path / 'clickhouse'}"
-    assert migrate_clickhouse(url) == ["0001_init"]
+    assert migrate_clickhouse(url) == ["0001_init", "0002_analytics"]
     assert migrate_clickhouse(url) == []
     client = clickhouse.client(url)
     try:
-        assert client.query("SELECT count() FROM notifyflow.schema_migrations").result_rows == [(1,)]
+        assert client.query("SELECT count() FROM notifyflow.schema_migrations").result_rows == [(2,)]
     finally:
         client.close()
 
