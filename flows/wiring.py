@@ -1,4 +1,4 @@
-"""Bytewax glue the flows share: encoding to Kafka, the output sink, per-user stateful steps."""
+"""Bytewax glue the flows share: encoding to Kafka, the output sinks, per-user stateful steps."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from flows.steps import UserStep
 from infra.topics import codec_for
@@ -60,3 +61,21 @@ class PerUserLogic(op.StatefulBatchLogic):
         return self.DISCARD if self.step.is_empty(self.state) else self.RETAIN
 
 
+
+class ClickHouseSink(DynamicSink):
+    """Hands each worker's batches of collected items to a writer built in that worker's thread
+    (`make_writer()`, e.g. analytics.store.RawEvents over its own client)."""
+
+    def __init__(self, make_writer) -> None:
+        self.make_writer = make_writer
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _WriterPartition:
+        return _WriterPartition(self.make_writer())
+
+
+class _WriterPartition(StatelessSinkPartition):
+    def __init__(self, writer) -> None:
+        self.writer = writer
+
+    def write_batch(self, batches: list[list[dict]]) -> None:
+        self.writer.write(item for batch in batches for item in batch)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import os
 import signal
@@ -35,6 +36,9 @@ from schemas import CodecError
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
 stack_app = typer.Typer(help="The local stack of embedded servers.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
+analytics_app = typer.Typer(help="The analytics flow into ClickHouse, its dashboard and SQL on live data.",
+                            invoke_without_command=True)
+app.add_typer(analytics_app, name="analytics")
 console = Console()
 err_console = Console(stderr=True)
 SAMPLES = resources.files("infra") / "samples" / "notifications.json"
@@ -265,6 +269,59 @@ def gateway(
     verifier_from_env()
     uvicorn.run("gateway.app:create_app", factory=True, host=host, port=port, ws="websockets-sansio",
                 log_level="info")
+
+
+ANALYTICS_URL = os.environ.get("NOTIFYFLOW_ANALYTICS_URL", "http://127.0.0.1:8100")
+
+
+@analytics_app.callback()
+def analytics(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address the dashboard listens on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the dashboard and the SQL endpoint.")] = 8100,
+    recovery: Annotated[Optional[Path], typer.Option(help="Recovery store of the flow "
+                                                          "(default: $NOTIFYFLOW_HOME/analytics-recovery).")] = None,
+    snapshot: Annotated[float, typer.Option(help="Seconds between snapshots of the flow.")] = 5.0,
+    epsilon: Annotated[Optional[float], typer.Option(help="Differential-privacy epsilon of released counts "
+                                                          "(default: $ANALYTICS_DP_EPSILON or 1).")] = None,
+) -> None:
+    """Run the analytics flow and serve the dashboard (http://HOST:PORT/) until Ctrl-C."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from analytics import process
+
+    config = settings.load()
+    options = process.options_from_env(host=host, port=port, snapshot_s=snapshot, epsilon=epsilon,
+                                       recovery_dir=recovery or settings.home() / "analytics-recovery")
+    if options.epsilon <= 0:
+        raise UserError("--epsilon must be positive")
+    try:
+        process.run(config, options, on_step=lambda step: console.print(f"[dim]{step}[/]"))
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            raise
+        raise UserError(f"cannot serve the dashboard on {host}:{port}: {exc.strerror}") from exc
+
+
+@analytics_app.command("sql")
+def analytics_sql(
+    query: Annotated[str, typer.Argument(help="One read-only SQL query, e.g. \"SELECT * FROM notifyflow.ab_test\".")],
+    url: Annotated[str, typer.Option(help="The analytics process ($NOTIFYFLOW_ANALYTICS_URL).")] = ANALYTICS_URL,
+) -> None:
+    """Run SQL on live analytics data through the running analytics process; print a table."""
+    import httpx
+
+    try:
+        response = httpx.post(f"{url.rstrip('/')}/api/sql", content=query.encode(), timeout=60)
+    except httpx.HTTPError as exc:
+        raise UserError(f"no analytics process at {url} ({exc}); start one with `notifyflow analytics`") from exc
+    body = response.json()
+    if response.status_code != 200:
+        raise UserError(body.get("error", response.text))
+    table = Table(*body["columns"])
+    for row in body["rows"]:
+        table.add_row(*("" if value is None else str(value) for value in row))
+    console.print(table)
 
 
 def main() -> None:

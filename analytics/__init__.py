@@ -1,0 +1,1 @@
+"""Delivery and engagement analytics in ClickHouse: rows, pseudonyms, storage, the analysts' dashboard."""

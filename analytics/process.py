@@ -1,0 +1,79 @@
+"""The analytics process: the analytics flow and the analysts' dashboard in one process.
+
+In the embedded default only one process may open the chDB directory, so the flow's writer,
+the lag sampler and the dashboard's read-only client all live here, each with its own client
+on the shared engine (chDB allows that within one process). Against a ClickHouse server the
+same process works unchanged over HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from bytewax.errors import BytewaxRuntimeError
+from bytewax.recovery import RecoveryConfig
+from bytewax.run import cli_main
+
+from analytics import lag
+from analytics.server import serve
+from connectors import clickhouse
+from flows import analytics
+from flows.wiring import utcnow
+from infra.flows import init_recovery
+from infra.migrate import migrate_clickhouse
+from notifyflow import settings
+
+LAG_EVERY_S = 10.0
+
+
+@dataclass(frozen=True)
+class Options:
+    host: str = "127.0.0.1"
+    port: int = 8100
+    recovery_dir: Path = Path(".notifyflow/analytics-recovery")
+    snapshot_s: float = 5.0
+    epsilon: float = 1.0  # Laplace noise scale 1/epsilon on released counts below min_count
+    min_count: int = 20
+
+
+def options_from_env(**given) -> Options:
+    """ANALYTICS_DP_EPSILON and ANALYTICS_DP_MIN_COUNT, unless given."""
+    env = {"epsilon": os.environ.get("ANALYTICS_DP_EPSILON"), "min_count": os.environ.get("ANALYTICS_DP_MIN_COUNT")}
+    typed = {name: type(getattr(Options, name))(value) for name, value in env.items() if value}
+    return Options(**{**typed, **{name: value for name, value in given.items() if value is not None}})
+
+
+def run(config: settings.Settings, options: Options, on_step: Callable[[str], None] = lambda step: None) -> None:
+    """Blocks until interrupted (SIGINT stops the flow at its next step and the process exits)."""
+    on_step("applying ClickHouse DDL")
+    migrate_clickhouse(config.clickhouse_url)
+    writer = clickhouse.client(config.clickhouse_url)
+    writer.insert("notifyflow.privacy", [[utcnow(), options.epsilon, options.min_count]],
+                  column_names=["set_at", "epsilon", "min_count"])
+    on_step("starting the dashboard")
+    dashboard = serve(options.host, options.port, lambda: clickhouse.client(config.clickhouse_url, readonly=True))
+    stop = threading.Event()
+    threading.Thread(target=sample_lag, args=(writer, stop), name="lag-sampler", daemon=True).start()
+    on_step(f"dashboard at http://{options.host}:{dashboard.server_address[1]}/")
+    init_recovery(options.recovery_dir)
+    try:
+        cli_main(analytics.build(config), workers_per_process=1, epoch_interval=timedelta(seconds=options.snapshot_s),
+                 recovery_config=RecoveryConfig(str(options.recovery_dir)))
+    except BytewaxRuntimeError as exc:
+        if not isinstance(exc.__cause__, KeyboardInterrupt):  # Ctrl-C is how the process is meant to stop
+            raise
+    finally:
+        stop.set()
+        dashboard.shutdown()
+
+
+def sample_lag(client, stop: threading.Event) -> None:
+    flows = lag.endpoints(os.environ.get("ANALYTICS_FLOW_METRICS", ""))
+    while not stop.wait(LAG_EVERY_S):
+        if rows := lag.sample(flows, utcnow()):
+            client.insert("notifyflow.flow_lag", rows, column_names=["sampled_at", "flow", "topic", "partition", "lag"])

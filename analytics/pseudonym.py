@@ -1,0 +1,69 @@
+"""Pseudonymous user keys: HMAC-SHA256 of the user id under a key that rotates every period.
+
+Each period's key is derived from one master secret, so rows of different periods cannot be
+linked by their user key alone, while erasure, which holds the secret, can still find a user's
+rows under every key version within retention.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from datetime import datetime, timedelta
+from pathlib import Path
+
+RETENTION = timedelta(days=90)
+
+
+class UserKeys:
+    def __init__(self, secret: bytes, rotation: timedelta = timedelta(days=30)) -> None:
+        if len(secret) < 16:
+            raise ValueError("the analytics secret must be at least 16 bytes")
+        self.secret, self.period_s = secret, int(rotation.total_seconds())
+        self._keys: dict[int, bytes] = {}
+
+    def version(self, at: datetime) -> int:
+        return int(at.timestamp()) // self.period_s
+
+    def _key(self, version: int) -> bytes:
+        if version not in self._keys:
+            self._keys[version] = hmac.new(self.secret, f"notifyflow user key v{version}".encode(),
+                                           hashlib.sha256).digest()
+        return self._keys[version]
+
+    def pseudonym(self, user_id: str, version: int) -> str:
+        return hmac.new(self._key(version), user_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def of(self, user_id: str, at: datetime) -> tuple[int, str]:
+        """(key version, user key) of a user's event at `at`."""
+        version = self.version(at)
+        return version, self.pseudonym(user_id, version)
+
+    def every_version(self, user_id: str, now: datetime) -> list[tuple[int, str]]:
+        """The user's keys in every period that can still hold rows (retention, plus a period of slack)."""
+        first, last = self.version(now - RETENTION) - 1, self.version(now) + 1
+        return [(version, self.pseudonym(user_id, version)) for version in range(first, last + 1)]
+
+
+def from_env(environ=os.environ, home: Path | None = None) -> UserKeys:
+    """ANALYTICS_SECRET (hex or text) and ANALYTICS_KEY_ROTATION_DAYS (default 30).
+
+    Without a secret the first run generates one into <home>/analytics.secret (mode 0600), so the
+    embedded default works out of the box and keeps its pseudonyms across restarts.
+    """
+    rotation = timedelta(days=float(environ.get("ANALYTICS_KEY_ROTATION_DAYS", "30")))
+    given = environ.get("ANALYTICS_SECRET")
+    if given:
+        return UserKeys(given.encode(), rotation)
+    if home is None:
+        from notifyflow.settings import home as default_home
+
+        home = default_home()
+    path = home / "analytics.secret"
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32))
+    return UserKeys(path.read_text().strip().encode(), rotation)

@@ -1,0 +1,198 @@
+"""The analytics process against the real broker and the real ClickHouse engine (chDB), read the way
+an analyst reads it: SQL through the process's endpoint while the flow runs."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from analytics_harness import SECRET, AnalyticsProcess, engagement, status
+from flow_harness import preferences, publish, publish_raw
+
+from analytics.pseudonym import UserKeys
+from connectors.kafka import read_topic
+
+STATES = ("requested", "sent", "delivered", "failed", "retried", "deduplicated", "merged", "rate_limited",
+          "deferred", "digested", "bounced", "token_invalid", "dropped", "expired")
+ACTIONS = ("opened", "clicked", "dismissed", "unsubscribed")
+
+
+def workload(run: str, first: int, count: int) -> tuple[list[dict], list[dict]]:
+    statuses = [status(run, n, STATES[n % len(STATES)], channel=("push", "email", "in_app")[n % 3])
+                for n in range(first, first + count)]
+    engagements = [engagement(run, n, ACTIONS[n % len(ACTIONS)]) for n in range(first, first + count // 5)]
+    return statuses, engagements
+
+
+def counts_query(run: str) -> str:
+    return (f"SELECT kind, status, count() FROM notifyflow.events_raw WHERE startsWith(notification_id, '{run}-')"
+            " GROUP BY kind, status ORDER BY kind, status")
+
+
+def expected(statuses: list[dict], engagements: list[dict]) -> list[list]:
+    found = Counter(("status", s["status"]) for s in statuses) + Counter(("engagement", e["action"]) for e in engagements)
+    return [[kind, state, n] for (kind, state), n in sorted(found.items())]
+
+
+def test_counts_are_exact_after_the_flow_is_killed_and_resumed(stack, tmp_path):
+    run = uuid.uuid4().hex[:10]
+    analytics = AnalyticsProcess(tmp_path)
+    statuses, engagements = [], []
+    try:
+        # No snapshot is taken within a minute, so the resumed flow re-reads everything from the start.
+        analytics.start(snapshot_s=60)
+        batch = workload(run, 0, 1500)
+        publish("notify.status", batch[0])
+        publish("notify.engagement", batch[1])
+        publish_raw("notify.status", run.encode(), b"\x00not avro")
+        statuses, engagements = statuses + batch[0], engagements + batch[1]
+        analytics.wait_for(counts_query(run), expected(statuses, engagements))
+        analytics.kill()
+
+        # Resumed from no snapshot, then from a fresh one: each row is still stored exactly once.
+        for first in (1500, 2000):
+            analytics.start(snapshot_s=1)
+            batch = workload(run, first, 500)
+            publish("notify.status", batch[0])
+            publish("notify.engagement", batch[1])
+            statuses, engagements = statuses + batch[0], engagements + batch[1]
+            analytics.wait_for(counts_query(run), expected(statuses, engagements))
+            time.sleep(3)  # snapshots now cover some of what was written
+            analytics.kill()
+        analytics.start(snapshot_s=1)
+        analytics.wait_for(counts_query(run), expected(statuses, engagements))
+        assert analytics.sql(f"SELECT uniqExact(source_topic, source_partition, source_offset), count()"
+                             f" FROM notifyflow.events_raw WHERE startsWith(notification_id, '{run}-')") == [
+            [len(statuses) + len(engagements)] * 2]
+    finally:
+        analytics.stop()
+    # The undecodable record went to the dead-letter topic with its bytes, and went there again when the
+    # first resume re-read the topic from the start: proof the replay happened.
+    letters = [m for m in read_topic(stack.urls["KAFKA_BOOTSTRAP_SERVERS"], "notify.dlq") if m.key() == run.encode()]
+    assert len(letters) >= 2
+
+
+def ab_campaign(run: str, campaign: str) -> tuple[list[dict], list[dict]]:
+    """400 notifications per variant; A: 40 clicked, 12 converted; B: 72 clicked, 30 converted."""
+    statuses, engagements = [], []
+    for variant, offset, clicks, conversions in (("A", 0, 40, 12), ("B", 400, 72, 30)):
+        for n in range(offset, offset + 400):
+            statuses.append(status(run, n, "delivered" if n % 2 else "sent", campaign=campaign, variant=variant,
+                                   latency_ms=20 + n % 300, channel=("push", "in_app")[n % 2]))
+        for n in range(offset, offset + clicks):
+            engagements.append(engagement(run, n, "clicked", campaign=campaign, variant=variant,
+                                          action_id="buy" if n - offset < conversions else None))
+    return statuses, engagements
+
+
+def two_proportion_p(x1: int, n1: int, x2: int, n2: int) -> tuple[float, float]:
+    pooled = (x1 + x2) / (n1 + n2)
+    z = (x2 / n2 - x1 / n1) / math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    return z, 1 - math.erf(abs(z) / math.sqrt(2))
+
+
+def test_rollups_ab_readout_privacy_and_erasure(stack, tmp_path):
+    run = uuid.uuid4().hex[:10]
+    campaign = f"spring-{run}"
+    statuses, engagements = ab_campaign(run, campaign)
+    now = datetime.now(UTC)
+    failure = status(run, 900, "bounced", channel="email", campaign=campaign, variant="A",
+                     reason="550 5.1.1 <ana.silva@example.com>: mailbox unknown, call +351 912 345 678")
+    # One user's events across three key periods (rotation every 30 days), all within retention.
+    erased = [status(run, 1000 + i, "sent", at=now - timedelta(days=days)) for i, days in enumerate((0, 35, 70))]
+    erased = [{**s, "user_id": f"{run}-erase-me"} for s in erased]
+    analytics = AnalyticsProcess(tmp_path, ANALYTICS_DP_MIN_COUNT="20").start()
+    try:
+        publish("notify.status", [*statuses, failure, *erased])
+        publish("notify.engagement", engagements)
+        total = len(statuses) + len(engagements) + 1 + len(erased)
+        analytics.wait_for(f"SELECT count() FROM notifyflow.events_raw WHERE startsWith(notification_id, '{run}-')",
+                           [[total]])
+
+        # Rollups (materialized by ClickHouse on insert) equal the same aggregates of the raw rows.
+        dims = "channel, category, campaign_id, variant, platform, kind, status"
+        assert analytics.sql(f"SELECT minute, {dims}, sum(events) FROM notifyflow.rollup_minute"
+                             f" WHERE campaign_id = '{campaign}' GROUP BY minute, {dims} ORDER BY ALL") == \
+            analytics.sql(f"SELECT toStartOfMinute(at) AS minute, {dims}, count() FROM notifyflow.events_raw"
+                          f" WHERE campaign_id = '{campaign}' GROUP BY minute, {dims} ORDER BY ALL")
+        rolled = analytics.sql("SELECT channel, quantilesTDigestMerge(0.5, 0.95, 0.99)(latency_ms)"
+                               f" FROM notifyflow.rollup_minute WHERE campaign_id = '{campaign}'"
+                               " AND status IN ('sent', 'delivered') GROUP BY channel ORDER BY channel")
+        exact = analytics.sql("SELECT channel, quantilesExact(0.5, 0.95, 0.99)(dateDiff('millisecond', created_at, at))"
+                              f" FROM notifyflow.events_raw WHERE campaign_id = '{campaign}'"
+                              " AND status IN ('sent', 'delivered') GROUP BY channel ORDER BY channel")
+        assert [channel for channel, _ in rolled] == [channel for channel, _ in exact] == ["in_app", "push"]
+        for (_, digest), (_, truth) in zip(rolled, exact):
+            assert all(abs(d - t) <= 0.03 * 320 for d, t in zip(digest, truth)), (digest, truth)
+
+        # The A/B readout: per-variant CTR and conversion, z and p against control A.
+        [readout] = analytics.sql("SELECT control, variant, control_reached, variant_reached, ctr_z, ctr_p,"
+                                  " conversion_z, conversion_p, ctr_significant FROM notifyflow.ab_test"
+                                  f" WHERE campaign_id = '{campaign}'")
+        ctr_z, ctr_p = two_proportion_p(40, 400, 72, 400)
+        conversion_z, conversion_p = two_proportion_p(12, 400, 30, 400)
+        assert readout[:4] == ["A", "B", 400, 400]
+        assert [round(v, 6) for v in readout[4:8]] == [round(v, 6) for v in (ctr_z, ctr_p, conversion_z, conversion_p)]
+        assert readout[8] == 1 and ctr_p < 0.01
+
+        # No PII: no such column anywhere, no user id stored, addresses and numbers masked out of reasons.
+        columns = {name for [name] in analytics.sql("SELECT name FROM system.columns WHERE database = 'notifyflow'")}
+        assert not columns & {"user_id", "device_id", "email", "phone", "address", "token", "title", "body", "name"}
+        assert analytics.sql(f"SELECT count() FROM notifyflow.events_raw WHERE user_key LIKE '{run}%'") == [[0]]
+        [[reason]] = analytics.sql(f"SELECT reason FROM notifyflow.events_raw WHERE notification_id = '{run}-900'")
+        assert reason == "550 5.1.1 <<address>>: mailbox unknown, call <number>"
+
+        # Dashboards get Laplace noise on small counts only; the noise has mean 0 and variance 2/epsilon^2.
+        [[mean, variance, big]] = analytics.sql(
+            "SELECT avg(notifyflow_dp(100, 0.5, 1000, number) - 100), varPop(notifyflow_dp(100, 0.5, 1000, number)),"
+            " any(notifyflow_dp(5000, 0.5, 1000, 1)) FROM numbers(200000)")
+        assert abs(mean) < 0.1 and 7.5 < variance < 8.7 and big == 5000
+        kpis = httpx.get(f"{analytics.url}/api/kpis?minutes=60", timeout=30).json()
+        assert set(kpis) == {"series", "channels", "latency", "campaigns", "failures", "lag"}
+        assert [row[:3] for row in kpis["campaigns"]["rows"] if row[0] == campaign] == [[campaign, "A", "B"]]
+        assert "notifyflow analytics" in httpx.get(analytics.url, timeout=5).text
+
+        # Analysts' SQL is read-only.
+        refused = httpx.post(f"{analytics.url}/api/sql", content=b"DROP TABLE notifyflow.events_raw", timeout=30)
+        assert refused.status_code == 400 and "readonly" in refused.json()["error"]
+
+        # Erasure (the platform's preferences tombstone) removes the user's rows under every key version.
+        keys = UserKeys(SECRET.encode())
+        versions = sorted({keys.version(s["at"]) for s in erased})
+        assert len(versions) == 3
+        pairs = ", ".join(f"({v}, '{keys.pseudonym(f'{run}-erase-me', v)}')" for v in versions)
+        mine = f"SELECT count() FROM notifyflow.events_raw WHERE (key_version, user_key) IN ({pairs})"
+        assert analytics.sql(mine) == [[3]]
+        publish("notify.preferences", [preferences(f"{run}-erase-me", deleted=True)])
+        analytics.wait_for(mine, [[0]])
+        analytics.wait_for(f"SELECT count() FROM notifyflow.events_raw WHERE startsWith(notification_id, '{run}-')",
+                           [[total - 3]])
+
+        # Queue depth: the flows' consumer lag, sampled from bytewax's own gauge.
+        deadline = time.monotonic() + 30
+        while not (lag := analytics.sql("SELECT topic FROM notifyflow.queue_lag WHERE flow = 'analytics'")):
+            assert time.monotonic() < deadline, "no lag samples"
+            time.sleep(1)
+        assert {"notify.status", "notify.engagement"} <= {topic for [topic] in lag}
+
+        # The CLI runs SQL through the same endpoint.
+        cli = subprocess.run([sys.executable, "-m", "notifyflow.cli", "analytics", "sql", "--url", analytics.url,
+                              f"SELECT variant, ctr FROM notifyflow.campaign_variants WHERE campaign_id = '{campaign}'"],
+                             capture_output=True, text=True, timeout=60, env={**analytics.env, "COLUMNS": "200"})
+        assert cli.returncode == 0, cli.stderr
+        assert "0.1" in cli.stdout and "0.18" in cli.stdout
+    finally:
+        analytics.stop()
+
+
+def test_sql_without_an_analytics_process_is_a_one_line_error(stack):
+    result = subprocess.run([sys.executable, "-m", "notifyflow.cli", "analytics", "sql", "--url",
+                             "http://127.0.0.1:9", "SELECT 1"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "no analytics process at http://127.0.0.1:9" in result.stderr and "Traceback" not in result.stderr
