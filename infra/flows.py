@@ -1,4 +1,5 @@
-"""Runs a dataflow the way it is deployed: `python -m bytewax.run` with a recovery store."""
+"""Runs a dataflow the way it is deployed: `python -m bytewax.run` with a recovery store, or, for
+analytics, `notifyflow analytics` (the flow and the dashboard in one process)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from infra.stack import free_port, stop_process
+import httpx
+
+from infra.stack import free_port, stop_process, wait_until
 
 FLOWS = {"notifications": "flows.notifications:flow"}
 
@@ -78,6 +81,58 @@ class FlowProcess:
             stop_process(process, signal.SIGINT)
 
     def __enter__(self) -> FlowProcess:
+        return self.start()
+
+    def __exit__(self, *_) -> None:
+        self.stop()
+
+
+class AnalyticsProcess:
+    """`notifyflow analytics` on a free loopback port, queried through its SQL endpoint like an analyst.
+
+    In the embedded default it owns the chDB directory its CLICKHOUSE_URL names.
+    """
+
+    def __init__(self, recovery_dir: Path, log: Path, *, snapshot_s: float = 5.0,
+                 env: dict[str, str] | None = None) -> None:
+        self.recovery_dir, self.log, self.snapshot_s, self.env = recovery_dir, log, snapshot_s, env
+        self.process: subprocess.Popen | None = None
+        self.url = ""
+
+    def start(self, snapshot_s: float | None = None) -> AnalyticsProcess:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "notifyflow.cli", "analytics", "--port", str(port), "--recovery",
+                 str(self.recovery_dir), "--snapshot", str(snapshot_s or self.snapshot_s)],
+                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(self.env or {})}, start_new_session=True)
+        wait_until(lambda: httpx.get(f"{self.url}/health", timeout=1).raise_for_status(), "the analytics process",
+                   self.process, self.log)
+        return self
+
+    def sql(self, query: str) -> list[list]:
+        response = httpx.post(f"{self.url}/api/sql", content=query.encode(), timeout=60)
+        if response.status_code != 200:
+            raise FlowError(f"{query!r} failed: {response.text}")
+        return response.json()["rows"]
+
+    def check(self) -> None:
+        """Raise with the end of its log if the process has died."""
+        if self.process is not None and self.process.poll() is not None:
+            tail = self.log.read_text(errors="replace")[-3000:]
+            raise FlowError(f"the analytics process exited with code {self.process.returncode}:\n{tail}")
+
+    def kill(self) -> None:
+        """A crash: no chance to flush or snapshot."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process, signal.SIGINT)
+
+    def __enter__(self) -> AnalyticsProcess:
         return self.start()
 
     def __exit__(self, *_) -> None:

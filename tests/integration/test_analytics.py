@@ -4,6 +4,7 @@ an analyst reads it: SQL through the process's endpoint while the flow runs."""
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from analytics_harness import SECRET, AnalyticsProcess, engagement, status
+from analytics_harness import SECRET, analytics_process, engagement, status, wait_for
 from flow_harness import preferences, publish, publish_raw
 
 from analytics.pseudonym import UserKeys
@@ -42,7 +43,7 @@ def expected(statuses: list[dict], engagements: list[dict]) -> list[list]:
 
 def test_counts_are_exact_after_the_flow_is_killed_and_resumed(stack, tmp_path):
     run = uuid.uuid4().hex[:10]
-    analytics = AnalyticsProcess(tmp_path)
+    analytics = analytics_process(tmp_path)
     statuses, engagements = [], []
     try:
         # No snapshot is taken within a minute, so the resumed flow re-reads everything from the start.
@@ -52,7 +53,7 @@ def test_counts_are_exact_after_the_flow_is_killed_and_resumed(stack, tmp_path):
         publish("notify.engagement", batch[1])
         publish_raw("notify.status", run.encode(), b"\x00not avro")
         statuses, engagements = statuses + batch[0], engagements + batch[1]
-        analytics.wait_for(counts_query(run), expected(statuses, engagements))
+        wait_for(analytics, counts_query(run), expected(statuses, engagements))
         analytics.kill()
 
         # Resumed from no snapshot, then from a fresh one: each row is still stored exactly once.
@@ -62,11 +63,11 @@ def test_counts_are_exact_after_the_flow_is_killed_and_resumed(stack, tmp_path):
             publish("notify.status", batch[0])
             publish("notify.engagement", batch[1])
             statuses, engagements = statuses + batch[0], engagements + batch[1]
-            analytics.wait_for(counts_query(run), expected(statuses, engagements))
+            wait_for(analytics, counts_query(run), expected(statuses, engagements))
             time.sleep(3)  # snapshots now cover some of what was written
             analytics.kill()
         analytics.start(snapshot_s=1)
-        analytics.wait_for(counts_query(run), expected(statuses, engagements))
+        wait_for(analytics, counts_query(run), expected(statuses, engagements))
         assert analytics.sql(f"SELECT uniqExact(source_topic, source_partition, source_offset), count()"
                              f" FROM notifyflow.events_raw WHERE startsWith(notification_id, '{run}-')") == [
             [len(statuses) + len(engagements)] * 2]
@@ -107,13 +108,13 @@ def test_rollups_ab_readout_privacy_and_erasure(stack, tmp_path):
     # One user's events across three key periods (rotation every 30 days), all within retention.
     erased = [status(run, 1000 + i, "sent", at=now - timedelta(days=days)) for i, days in enumerate((0, 35, 70))]
     erased = [{**s, "user_id": f"{run}-erase-me"} for s in erased]
-    analytics = AnalyticsProcess(tmp_path, ANALYTICS_DP_MIN_COUNT="20").start()
+    analytics = analytics_process(tmp_path, ANALYTICS_DP_MIN_COUNT="20").start()
     try:
         publish("notify.status", [*statuses, failure, *erased])
         publish("notify.engagement", engagements)
         total = len(statuses) + len(engagements) + 1 + len(erased)
-        analytics.wait_for(f"SELECT count() FROM notifyflow.events_raw WHERE startsWith(notification_id, '{run}-')",
-                           [[total]])
+        run_rows = f"SELECT count() FROM notifyflow.events_raw WHERE startsWith(notification_id, '{run}-')"
+        wait_for(analytics, run_rows, [[total]])
 
         # Rollups (materialized by ClickHouse on insert) equal the same aggregates of the raw rows.
         dims = "channel, category, campaign_id, variant, platform, kind, status"
@@ -170,9 +171,8 @@ def test_rollups_ab_readout_privacy_and_erasure(stack, tmp_path):
         mine = f"SELECT count() FROM notifyflow.events_raw WHERE (key_version, user_key) IN ({pairs})"
         assert analytics.sql(mine) == [[3]]
         publish("notify.preferences", [preferences(f"{run}-erase-me", deleted=True)])
-        analytics.wait_for(mine, [[0]])
-        analytics.wait_for(f"SELECT count() FROM notifyflow.events_raw WHERE startsWith(notification_id, '{run}-')",
-                           [[total - 3]])
+        wait_for(analytics, mine, [[0]])
+        wait_for(analytics, run_rows, [[total - 3]])
 
         # Queue depth: the flows' consumer lag, sampled from bytewax's own gauge.
         deadline = time.monotonic() + 30
@@ -184,7 +184,7 @@ def test_rollups_ab_readout_privacy_and_erasure(stack, tmp_path):
         # The CLI runs SQL through the same endpoint.
         cli = subprocess.run([sys.executable, "-m", "notifyflow.cli", "analytics", "sql", "--url", analytics.url,
                               f"SELECT variant, ctr FROM notifyflow.campaign_variants WHERE campaign_id = '{campaign}'"],
-                             capture_output=True, text=True, timeout=60, env={**analytics.env, "COLUMNS": "200"})
+                             capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
         assert cli.returncode == 0, cli.stderr
         assert "0.1" in cli.stdout and "0.18" in cli.stdout
     finally:
