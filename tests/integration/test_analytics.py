@@ -3,14 +3,17 @@ an analyst reads it: SQL through the process's endpoint while the flow runs."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 
 import httpx
 from analytics_harness import SECRET, analytics_process, engagement, status, wait_for
@@ -180,6 +183,12 @@ def test_rollups_ab_readout_privacy_and_erasure(stack, tmp_path):
             assert time.monotonic() < deadline, "no lag samples"
             time.sleep(1)
         assert {"notify.status", "notify.engagement"} <= {topic for [topic] in lag}
+
+        # Every panel of the Grafana dashboard queries these views successfully (its time macro expanded).
+        panels = json.loads((resources.files("infra") / "dashboards" / "notifyflow-analytics.json").read_text())["panels"]
+        for panel in panels:
+            sql = re.sub(r"\$__timeFilter\((\w+)\)", r"\1 >= now() - INTERVAL 1 DAY", panel["targets"][0]["rawSql"])
+            assert analytics.sql(sql), panel["title"]
 
         # The CLI runs SQL through the same endpoint.
         cli = subprocess.run([sys.executable, "-m", "notifyflow.cli", "analytics", "sql", "--url", analytics.url,
