@@ -26,7 +26,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
 from connectors.kafka import TopicReader, produce_all, producer, read_topic
-from infra.flows import FlowError, FlowProcess, delivery_flow
+from infra.flows import AnalyticsProcess, FlowError, FlowProcess, delivery_flow
 from infra.stack import LocalStack, StackError
 from infra.topics import LANES, OUTBOX_TOPICS, codec_for
 from notifyflow import settings
@@ -106,23 +106,25 @@ def publish(config: settings.Settings, requests: list[dict]) -> None:
 
 @app.command()
 def demo() -> None:
-    """Start the local stack, the notification flow and the in-app delivery flows, send the samples,
-    and show what the flows decided and what reached the notification center."""
+    """Start the local stack, the notification flow, the in-app delivery flows and analytics, send the
+    samples, and show what the flows decided, what reached the notification center, and the analytics."""
     with running_stack(), tempfile.TemporaryDirectory(prefix="notifyflow-demo-") as scratch, ExitStack() as flows:
         config, work = settings.load(), Path(scratch)
         users = json.loads(USERS.read_text())
         publish_records(config, "notify.preferences", [preferences_record(**p) for p in users["preferences"]])
         publish_records(config, "notify.devices", [device_record(**d) for d in users["devices"]])
-        with console.status("starting the notification flow and the in-app delivery flows"):
+        with console.status("starting the notification flow, the in-app delivery flows and analytics"):
             running = [flows.enter_context(FlowProcess("notifications", work / "recovery", work / "flow.log"))]
             running += [flows.enter_context(FlowProcess(delivery_flow("in_app", lane), work / f"in-app-{lane}",
                                                         work / f"in-app-{lane}.log")) for lane in LANES]
+            analytics = flows.enter_context(AnalyticsProcess(work / "analytics-recovery", work / "analytics.log"))
             time.sleep(5)  # let the flow read the user state first: nothing orders two topics
         with TopicReader(config.kafka_bootstrap_servers, list(OUTPUT_TOPICS)) as reader:
             publish(config, [from_json(item) for item in json.loads(SAMPLES.read_text())])
             outputs = collect(reader, running, config)
         show_outputs(outputs)
         show_notification_center(config)
+        show_analytics(analytics, statuses=sum(topic == "notify.status" for topic, _ in outputs))
 
 
 def collect(reader: TopicReader, flows: list[FlowProcess], config: settings.Settings) -> list[tuple[str, dict]]:
@@ -147,6 +149,23 @@ def show_notification_center(config: settings.Settings) -> None:
         for row in db.execute("SELECT user_id, title, body, merge_count, read_at IS NULL FROM notifications "
                               "ORDER BY user_id, created_at"):
             table.add_row(row[0], row[1], row[2], str(row[3]), "yes" if row[4] else "no")
+    console.print(table)
+
+
+def show_analytics(analytics: AnalyticsProcess, statuses: int) -> None:
+    """The statuses per channel as ClickHouse rolled them up, once the analytics flow has them all."""
+    deadline = time.monotonic() + 30
+    with console.status("waiting for analytics"):
+        while analytics.sql("SELECT count() FROM notifyflow.events_raw")[0][0] < statuses:
+            analytics.check()
+            if time.monotonic() > deadline:
+                raise FlowError(f"analytics did not store {statuses} statuses within 30 s; see {analytics.log}")
+            time.sleep(0.5)
+    table = Table("channel", "requested", "merged", "delivered", "deferred", "dropped",
+                  title="analytics (ClickHouse rollups per channel)")
+    for row in analytics.sql("SELECT if(channel = '', '(none)', channel), sum(requested), sum(merged), sum(delivered),"
+                             " sum(deferred), sum(dropped) FROM notifyflow.kpi_minute GROUP BY channel ORDER BY 1"):
+        table.add_row(*(str(value) for value in row))
     console.print(table)
 
 

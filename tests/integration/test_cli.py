@@ -109,4 +109,6 @@ def test_the_demo_runs_the_flows_on_its_own_stack_and_shows_what_was_delivered(t
     assert "no marketing consent" in out and "deferred" in out
     center = out[out.index("notification center"):]
     assert "New sign-in from Lisbon" in center and "Build #42 failed" in center
+    rollups = out[out.index("analytics (ClickHouse rollups per channel)"):].splitlines()
+    assert any(line.split("│")[1].strip() == "in_app" for line in rollups if line.count("│") > 2)
     assert "local stack stopped" in out
