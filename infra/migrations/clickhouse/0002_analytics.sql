@@ -177,16 +177,21 @@ CROSS JOIN (SELECT argMax(epsilon, set_at) AS epsilon, argMax(min_count, set_at)
             FROM notifyflow.privacy) AS p
 GROUP BY minute, channel, p.epsilon, p.min_count;
 
+-- Rates are taken from the noised counts, so they reveal no more than the counts do; the p-values of
+-- the A/B test come from the exact counts (noise would bias the test) and are empty for the control.
 CREATE VIEW IF NOT EXISTS notifyflow.released_campaigns AS
-SELECT a.campaign_id AS campaign_id, a.control AS control, a.variant AS variant,
-       notifyflow_dp(a.control_reached, p.epsilon, p.min_count, 1) AS control_reached,
-       notifyflow_dp(a.variant_reached, p.epsilon, p.min_count, 3) AS variant_reached,
-       a.control_ctr AS control_ctr, a.variant_ctr AS variant_ctr, a.ctr_p AS ctr_p,
-       a.control_conversion AS control_conversion, a.variant_conversion AS variant_conversion,
-       a.conversion_p AS conversion_p
-FROM notifyflow.ab_test AS a
-CROSS JOIN (SELECT argMax(epsilon, set_at) AS epsilon, argMax(min_count, set_at) AS min_count
-            FROM notifyflow.privacy) AS p;
+SELECT campaign_id, variant, reached, clicked, converted,
+       clicked / nullIf(reached, 0) AS ctr, converted / nullIf(reached, 0) AS conversion, ctr_p, conversion_p
+FROM (SELECT v.campaign_id AS campaign_id, v.variant AS variant,
+             notifyflow_dp(v.reached, p.epsilon, p.min_count, 1) AS reached,
+             notifyflow_dp(v.clicked, p.epsilon, p.min_count, 3) AS clicked,
+             notifyflow_dp(v.converted, p.epsilon, p.min_count, 5) AS converted,
+             a.ctr_p AS ctr_p, a.conversion_p AS conversion_p
+      FROM notifyflow.campaign_variants AS v
+      LEFT JOIN notifyflow.ab_test AS a ON a.campaign_id = v.campaign_id AND a.variant = v.variant
+      CROSS JOIN (SELECT argMax(epsilon, set_at) AS epsilon, argMax(min_count, set_at) AS min_count
+                  FROM notifyflow.privacy) AS p
+      SETTINGS join_use_nulls = 1);
 
 CREATE VIEW IF NOT EXISTS notifyflow.released_failures AS
 SELECT hour, channel, provider, status, reason,
