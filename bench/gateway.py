@@ -2,7 +2,7 @@
 
     python -m bench.gateway [--connections N] [--messages M]
 
-The gateway runs as its own uvicorn process on loopback (so its memory is measured alone);
+The gateway runs as deployed (`notifyflow gateway`), in its own process (so its memory is measured alone);
 this process opens N WebSockets (one per user), then publishes M notifications to random
 connected users through Redis, as the in-app sink does, and times publish -> receive.
 Last line: connections=<n> kb_per_conn=<kb> p50_ms=<ms> p99_ms=<ms>
@@ -34,6 +34,7 @@ from infra.stack import LocalStack, free_port, stop_process, wait_until
 
 console = Console(stderr=True)
 SECRET = "bench-gateway-secret-of-32-bytes"
+SPARE_DESCRIPTORS = 100  # the gateway's own: listener, Redis, PostgreSQL pool, Kafka, epoll
 
 
 def rss_kb(pid: int) -> int:
@@ -107,8 +108,8 @@ async def run(urls: dict[str, str], connections: int, messages: int) -> str:
     port = free_port()
     env = {**os.environ, **urls, "GATEWAY_JWT_SECRET": SECRET}
     gateway = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "gateway.app:create_app", "--host", "127.0.0.1",
-         "--port", str(port), "--ws", "websockets-sansio", "--log-level", "warning", "--backlog", "4096"],
+        [sys.executable, "-m", "notifyflow.cli", "gateway", "--host", "127.0.0.1", "--port", str(port),
+         "--log-level", "warning"],
         env=env, start_new_session=True)
     try:
         wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/health").raise_for_status(), "gateway", gateway)
@@ -137,10 +138,10 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2000)
     args = parser.parse_args()
     limit = raise_file_limit(args.connections + 1024)
-    if args.connections > limit - 500:
+    if args.connections > limit - SPARE_DESCRIPTORS:
         console.print(f"[yellow]warning: the descriptor limit here is {limit}: "
-                      f"holding {limit - 500} connections, not {args.connections}[/]")
-        args.connections = limit - 500
+                      f"holding {limit - SPARE_DESCRIPTORS} connections, not {args.connections}[/]")
+        args.connections = limit - SPARE_DESCRIPTORS
     with LocalStack(on_step=lambda step: console.print(f"[dim]{step}[/]")) as stack:
         line = asyncio.run(run(stack.urls, args.connections, args.messages))
     print(line)

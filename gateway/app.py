@@ -1,7 +1,8 @@
 """The gateway's ASGI app: live notifications over WebSocket and Server-Sent Events, and the
 notification-center API. Every request is authenticated; the user is the token's subject.
 
-    uvicorn --factory gateway.app:create_app --host 0.0.0.0 --port 8000
+    notifyflow gateway --host 0.0.0.0 --port 8000
+    (or: uvicorn --factory gateway.app:create_app --ws websockets-sansio --ws-per-message-deflate false)
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg.types.json import Jsonb
@@ -20,28 +22,29 @@ from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.auth import AuthError, TokenVerifier, issue_token
 from gateway.center import BadRequest, Center
 from flows.schedule import ScheduleError, next_digest_at, quiet_until
 from gateway import metrics
-from gateway.hub import RESYNC, Hub
+from gateway.hub import HEARTBEAT, RESYNC, Hub
 from gateway.openapi import OPENAPI
 from gateway.publisher import Publisher
 from notifyflow import settings
 from notifyflow.requests import device_record, preferences_record
 from schemas import CodecError
 
-HEARTBEAT_S = 15.0
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"  # the browser client, served as it is
+# How uvicorn serves the gateway. No permessage-deflate: its zlib state costs ~35 KB per idle
+# connection, and notification events are small JSON that compress poorly.
+SERVER_OPTIONS = {"factory": True, "ws": "websockets-sansio", "ws_per_message_deflate": False}
 CHANGES = {"read": "notification.read", "unread": "notification.unread", "archive": "notification.archived"}
 
 
 def create_app(config: settings.Settings | None = None, verifier: TokenVerifier | None = None,
-               demo: bool | None = None) -> Starlette:
+               demo: bool | None = None):
     """`demo` (or GATEWAY_DEMO=1) adds /demo/token?user=..., which hands out tokens to anyone: the
     embedded default's demo page uses it; never enable it where real users are."""
     config = config or settings.load()
@@ -180,9 +183,10 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
         for row in rows:
             await hub.publish(user, {"event": event, "event_seq": row["event_seq"], "notification": row})
 
-    async def events(user: str, last_event_id: int | None):
-        """Missed changes first (from PostgreSQL), then live ones, each exactly once."""
-        queue = await hub.subscribe(user)  # before the replay query, so nothing falls in between
+    async def events(user: str, last_event_id: int | None, heartbeats: bool):
+        """Missed changes first (from PostgreSQL), then live ones, each exactly once; a stream that
+        ends with RESYNC has fallen behind."""
+        inbox = await hub.subscribe(user, heartbeats)  # before the replay query, so nothing falls in between
         try:
             sent = last_event_id or 0
             if last_event_id is not None:
@@ -190,55 +194,53 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
                     sent = row["event_seq"]
                     yield {"event": "notification.sync", "event_seq": sent, "notification": row}
             while True:
-                try:
-                    event = await asyncio.wait_for(queue.get(), HEARTBEAT_S)
-                except TimeoutError:
-                    yield None  # heartbeat
-                    continue
-                if event is RESYNC:
+                for event in await inbox.take():
+                    seq = event.get("event_seq")
+                    if seq is not None and seq <= sent:
+                        continue  # already in the replay
+                    sent = max(sent, seq or 0)
                     yield event
-                    return
-                seq = event.get("event_seq")
-                if seq is not None and seq <= sent:
-                    continue  # already in the replay
-                sent = max(sent, seq or 0)
-                yield event
+                    if event is RESYNC:
+                        return
         finally:
-            await hub.unsubscribe(user, queue)
+            await hub.unsubscribe(user, inbox)
 
-    async def websocket(socket: WebSocket) -> None:
+    async def websocket(scope, receive, send) -> None:
+        """/ws as a bare ASGI handler, not a Starlette route: a gateway holds tens of thousands of
+        idle connections, and every framework layer would stay on each one's stack (bench.gateway)."""
+        if (await receive())["type"] != "websocket.connect":
+            return
+        query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+        await send({"type": "websocket.accept"})
         try:
-            user = verifier.user_of(socket.query_params.get("token"))
-            last = parse_seq(socket.query_params.get("last_event_id"))
+            user, last = verifier.user_of(query.get("token")), parse_seq(query.get("last_event_id"))
         except (AuthError, BadRequest) as exc:
             # Accepted first so the client gets a close code and reason, not a bare HTTP 403.
-            await socket.accept()
-            await socket.close(code=4401, reason=str(exc))
+            await send({"type": "websocket.close", "code": 4401, "reason": str(exc)})
             return
-        await socket.accept()
-        device_id = socket.query_params.get("device") or f"web-{uuid.uuid4().hex[:8]}"
+        device_id = query.get("device") or f"web-{uuid.uuid4().hex[:8]}"
         presence(user, device_id, "online")
-        stream = events(user, last)
+        stream = events(user, last, heartbeats=False)  # WebSocket pings keep it alive
 
         async def forward():
             async for event in stream:
-                await socket.send_json(event or {"event": "heartbeat"})
-                if event:
-                    metrics.sent("websocket", event)
+                await send({"type": "websocket.send", "text": json.dumps(event)})
+                metrics.sent("websocket", event)
                 if event is RESYNC:
-                    await socket.close(code=4409, reason="resync")
+                    await send({"type": "websocket.close", "code": 4409, "reason": "resync"})
                     return
 
         sender = asyncio.create_task(forward())
         metrics.CONNECTIONS.labels("websocket").inc()
         try:
-            while True:  # the client may mark notifications read over the same socket
-                message = json.loads(await socket.receive_text())
-                if message.get("type") in CHANGES and isinstance(message.get("ids"), list):
-                    await sync(user, CHANGES[message["type"]], await center.set_state(user, message["ids"],
-                                                                                     message["type"]))
-        except (WebSocketDisconnect, json.JSONDecodeError):
-            pass
+            # The client may mark notifications read over the same socket.
+            while (message := await receive())["type"] == "websocket.receive":
+                change = json.loads(message.get("text") or "null")
+                if isinstance(change, dict) and change.get("type") in CHANGES and isinstance(change.get("ids"), list):
+                    await sync(user, CHANGES[change["type"]], await center.set_state(user, change["ids"],
+                                                                                    change["type"]))
+        except json.JSONDecodeError:
+            await send({"type": "websocket.close", "code": 1007, "reason": "messages must be JSON"})
         finally:
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)
@@ -254,8 +256,8 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
             metrics.CONNECTIONS.labels("sse").inc()
             try:
                 yield "retry: 2000\n\n"
-                async for event in events(user, last):
-                    if event is None:
+                async for event in events(user, last, heartbeats=True):
+                    if event is HEARTBEAT:
                         yield ": heartbeat\n\n"
                         continue
                     event_id = f"id: {event['event_seq']}\n" if event.get("event_seq") is not None else ""
@@ -288,14 +290,20 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
         Route("/api/devices/{device_id}", remove_device, methods=["DELETE"]),
         Route("/api/engagement", engagement, methods=["POST"]),
         Route("/events", server_sent_events),
-        WebSocketRoute("/ws", websocket),
         Mount("/static", StaticFiles(directory=WEB_DIR), name="static"),
     ]
     if demo:
         routes += [Route("/", home), Route("/demo/token", demo_token)]
-    return Starlette(routes=routes, lifespan=lifespan,
-                     exception_handlers={AuthError: on_auth_error, BadRequest: on_bad_request,
-                                         CodecError: on_bad_request, ScheduleError: on_bad_request})
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={AuthError: on_auth_error, BadRequest: on_bad_request,
+                                        CodecError: on_bad_request, ScheduleError: on_bad_request})
+
+    async def gateway(scope, receive, send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == "/ws":
+            return await websocket(scope, receive, send)
+        return await app(scope, receive, send)
+
+    return gateway
 
 
 def utcnow() -> datetime:

@@ -1,6 +1,10 @@
 """Fan-out inside one gateway process: one Redis subscription per user that has a connection
 here, shared by all of that user's connections (devices, tabs). Gateways scale out behind
-Redis pub/sub: each subscribes only to the users connected to it."""
+Redis pub/sub: each subscribes only to the users connected to it.
+
+A gateway holds tens of thousands of mostly idle connections, so an idle one costs no task,
+timer or queue of its own: it is an Inbox (a list and, while its sender waits, one future),
+and one ticker sends every quiet Server-Sent Events stream its heartbeat."""
 
 from __future__ import annotations
 
@@ -13,31 +17,72 @@ import redis.asyncio as aioredis
 from connectors.redis import user_channel
 
 log = logging.getLogger(__name__)
-QUEUE_SIZE = 1000  # a connection this far behind is too slow to keep; it reconnects and replays
+BACKLOG = 1000  # a connection this far behind is too slow to keep; it reconnects and replays
+HEARTBEAT_S = 15.0
 RESYNC = {"event": "resync"}
+HEARTBEAT = {"event": "heartbeat"}
+
+
+class Inbox:
+    """The events one connection has yet to send, in order."""
+
+    __slots__ = ("events", "waiter", "heartbeats", "quiet")
+
+    def __init__(self, heartbeats: bool) -> None:
+        self.events: list[dict] = []
+        self.waiter: asyncio.Future | None = None
+        self.heartbeats, self.quiet = heartbeats, True
+
+    def put(self, event: dict) -> None:
+        if len(self.events) >= BACKLOG:
+            # Too far behind: drop what it has not sent; it reconnects and replays from its last event.
+            log.warning("a connection fell %d events behind; asking it to resync", BACKLOG)
+            self.events = [RESYNC]
+        elif self.events[-1:] != [RESYNC]:
+            self.events.append(event)
+        self.quiet = False
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def take(self) -> list[dict]:
+        """Everything waiting, at least one event; waits when there is none."""
+        while not self.events:
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        events, self.events = self.events, []
+        return events
+
+    def tick(self) -> None:
+        """Called every HEARTBEAT_S: a stream that sent nothing since the last tick gets a heartbeat."""
+        if self.heartbeats and self.quiet:
+            self.put(HEARTBEAT)
+        self.quiet = True
 
 
 class Hub:
     def __init__(self, redis_url: str) -> None:
         self.redis = aioredis.from_url(redis_url)
         self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        self.listeners: dict[str, set[asyncio.Queue]] = {}
+        self.listeners: dict[str, set[Inbox]] = {}
         # The PubSub connection is not safe for concurrent use: only the reader task touches it.
         self.commands: asyncio.Queue = asyncio.Queue()
-        self.task: asyncio.Task | None = None
+        self.tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
-        self.task = asyncio.create_task(self.run())
+        self.tasks = [asyncio.create_task(self.run()), asyncio.create_task(self.heartbeats())]
 
     async def stop(self) -> None:
-        if self.task:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.pubsub.aclose()
         await self.redis.aclose()
 
-    async def subscribe(self, user: str) -> asyncio.Queue:
-        queue: asyncio.Queue = asyncio.Queue(QUEUE_SIZE)
+    async def subscribe(self, user: str, heartbeats: bool = False) -> Inbox:
+        inbox = Inbox(heartbeats)
         if user not in self.listeners:
             self.listeners[user] = set()
             done = asyncio.get_running_loop().create_future()
@@ -49,18 +94,25 @@ class Hub:
                     self.listeners.pop(user, None)
                     await self.commands.put(("unsubscribe", user, None))
                 raise
-        self.listeners.setdefault(user, set()).add(queue)
-        return queue
+        self.listeners.setdefault(user, set()).add(inbox)
+        return inbox
 
-    async def unsubscribe(self, user: str, queue: asyncio.Queue) -> None:
+    async def unsubscribe(self, user: str, inbox: Inbox) -> None:
         listeners = self.listeners.get(user, set())
-        listeners.discard(queue)
+        listeners.discard(inbox)
         if not listeners and user in self.listeners:
             del self.listeners[user]
             await self.commands.put(("unsubscribe", user, None))
 
     async def publish(self, user: str, event: dict) -> None:
         await self.redis.publish(user_channel(user), json.dumps(event))
+
+    async def heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            for inboxes in list(self.listeners.values()):
+                for inbox in inboxes:
+                    inbox.tick()
 
     async def run(self) -> None:
         while True:
@@ -87,12 +139,5 @@ class Hub:
 
     def dispatch(self, user: str, data: bytes) -> None:
         event = json.loads(data)
-        for queue in list(self.listeners.get(user, ())):
-            try:
-                queue.put_nowait(event)
-            except asyncio.QueueFull:
-                # Too far behind: drop what it has not read; it reconnects and replays from its last event.
-                log.warning("a connection of user %s fell %d events behind; asking it to resync", user, QUEUE_SIZE)
-                while not queue.empty():
-                    queue.get_nowait()
-                queue.put_nowait(RESYNC)
+        for inbox in list(self.listeners.get(user, ())):
+            inbox.put(event)

@@ -274,11 +274,12 @@ def gateway(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     demo_mode: Annotated[bool, typer.Option("--demo", help="Serve the demo page and hand out demo tokens "
                                                              "(never where real users are).")] = False,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level: debug, info, warning, error.")] = "info",
 ) -> None:
     """Run the real-time gateway against the services in the environment (or `notifyflow stack up`)."""
     import uvicorn
 
-    from gateway.app import verifier_from_env
+    from gateway.app import SERVER_OPTIONS, verifier_from_env
 
     settings.load()  # fail here, with a clear message, rather than inside the server
     if demo_mode:
@@ -286,8 +287,8 @@ def gateway(
         os.environ.setdefault("GATEWAY_JWT_SECRET", base64.urlsafe_b64encode(os.urandom(32)).decode())
         console.print(f"demo page: http://{host}:{port}/?user=alice")
     verifier_from_env()
-    uvicorn.run("gateway.app:create_app", factory=True, host=host, port=port, ws="websockets-sansio",
-                log_level="info")
+    uvicorn.run("gateway.app:create_app", host=host, port=port, log_level=log_level, backlog=4096,
+                **SERVER_OPTIONS)
 
 
 ANALYTICS_URL = os.environ.get("NOTIFYFLOW_ANALYTICS_URL", "http://127.0.0.1:8100")

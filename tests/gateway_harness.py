@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import uvicorn
 
-from gateway.app import create_app
+from gateway.app import SERVER_OPTIONS, create_app
 from gateway.auth import TokenVerifier
 from infra.stack import free_port
 from infra.topics import codec_for
@@ -22,8 +22,8 @@ GATEWAY_SECRET = "gateway-test-secret-of-32-bytes!"
 def serve_gateway(urls: dict[str, str]):
     config = settings.Settings(**{name.lower(): value for name, value in urls.items()}, schema_registry_url=None)
     app = create_app(config, TokenVerifier(GATEWAY_SECRET), demo=True)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning",
-                                           ws="websockets-sansio"))
+    options = {**SERVER_OPTIONS, "factory": False}  # the app is built here, with the test's settings
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning", **options))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
