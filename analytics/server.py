@@ -31,9 +31,9 @@ KPIS = {
                 " sum(unsubscribed) / nullIf(succeeded, 0) AS unsubscribe_rate FROM notifyflow.released_minute"
                 " WHERE minute >= now() - INTERVAL {minutes} MINUTE AND channel != '' GROUP BY channel ORDER BY channel",
     "latency": "SELECT channel, q[1] AS p50_ms, q[2] AS p95_ms, q[3] AS p99_ms FROM ("
-               " SELECT channel, quantilesTDigestMerge(0.5, 0.95, 0.99)(latency_ms) AS q"
-               " FROM notifyflow.rollup_minute WHERE minute >= now() - INTERVAL {minutes} MINUTE"
-               " AND status IN ('sent', 'delivered') GROUP BY channel) ORDER BY channel",
+               " SELECT channel, quantilesTDigest(0.5, 0.95, 0.99)(latency_ms) AS q FROM notifyflow.events_raw"
+               " WHERE toStartOfMinute(at) >= now() - INTERVAL {minutes} MINUTE AND status IN ('sent', 'delivered')"
+               " AND channel != '' GROUP BY channel) ORDER BY channel",
     "campaigns": "SELECT * FROM notifyflow.released_campaigns ORDER BY campaign_id, variant",
     "failures": "SELECT channel, provider, status, reason, sum(failures) AS failures FROM notifyflow.released_failures"
                 " WHERE hour >= toStartOfHour(now() - INTERVAL {minutes} MINUTE)"

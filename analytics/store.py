@@ -4,8 +4,8 @@ Bytewax resumes a killed flow from its last snapshot and replays what came after
 resumed writer first reads the newest source offset already stored per topic partition and
 skips everything at or below it. That is exact because rows are inserted in the order each
 partition was read: an insert that a kill cut short stored a prefix of it (ClickHouse commits
-each part whole, in order), never a later row without the earlier ones. The rollups are
-materialized views of the raw table, so they follow it row for row.
+each part whole, in order), never a later row without the earlier ones. The per-minute rollups
+are a projection stored inside each part, so they are exactly as exact as the rows.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
     python -m bench.analytics [--events N]
 
 Pre-produces a mix of delivery statuses and engagement events, then runs the analytics process the
-way it is deployed (`notifyflow analytics`: recovery on, batched inserts, rollups materialized by
-ClickHouse on every insert) and waits until ClickHouse holds every row. The rate is measured from the
+way it is deployed (`notifyflow analytics`: recovery on, batched inserts, per-minute rollups that
+ClickHouse aggregates in every inserted part) and waits until ClickHouse holds every row. The rate is measured from the
 first to the last row's ingestion time as ClickHouse stored it, so process start-up is not counted.
 Last line: rows_per_s=<rows/s>
 """

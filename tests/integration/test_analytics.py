@@ -74,12 +74,22 @@ def test_counts_are_exact_after_the_flow_is_killed_and_resumed(stack, tmp_path):
         assert analytics.sql(f"SELECT uniqExact(source_topic, source_partition, source_offset), count()"
                              f" FROM notifyflow.events_raw WHERE startsWith(notification_id, '{run}-')") == [
             [len(statuses) + len(engagements)] * 2]
+        assert_rollups_equal_rows(analytics)
     finally:
         analytics.stop()
     # The undecodable record went to the dead-letter topic with its bytes, and went there again when the
     # first resume re-read the topic from the start: proof the replay happened.
     letters = [m for m in read_topic(stack.urls["KAFKA_BOOTSTRAP_SERVERS"], "notify.dlq") if m.key() == run.encode()]
     assert len(letters) >= 2
+
+
+def assert_rollups_equal_rows(analytics, where: str = "1") -> None:
+    """The same per-minute counts answered by the rollup projection (or failing if it cannot) and by the rows."""
+    dims = "channel, category, campaign_id, variant, platform, kind, status"
+    query = (f"SELECT toStartOfMinute(at) AS minute, {dims}, count() FROM notifyflow.events_raw WHERE {where}"
+             f" GROUP BY minute, {dims} ORDER BY ALL")
+    rolled = analytics.sql(f"{query} SETTINGS force_optimize_projection = 1")
+    assert rolled and rolled == analytics.sql(f"{query} SETTINGS optimize_use_projections = 0")
 
 
 def ab_campaign(run: str, campaign: str) -> tuple[list[dict], list[dict]]:
@@ -119,15 +129,11 @@ def test_rollups_ab_readout_privacy_and_erasure(stack, tmp_path):
         run_rows = f"SELECT count() FROM notifyflow.events_raw WHERE startsWith(notification_id, '{run}-')"
         wait_for(analytics, run_rows, [[total]])
 
-        # Rollups (materialized by ClickHouse on insert) equal the same aggregates of the raw rows.
-        dims = "channel, category, campaign_id, variant, platform, kind, status"
-        assert analytics.sql(f"SELECT minute, {dims}, sum(events) FROM notifyflow.rollup_minute"
-                             f" WHERE campaign_id = '{campaign}' GROUP BY minute, {dims} ORDER BY ALL") == \
-            analytics.sql(f"SELECT toStartOfMinute(at) AS minute, {dims}, count() FROM notifyflow.events_raw"
-                          f" WHERE campaign_id = '{campaign}' GROUP BY minute, {dims} ORDER BY ALL")
-        rolled = analytics.sql("SELECT channel, quantilesTDigestMerge(0.5, 0.95, 0.99)(latency_ms)"
-                               f" FROM notifyflow.rollup_minute WHERE campaign_id = '{campaign}'"
-                               " AND status IN ('sent', 'delivered') GROUP BY channel ORDER BY channel")
+        # The rollups (ClickHouse's per-minute aggregate of every part) equal the same aggregates of the rows.
+        assert_rollups_equal_rows(analytics, f"campaign_id = '{campaign}'")
+        rolled = analytics.sql("SELECT channel, quantilesTDigest(0.5, 0.95, 0.99)(latency_ms) FROM notifyflow.events_raw"
+                               f" WHERE campaign_id = '{campaign}' AND status IN ('sent', 'delivered')"
+                               " GROUP BY channel ORDER BY channel SETTINGS force_optimize_projection = 1")
         exact = analytics.sql("SELECT channel, quantilesExact(0.5, 0.95, 0.99)(dateDiff('millisecond', created_at, at))"
                               f" FROM notifyflow.events_raw WHERE campaign_id = '{campaign}'"
                               " AND status IN ('sent', 'delivered') GROUP BY channel ORDER BY channel")

@@ -18,31 +18,23 @@ CREATE TABLE IF NOT EXISTS notifyflow.ingest_marks (
 ) ENGINE = ReplacingMergeTree(source_offset)
 ORDER BY (source_topic, source_partition);
 
--- One row per minute and dimension set and status (or engagement action): the event count and the
--- end-to-end latency digest of the deliveries (created -> sent to the provider or into the center).
-CREATE TABLE IF NOT EXISTS notifyflow.rollup_minute (
-    minute      DateTime('UTC'),
-    channel     LowCardinality(String),
-    category    LowCardinality(String),
-    campaign_id String,
-    variant     LowCardinality(String),
-    platform    LowCardinality(String),
-    kind        LowCardinality(String),
-    status      LowCardinality(String),
-    events      SimpleAggregateFunction(sum, UInt64),
-    latency_ms  AggregateFunction(quantilesTDigest(0.5, 0.95, 0.99), UInt32)
-) ENGINE = AggregatingMergeTree
-PARTITION BY toDate(minute)
-ORDER BY (minute, channel, category, campaign_id, variant, platform, kind, status)
-TTL toDate(minute) + INTERVAL 90 DAY;
+-- Per-minute rollups as a projection: ClickHouse aggregates every inserted part by minute, channel,
+-- category, campaign, variant, platform and status (or engagement action), with a t-digest of the
+-- end-to-end latency, and stores the aggregate inside the same part as the raw rows. A part is written
+-- whole or not at all, so raw rows and their rollup can never disagree, not even after a kill in the
+-- middle of an insert; erasure rebuilds the projection of the parts it changes. Queries that group by
+-- toStartOfMinute(at) and these columns (the views below) read the rollup instead of the rows.
+ALTER TABLE notifyflow.events_raw
+    ADD COLUMN IF NOT EXISTS latency_ms UInt32 MATERIALIZED toUInt32(greatest(0, dateDiff('millisecond', created_at, at)));
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS notifyflow.rollup_minute_mv TO notifyflow.rollup_minute AS
-SELECT toStartOfMinute(at) AS minute, channel, category, campaign_id, variant, platform, kind, status,
-       count() AS events,
-       quantilesTDigestStateIf(0.5, 0.95, 0.99)(toUInt32(greatest(0, dateDiff('millisecond', created_at, at))),
-                                                 status IN ('sent', 'delivered')) AS latency_ms
-FROM notifyflow.events_raw
-GROUP BY minute, channel, category, campaign_id, variant, platform, kind, status;
+ALTER TABLE notifyflow.events_raw MODIFY SETTING lightweight_mutation_projection_mode = 'rebuild';
+
+ALTER TABLE notifyflow.events_raw ADD PROJECTION IF NOT EXISTS per_minute (
+    SELECT toStartOfMinute(at), channel, category, campaign_id, variant, platform, kind, status,
+           count(), quantilesTDigest(0.5, 0.95, 0.99)(latency_ms)
+    GROUP BY toStartOfMinute(at), channel, category, campaign_id, variant, platform, kind, status);
+
+ALTER TABLE notifyflow.events_raw MATERIALIZE PROJECTION per_minute;
 
 -- Consumer lag of every flow's Kafka inputs, sampled from the flows' own bytewax metrics: the lag of
 -- an outbox topic is the delivery queue depth of that channel and lane.
@@ -92,7 +84,8 @@ SELECT minute, channel, category, campaign_id, variant, platform,
        sumIf(events, status = 'clicked') AS clicked,
        sumIf(events, status = 'dismissed') AS dismissed,
        sumIf(events, status = 'unsubscribed') AS unsubscribed
-FROM notifyflow.rollup_minute
+FROM (SELECT toStartOfMinute(at) AS minute, channel, category, campaign_id, variant, platform, status, count() AS events
+      FROM notifyflow.events_raw GROUP BY minute, channel, category, campaign_id, variant, platform, status)
 GROUP BY minute, channel, category, campaign_id, variant, platform;
 
 CREATE VIEW IF NOT EXISTS notifyflow.delivery_success AS
@@ -104,10 +97,10 @@ FROM (SELECT minute, channel, sum(sent) AS sent, sum(delivered) AS delivered, su
 
 CREATE VIEW IF NOT EXISTS notifyflow.latency_minute AS
 SELECT minute, channel, q[1] AS p50_ms, q[2] AS p95_ms, q[3] AS p99_ms, deliveries
-FROM (SELECT minute, channel, quantilesTDigestMerge(0.5, 0.95, 0.99)(latency_ms) AS q,
-             sumIf(events, status IN ('sent', 'delivered')) AS deliveries
-      FROM notifyflow.rollup_minute WHERE channel != '' GROUP BY minute, channel)
-WHERE deliveries > 0;
+FROM (SELECT toStartOfMinute(at) AS minute, channel, quantilesTDigest(0.5, 0.95, 0.99)(latency_ms) AS q,
+             count() AS deliveries
+      FROM notifyflow.events_raw WHERE status IN ('sent', 'delivered') AND channel != ''
+      GROUP BY minute, channel);
 
 -- Per campaign and variant, counted in notifications (not devices): reached, clicked at all, and
 -- converted (clicked one of the notification's own actions).
