@@ -1,13 +1,16 @@
 """analytics/rows.py (consumed records -> raw rows), analytics/pseudonym.py (rotating user keys) and
 analytics/lag.py (consumer lag from bytewax's metrics), on records encoded by the real codecs."""
 
+import threading
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from analytics import lag
 from analytics.pseudonym import UserKeys, from_env
 from analytics.rows import COLUMNS, Rows, masked, source_partition
+from infra.stack import free_port
 from infra.topics import codec_for
 from notifyflow.requests import preferences_record
 
@@ -94,6 +97,33 @@ bytewax_kafka_consumer_lag{partition="1",step_id="delivery.read_outbox",topic="n
 # TYPE process_cpu_seconds_total counter
 process_cpu_seconds_total 1.5
 """
+
+
+@pytest.fixture
+def metrics_url():
+    """A flow's /metrics endpoint on loopback, as bytewax serves it."""
+    class Metrics(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = METRICS.encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/metrics"
+    server.shutdown()
+    server.server_close()
+
+
+def test_lag_samples_come_from_every_reachable_flow(metrics_url):
+    rows = lag.sample({"push": metrics_url, "down": f"http://127.0.0.1:{free_port()}/metrics"}, NOW)
+    assert [row for row in rows if row[1] != "analytics"] == [
+        [NOW, "push", "notify.outbox.push.normal", 0, 42], [NOW, "push", "notify.outbox.push.normal", 1, 0]]
 
 
 def test_lag_is_read_from_bytewax_metrics():
