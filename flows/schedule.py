@@ -45,7 +45,7 @@ def _parse_time(value: object, field: str) -> time:
     return time(int(match[1]), int(match[2]))
 
 
-def _parse_zone(value: object, field: str) -> ZoneInfo:
+def parse_zone(value: object, field: str) -> ZoneInfo:
     try:
         return ZoneInfo(value)  # type: ignore[arg-type]
     except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):
@@ -83,7 +83,7 @@ def quiet_until(quiet_hours: dict | None, now: datetime) -> datetime | None:
         return None
     start = _parse_time(_field(quiet_hours, "quiet_hours", "start_time"), "quiet_hours.start_time")
     end = _parse_time(_field(quiet_hours, "quiet_hours", "end_time"), "quiet_hours.end_time")
-    zone = _parse_zone(_field(quiet_hours, "quiet_hours", "timezone"), "quiet_hours.timezone")
+    zone = parse_zone(_field(quiet_hours, "quiet_hours", "timezone"), "quiet_hours.timezone")
     days = _parse_days(quiet_hours.get("days"))
 
     # A window lasts at most a day (plus a DST hour), so one that started two
@@ -118,7 +118,7 @@ def next_digest_at(digest: dict, after: datetime) -> datetime:
     if frequency not in _FREQUENCIES:
         raise ScheduleError(f"digest.frequency: expected one of {', '.join(_FREQUENCIES)}, got {frequency!r}")
     at = _parse_time(_field(digest, "digest", "time"), "digest.time")
-    zone = _parse_zone(_field(digest, "digest", "timezone"), "digest.timezone")
+    zone = parse_zone(_field(digest, "digest", "timezone"), "digest.timezone")
 
     if frequency == "hourly":
         # Walk real minutes rather than wall times so the repeated fall-back hour

@@ -8,6 +8,7 @@ notification-center API. Every request is authenticated; the user is the token's
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -27,7 +28,7 @@ from starlette.staticfiles import StaticFiles
 
 from gateway.auth import AuthError, TokenVerifier, issue_token
 from gateway.center import BadRequest, Center
-from flows.schedule import ScheduleError, next_digest_at, quiet_until
+from flows.schedule import ScheduleError, next_digest_at, parse_zone, quiet_until
 from gateway import metrics
 from gateway.hub import HEARTBEAT, RESYNC, Hub
 from gateway.openapi import OPENAPI
@@ -39,16 +40,20 @@ from schemas import CodecError
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"  # the browser client, served as it is
 # How uvicorn serves the gateway. No permessage-deflate: its zlib state costs ~35 KB per idle
 # connection, and notification events are small JSON that compress poorly.
+REPLAY_LIMIT = 500  # changes replayed on reconnect; beyond that the client reloads instead
 SERVER_OPTIONS = {"factory": True, "ws": "websockets-sansio", "ws_per_message_deflate": False}
 CHANGES = {"read": "notification.read", "unread": "notification.unread", "archive": "notification.archived"}
 
 
 def create_app(config: settings.Settings | None = None, verifier: TokenVerifier | None = None,
-               demo: bool | None = None):
+               demo: bool | None = None, vapid_public_key: str | None = None):
     """`demo` (or GATEWAY_DEMO=1) adds /demo/token?user=..., which hands out tokens to anyone: the
-    embedded default's demo page uses it; never enable it where real users are."""
+    embedded default's demo page uses it; never enable it where real users are.
+    `vapid_public_key` (or VAPID_PUBLIC_KEY): the application server key of the Web Push sink's
+    VAPID_PRIVATE_KEY, handed to browsers; the gateway never holds the private key."""
     config = config or settings.load()
     verifier = verifier or verifier_from_env()
+    vapid_public_key = check_vapid_public_key(vapid_public_key or os.environ.get("VAPID_PUBLIC_KEY") or None)
     demo = os.environ.get("GATEWAY_DEMO") == "1" if demo is None else demo
     pool = AsyncConnectionPool(config.database_url, min_size=1, max_size=10, open=False,
                                kwargs={"autocommit": True})
@@ -92,6 +97,10 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
         return JSONResponse(await center.page(user, limit=parse_seq(q.get("limit")) or 20, cursor=q.get("cursor"),
                                               category=q.get("category"), state=q.get("state", "inbox")))
 
+    async def push_config(request: Request) -> Response:
+        caller(request)
+        return JSONResponse({"vapid_public_key": vapid_public_key})
+
     async def unread_count(request: Request) -> Response:
         return JSONResponse(await center.unread_counts(caller(request)))
 
@@ -113,9 +122,11 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
 
     async def delete(request: Request) -> Response:
         user, notification_id = caller(request), request.path_params["id"]
-        if not await center.delete(user, notification_id):
+        event_seq = await center.delete(user, notification_id)
+        if event_seq is None:
             return JSONResponse({"error": "not found"}, status_code=404)
-        await hub.publish(user, {"event": "notification.deleted", "notification": {"id": notification_id}})
+        await hub.publish(user, {"event": "notification.deleted", "event_seq": event_seq,
+                                 "notification": {"id": notification_id, "deleted": True}})
         return Response(status_code=204)
 
     async def get_preferences(request: Request) -> Response:
@@ -190,9 +201,15 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
         try:
             sent = last_event_id or 0
             if last_event_id is not None:
-                for row in await center.since(user, last_event_id):
+                missed = await center.since(user, last_event_id, REPLAY_LIMIT + 1)
+                if len(missed) > REPLAY_LIMIT:
+                    # More than is worth replaying: the client reloads from the API, then goes on from here.
+                    yield {**RESYNC, "event_seq": await center.latest_seq(user)}
+                    return
+                for row in missed:
                     sent = row["event_seq"]
-                    yield {"event": "notification.sync", "event_seq": sent, "notification": row}
+                    yield {"event": "notification.deleted" if row["deleted"] else "notification.sync",
+                           "event_seq": sent, "notification": row}
             while True:
                 for event in await inbox.take():
                     seq = event.get("event_seq")
@@ -200,7 +217,7 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
                         continue  # already in the replay
                     sent = max(sent, seq or 0)
                     yield event
-                    if event is RESYNC:
+                    if event["event"] == "resync":
                         return
         finally:
             await hub.unsubscribe(user, inbox)
@@ -226,7 +243,7 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
             async for event in stream:
                 await send({"type": "websocket.send", "text": json.dumps(event)})
                 metrics.sent("websocket", event)
-                if event is RESYNC:
+                if event["event"] == "resync":
                     await send({"type": "websocket.close", "code": 4409, "reason": "resync"})
                     return
 
@@ -289,6 +306,7 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
         Route("/api/devices", register_device, methods=["POST"]),
         Route("/api/devices/{device_id}", remove_device, methods=["DELETE"]),
         Route("/api/engagement", engagement, methods=["POST"]),
+        Route("/api/push/config", push_config),
         Route("/events", server_sent_events),
         Mount("/static", StaticFiles(directory=WEB_DIR), name="static"),
     ]
@@ -322,6 +340,7 @@ async def json_body(request: Request) -> dict:
 
 def check_schedules(record: dict) -> None:
     """Quiet hours and digest settings must be usable before the flows rely on them."""
+    parse_zone(record["timezone"], "timezone")
     quiet_until(record["quiet_hours"], utcnow())
     if record["digest"]:
         next_digest_at(record["digest"], utcnow())
@@ -338,6 +357,20 @@ def parse_seq(value: str | None) -> int | None:
     if not value.isdigit():
         raise BadRequest(f"expected a number, got {value[:20]!r}")
     return int(value)
+
+
+def check_vapid_public_key(key: str | None) -> str | None:
+    """An uncompressed P-256 point in b64url, as `pushManager.subscribe()` takes it."""
+    if key is None:
+        return None
+    try:
+        point = base64.urlsafe_b64decode(key + "=" * (-len(key) % 4))
+    except ValueError:
+        point = b""
+    if len(point) != 65 or point[0] != 4:
+        raise settings.SettingsError("VAPID_PUBLIC_KEY must be the b64url uncompressed P-256 public key "
+                                     "(65 bytes, the application server key of VAPID_PRIVATE_KEY)")
+    return key
 
 
 def verifier_from_env() -> TokenVerifier:

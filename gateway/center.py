@@ -3,7 +3,8 @@ caller's user id from the token, never from the request, so no one reads or chan
 user's notifications.
 
 Every change bumps the row's `event_seq`, so a device that reconnects with the last event id it
-saw gets exactly what changed meanwhile (new, merged, read, unread, archived)."""
+saw gets exactly what changed meanwhile (new, merged, read, unread, archived, deleted). A delete
+leaves a tombstone (no content) for that replay."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 COLUMNS = """id, category, priority, type, title, body, content, merge_count, revision, event_seq, created_at,
-             read_at IS NOT NULL AS read, archived_at IS NOT NULL AS archived"""
-STATES = {"unread": "read_at IS NULL AND archived_at IS NULL", "read": "read_at IS NOT NULL AND archived_at IS NULL",
-          "archived": "archived_at IS NOT NULL", "all": "TRUE", "inbox": "archived_at IS NULL"}
+             read_at IS NOT NULL AS read, archived_at IS NOT NULL AS archived, deleted_at IS NOT NULL AS deleted"""
+LIVE = "deleted_at IS NULL"
+STATES = {"unread": f"{LIVE} AND read_at IS NULL AND archived_at IS NULL",
+          "read": f"{LIVE} AND read_at IS NOT NULL AND archived_at IS NULL",
+          "archived": f"{LIVE} AND archived_at IS NOT NULL", "all": LIVE, "inbox": f"{LIVE} AND archived_at IS NULL"}
 NEXT_SEQ = "nextval(pg_get_serial_sequence('notifications', 'event_seq'))"
 MAX_PAGE = 100
 
@@ -33,7 +36,7 @@ def as_json(row: dict) -> dict:
             "image_url": content.get("image_url"), "icon": content.get("icon"), "actions": content.get("actions", []),
             "deep_link": content.get("deep_link"), "merge_count": row["merge_count"], "revision": row["revision"],
             "event_seq": row["event_seq"], "created_at": row["created_at"].isoformat(), "read": row["read"],
-            "archived": row["archived"]}
+            "archived": row["archived"], "deleted": row["deleted"]}
 
 
 def encode_cursor(row: dict) -> str:
@@ -82,23 +85,32 @@ class Center:
                       "archive": "archived_at = coalesce(archived_at, now())"}[change]
         return [as_json(r) for r in await self.fetch(
             f"UPDATE notifications SET {assignment}, event_seq = {NEXT_SEQ} WHERE user_id = %s AND id = ANY(%s) "
-            f"RETURNING {COLUMNS}", [user, ids])]
+            f"AND {LIVE} RETURNING {COLUMNS}", [user, ids])]
 
     async def read_all(self, user: str, category: str | None = None) -> list[dict]:
         extra, params = ("AND category = %s", [user, category]) if category else ("", [user])
         return [as_json(r) for r in await self.fetch(
             f"UPDATE notifications SET read_at = now(), event_seq = {NEXT_SEQ} WHERE user_id = %s AND read_at IS NULL "
-            f"{extra} RETURNING {COLUMNS}", params)]
+            f"AND {LIVE} {extra} RETURNING {COLUMNS}", params)]
 
-    async def delete(self, user: str, notification_id: str) -> bool:
-        return bool(await self.fetch("DELETE FROM notifications WHERE user_id = %s AND id = %s RETURNING id",
-                                     [user, notification_id]))
+    async def delete(self, user: str, notification_id: str) -> int | None:
+        """The delete's event_seq; None when the caller has no such notification."""
+        rows = await self.fetch(
+            f"UPDATE notifications SET deleted_at = now(), title = '', body = '', content = '{{}}', "
+            f"event_seq = {NEXT_SEQ} WHERE user_id = %s AND id = %s AND {LIVE} RETURNING event_seq",
+            [user, notification_id])
+        return rows[0]["event_seq"] if rows else None
 
-    async def since(self, user: str, event_seq: int, limit: int = 500) -> list[dict]:
-        """What changed for the user after `event_seq`, oldest change first: the replay on reconnect."""
+    async def since(self, user: str, event_seq: int, limit: int) -> list[dict]:
+        """Up to `limit` changes for the user after `event_seq`, oldest first: the replay on reconnect."""
         return [as_json(r) for r in await self.fetch(
             f"SELECT {COLUMNS} FROM notifications WHERE user_id = %s AND event_seq > %s ORDER BY event_seq LIMIT %s",
             [user, event_seq, limit])]
+
+    async def latest_seq(self, user: str) -> int:
+        rows = await self.fetch("SELECT coalesce(max(event_seq), 0) AS seq FROM notifications WHERE user_id = %s",
+                                [user])
+        return rows[0]["seq"]
 
     async def fetch(self, query: str, params: list) -> list[dict]:
         async with self.pool.connection() as connection, connection.cursor(row_factory=dict_row) as cursor:

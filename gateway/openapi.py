@@ -70,6 +70,10 @@ OPENAPI = {
             "summary": "Unregister a device",
             "parameters": [{"name": "device_id", "in": "path", "required": True, "schema": {"type": "string"}}],
             "responses": {"204": {"description": "Unregistered"}, **ERRORS}}},
+        "/api/push/config": {"get": {
+            "summary": "The VAPID public key browsers subscribe to Web Push with (null when Web Push is off)",
+            "responses": {"200": _json({"type": "object", "properties": {
+                "vapid_public_key": {"type": ["string", "null"]}}}, "Push settings"), **ERRORS}}},
         "/api/engagement": {"post": {
             "summary": "Report opened, clicked (with action_id), dismissed...; published to notify.engagement",
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Engagement")}}},

@@ -28,7 +28,7 @@ ON CONFLICT (user_id, id) DO UPDATE SET
     merge_count = EXCLUDED.merge_count, revision = EXCLUDED.revision, delivered_at = now(),
     read_at = NULL,  -- "3 new messages" is news again
     event_seq = nextval(pg_get_serial_sequence('notifications', 'event_seq'))
-WHERE n.revision < EXCLUDED.revision
+WHERE n.revision < EXCLUDED.revision AND n.deleted_at IS NULL  -- the user deleted it: it stays deleted
 RETURNING id, user_id, event_seq, (xmax = 0) AS inserted
 """
 # What the browser renders besides title and body; never the user's address or device tokens.

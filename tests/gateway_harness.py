@@ -16,12 +16,14 @@ from infra.topics import codec_for
 from notifyflow import settings
 
 GATEWAY_SECRET = "gateway-test-secret-of-32-bytes!"
+# Any P-256 public point does: browsers only pass it to their push service.
+GATEWAY_VAPID_PUBLIC_KEY = ("BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4")
 
 
 @contextmanager
 def serve_gateway(urls: dict[str, str]):
     config = settings.Settings(**{name.lower(): value for name, value in urls.items()}, schema_registry_url=None)
-    app = create_app(config, TokenVerifier(GATEWAY_SECRET), demo=True)
+    app = create_app(config, TokenVerifier(GATEWAY_SECRET), demo=True, vapid_public_key=GATEWAY_VAPID_PUBLIC_KEY)
     options = {**SERVER_OPTIONS, "factory": False}  # the app is built here, with the test's settings
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning", **options))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -11,7 +11,8 @@
 // at the same instant) and reset after a connection has stayed up for a while.
 //
 // A "resync" event (or close code 4409) means the gateway dropped events this connection had not
-// read yet (it was too slow). The client reconnects at once with its last event id and emits
+// read yet (it was too slow), or that more changed while it was away than is worth replaying (the
+// event then carries the newest event_seq to go on from). The client reconnects at once and emits
 // `resync`, so the UI reloads what it shows from the API instead of trusting its local state.
 //
 // Events emitted (on(type, fn)):
@@ -326,6 +327,8 @@ export class NotifyClient extends Emitter {
     if (event.event === 'heartbeat') return;
     if (event.event === 'resync') {
       // Over WebSocket the close (4409) follows; over SSE the stream just ends. Either way: resync.
+      // With an event_seq, the reload covers everything up to it: go on from there, not replay.
+      if (Number.isInteger(event.event_seq)) this.lastEventSeq = event.event_seq;
       this._resync();
       return;
     }

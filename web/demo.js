@@ -114,7 +114,8 @@ async function main() {
 
 async function setupPush(client, token, device) {
   const status = $('push-status');
-  const vapidPublicKey = params.get('vapid') || document.documentElement.dataset.vapidPublicKey || null;
+  const vapidPublicKey = params.get('vapid') || document.documentElement.dataset.vapidPublicKey
+    || (await client.api('/api/push/config').catch(() => ({}))).vapid_public_key || null;
   let registration = null;
   try {
     registration = await registerServiceWorker();

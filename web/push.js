@@ -8,7 +8,7 @@
 //
 // The VAPID public key is configuration (the b64url uncompressed P-256 point of the delivery
 // service's key, WebPushProvider.application_server_key); the demo page reads it from
-// <html data-vapid-public-key> or ?vapid=.
+// <html data-vapid-public-key>, ?vapid=, or the gateway's GET /api/push/config.
 
 const DB_NAME = 'notifyflow';
 const STORE = 'kv';

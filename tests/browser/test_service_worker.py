@@ -12,8 +12,7 @@ import uuid
 
 import psycopg
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from gateway_harness import GATEWAY_VAPID_PUBLIC_KEY
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.timeout(60)
@@ -34,18 +33,13 @@ FAKE_PUSH_MANAGER = """
 """
 
 
-def vapid_public_key() -> tuple[str, list[int]]:
-    point = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
-        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
-    return base64.urlsafe_b64encode(point).rstrip(b"=").decode(), list(point)
-
-
 def test_service_worker_registers_shows_pushes_and_reports_clicks(open_page, gateway, deliver, stack):
     user, nid = f"ana-{uuid.uuid4().hex[:10]}", f"n-{uuid.uuid4().hex[:10]}"
-    key, key_bytes = vapid_public_key()
+    key = GATEWAY_VAPID_PUBLIC_KEY  # the page gets it from GET /api/push/config
+    key_bytes = list(base64.urlsafe_b64decode(key + "=" * (-len(key) % 4)))
     page = open_page(permissions=["notifications"])
     page.add_init_script(FAKE_PUSH_MANAGER)
-    page.goto(f"{gateway}/static/demo.html?user={user}&vapid={key}")
+    page.goto(f"{gateway}/static/demo.html?user={user}")
     html = page.locator("html")
     expect(html).to_have_attribute("data-connection", "open", timeout=10_000)
     expect(html).to_have_attribute("data-service-worker", "ready", timeout=10_000)

@@ -17,11 +17,14 @@ import pytest
 import websockets
 from flow_harness import in_app_job, unique
 from gateway_harness import GATEWAY_SECRET as SECRET
+from gateway_harness import GATEWAY_VAPID_PUBLIC_KEY
 
 from connectors import postgres, redis
 from connectors.kafka import TopicReader
+from gateway.app import check_vapid_public_key
 from gateway.auth import issue_token
 from infra.topics import codec_for
+from notifyflow.settings import SettingsError
 from sinks.in_app import InAppSink
 
 
@@ -165,6 +168,58 @@ def test_a_reconnecting_device_gets_what_it_missed_once(gateway, sink, stack):
     assert live["notification"]["id"] == "fourth" and live["event_seq"] > missed[-1]["event_seq"]
 
 
+def test_a_delete_made_while_a_device_was_offline_is_replayed_and_sticks(gateway, sink):
+    user = unique("del")
+    sink(in_app_job(user, "keep"), in_app_job(user, "gone"))
+    with api(gateway, user) as client:
+        seen = max(item["event_seq"] for item in client.get("/api/notifications").json()["items"])
+        assert client.delete("/api/notifications/gone").status_code == 204
+        assert client.delete("/api/notifications/gone").status_code == 404
+        sink(in_app_job(user, "gone", revision=1, title="2 new messages"))  # a merge must not bring it back
+        assert [item["id"] for item in client.get("/api/notifications", params={"state": "all"}).json()["items"]] == [
+            "keep"]
+        assert client.post("/api/notifications/gone/read").status_code == 404
+
+    async def reconnect():
+        async with websockets.connect(ws_url(gateway, user, seen)) as socket:
+            return await receive(socket, 1)
+
+    [deleted] = asyncio.run(reconnect())
+    assert deleted["event"] == "notification.deleted" and deleted["event_seq"] > seen
+    assert (deleted["notification"]["id"], deleted["notification"]["deleted"]) == ("gone", True)
+    assert deleted["notification"]["title"] == "" and deleted["notification"]["actions"] == []
+
+
+def test_a_device_that_missed_too_much_reloads_instead_of_replaying(gateway, sink, monkeypatch):
+    monkeypatch.setattr("gateway.app.REPLAY_LIMIT", 2)
+    user = unique("lag")
+    sink(in_app_job(user, "old"))
+    with api(gateway, user) as client:
+        [old] = client.get("/api/notifications").json()["items"]
+    sink(*[in_app_job(user, f"missed-{n}") for n in range(3)])
+
+    async def reconnect_far_behind():
+        async with websockets.connect(ws_url(gateway, user, old["event_seq"])) as socket:
+            [event] = await receive(socket, 1)
+            with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+                await socket.recv()
+            return event, closed.value.rcvd.code
+
+    async def reconnect_after_reload(last_event_id: int):
+        async with websockets.connect(ws_url(gateway, user, last_event_id)) as socket:
+            await asyncio.sleep(0.3)
+            await asyncio.to_thread(sink, in_app_job(user, "live"))
+            return await receive(socket, 1)
+
+    resync, code = asyncio.run(reconnect_far_behind())
+    assert resync["event"] == "resync" and code == 4409
+    with api(gateway, user) as client:
+        newest = max(item["event_seq"] for item in client.get("/api/notifications").json()["items"])
+    assert resync["event_seq"] == newest
+    [live] = asyncio.run(reconnect_after_reload(resync["event_seq"]))  # nothing missed since: live at once
+    assert live["notification"]["id"] == "live"
+
+
 def test_server_sent_events_carry_ids_for_resume(gateway, sink):
     user = unique("fay")
     token = issue_token(user, SECRET)
@@ -211,6 +266,8 @@ def test_preferences_are_saved_validated_and_published(gateway):
         assert saved.status_code == 200 and client.get("/api/preferences").json()["quiet_hours"] == quiet
         bad = client.put("/api/preferences", json={"quiet_hours": {**quiet, "timezone": "Mars/Olympus"}})
         assert bad.status_code == 400 and bad.json()["error"].startswith("quiet_hours.timezone")
+        bad = client.put("/api/preferences", json={"timezone": "Europe/Atlantis"})
+        assert (bad.status_code, bad.json()) == (400, {"error": "timezone: unknown timezone 'Europe/Atlantis'"})
         unknown = client.put("/api/preferences", json={"colour": "blue"})
         assert (unknown.status_code, unknown.json()) == (400, {"error": "record: unknown fields colour"})
     [published] = records_for(user, "notify.preferences", 1)
@@ -253,6 +310,14 @@ def test_openapi_health_and_metrics(gateway):
         exposition = client.get("/metrics").text
     assert "notifyflow_gateway_connections" in exposition
     assert 'notifyflow_gateway_events_sent_total{event="notification.created",transport="websocket"}' in exposition
+
+
+def test_browsers_get_the_vapid_public_key_and_a_bad_one_stops_the_gateway_at_start(gateway):
+    with api(gateway, unique("pia")) as client:
+        assert client.get("/api/push/config").json() == {"vapid_public_key": GATEWAY_VAPID_PUBLIC_KEY}
+    assert httpx.get(f"{gateway}/api/push/config").status_code == 401
+    with pytest.raises(SettingsError, match="VAPID_PUBLIC_KEY must be"):
+        check_vapid_public_key("not-a-key")
 
 
 def test_the_demo_gateway_serves_the_web_client_and_demo_tokens(gateway):
