@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,7 +19,8 @@ from bytewax.errors import BytewaxRuntimeError
 from bytewax.recovery import RecoveryConfig
 from bytewax.run import cli_main
 
-from analytics import lag
+from analytics import lag, pseudonym
+from analytics.pseudonym import UserKeys
 from analytics.server import serve
 from connectors import clickhouse
 from flows import analytics
@@ -33,19 +34,28 @@ LAG_EVERY_S = 10.0
 
 @dataclass(frozen=True)
 class Options:
+    recovery_dir: Path
+    keys: UserKeys
     host: str = "127.0.0.1"
     port: int = 8100
-    recovery_dir: Path = Path(".notifyflow/analytics-recovery")
     snapshot_s: float = 5.0
-    epsilon: float = 1.0  # Laplace noise scale 1/epsilon on released counts below min_count
+    epsilon: float = 1.0  # Laplace noise of scale 1/epsilon on released counts below min_count
     min_count: int = 20
+    flow_metrics: dict[str, str] = field(default_factory=dict)
 
 
-def options_from_env(**given) -> Options:
-    """ANALYTICS_DP_EPSILON and ANALYTICS_DP_MIN_COUNT, unless given."""
-    env = {"epsilon": os.environ.get("ANALYTICS_DP_EPSILON"), "min_count": os.environ.get("ANALYTICS_DP_MIN_COUNT")}
-    typed = {name: type(getattr(Options, name))(value) for name, value in env.items() if value}
-    return Options(**{**typed, **{name: value for name, value in given.items() if value is not None}})
+def options(recovery_dir: Path, *, host: str, port: int, snapshot_s: float, epsilon: float | None = None,
+            environ=os.environ) -> Options:
+    """The process's settings with the environment's (ANALYTICS_*); ValueError names a wrong one."""
+    try:
+        epsilon = float(environ.get("ANALYTICS_DP_EPSILON", "1")) if epsilon is None else epsilon
+        min_count = int(environ.get("ANALYTICS_DP_MIN_COUNT", "20"))
+    except ValueError:
+        raise ValueError("ANALYTICS_DP_EPSILON must be a number, ANALYTICS_DP_MIN_COUNT a whole number") from None
+    if epsilon <= 0:
+        raise ValueError("epsilon must be positive")
+    return Options(recovery_dir, pseudonym.from_env(environ), host, port, snapshot_s, epsilon, min_count,
+                   lag.endpoints(environ.get("ANALYTICS_FLOW_METRICS", "")))
 
 
 def run(config: settings.Settings, options: Options, on_step: Callable[[str], None] = lambda step: None) -> None:
@@ -58,11 +68,12 @@ def run(config: settings.Settings, options: Options, on_step: Callable[[str], No
     on_step("starting the dashboard")
     dashboard = serve(options.host, options.port, lambda: clickhouse.client(config.clickhouse_url, readonly=True))
     stop = threading.Event()
-    threading.Thread(target=sample_lag, args=(writer, stop), name="lag-sampler", daemon=True).start()
+    threading.Thread(target=sample_lag, args=(writer, options.flow_metrics, stop), name="lag-sampler",
+                     daemon=True).start()
     on_step(f"dashboard at http://{options.host}:{dashboard.server_address[1]}/")
     init_recovery(options.recovery_dir)
     try:
-        cli_main(analytics.build(config), workers_per_process=1, epoch_interval=timedelta(seconds=options.snapshot_s),
+        cli_main(analytics.build(config, options.keys), workers_per_process=1, epoch_interval=timedelta(seconds=options.snapshot_s),
                  recovery_config=RecoveryConfig(str(options.recovery_dir)))
     except BytewaxRuntimeError as exc:
         if not isinstance(exc.__cause__, KeyboardInterrupt):  # Ctrl-C is how the process is meant to stop
@@ -72,8 +83,7 @@ def run(config: settings.Settings, options: Options, on_step: Callable[[str], No
         dashboard.shutdown()
 
 
-def sample_lag(client, stop: threading.Event) -> None:
-    flows = lag.endpoints(os.environ.get("ANALYTICS_FLOW_METRICS", ""))
+def sample_lag(client, flows: dict[str, str], stop: threading.Event) -> None:
     while not stop.wait(LAG_EVERY_S):
         if rows := lag.sample(flows, utcnow()):
             client.insert("notifyflow.flow_lag", rows, column_names=["sampled_at", "flow", "topic", "partition", "lag"])

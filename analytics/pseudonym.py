@@ -20,7 +20,7 @@ RETENTION = timedelta(days=90)
 class UserKeys:
     def __init__(self, secret: bytes, rotation: timedelta = timedelta(days=30)) -> None:
         if len(secret) < 16:
-            raise ValueError("the analytics secret must be at least 16 bytes")
+            raise ValueError("ANALYTICS_SECRET must be at least 16 bytes")
         self.secret, self.period_s = secret, int(rotation.total_seconds())
         self._keys: dict[int, bytes] = {}
 
@@ -53,7 +53,12 @@ def from_env(environ=os.environ, home: Path | None = None) -> UserKeys:
     Without a secret the first run generates one into <home>/analytics.secret (mode 0600), so the
     embedded default works out of the box and keeps its pseudonyms across restarts.
     """
-    rotation = timedelta(days=float(environ.get("ANALYTICS_KEY_ROTATION_DAYS", "30")))
+    try:
+        rotation = timedelta(days=float(environ.get("ANALYTICS_KEY_ROTATION_DAYS", "30")))
+    except ValueError:
+        raise ValueError("ANALYTICS_KEY_ROTATION_DAYS must be a number of days") from None
+    if rotation <= timedelta(0):
+        raise ValueError("ANALYTICS_KEY_ROTATION_DAYS must be positive")
     given = environ.get("ANALYTICS_SECRET")
     if given:
         return UserKeys(given.encode(), rotation)

@@ -1,5 +1,5 @@
 """The analytics flow: notify.status and notify.engagement (and erasure tombstones from
-notify.preferences) into ClickHouse, where materialized views roll them up per minute.
+notify.preferences) into ClickHouse, which rolls them up per minute (a projection of the raw table).
 
     notifyflow analytics                          # this flow plus the analysts' dashboard, one process
     python -m bytewax.run flows.analytics:flow -r <recovery dir> -s 5    # the flow alone (real ClickHouse)
@@ -28,9 +28,10 @@ BATCH_ROWS = 5000
 BATCH_WAIT = timedelta(seconds=1)
 
 
-def build(config: settings.Settings | None = None) -> Dataflow:
+def build(config: settings.Settings | None = None, keys: pseudonym.UserKeys | None = None) -> Dataflow:
     config = config or settings.load()
-    rows, brokers = Rows(pseudonym.from_env(), config.schema_registry_url), config.kafka_bootstrap_servers.split(",")
+    rows = Rows(keys or pseudonym.from_env(), config.schema_registry_url)
+    brokers = config.kafka_bootstrap_servers.split(",")
 
     flow = Dataflow("analytics")
     messages = op.input("read_topics", flow, KafkaSource(brokers, list(TOPICS)))

@@ -311,10 +311,11 @@ def analytics(
     from analytics import process
 
     config = settings.load()
-    options = process.options_from_env(host=host, port=port, snapshot_s=snapshot, epsilon=epsilon,
-                                       recovery_dir=recovery or settings.home() / "analytics-recovery")
-    if options.epsilon <= 0:
-        raise UserError("--epsilon must be positive")
+    try:
+        options = process.options(recovery or settings.home() / "analytics-recovery", host=host, port=port,
+                                  snapshot_s=snapshot, epsilon=epsilon)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
     try:
         process.run(config, options, on_step=lambda step: console.print(f"[dim]{step}[/]"))
     except OSError as exc:

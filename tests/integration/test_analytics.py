@@ -210,8 +210,16 @@ def test_rollups_ab_readout_privacy_and_erasure(stack, tmp_path):
         analytics.stop()
 
 
-def test_sql_without_an_analytics_process_is_a_one_line_error(stack):
-    result = subprocess.run([sys.executable, "-m", "notifyflow.cli", "analytics", "sql", "--url",
-                             "http://127.0.0.1:9", "SELECT 1"], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2
-    assert "no analytics process at http://127.0.0.1:9" in result.stderr and "Traceback" not in result.stderr
+def test_user_mistakes_are_one_line_errors(stack, tmp_path):
+    def analytics_cli(*args: str, **env: str) -> str:
+        result = subprocess.run([sys.executable, "-m", "notifyflow.cli", "analytics", *args], capture_output=True,
+                                text=True, timeout=60, env={**os.environ, "NOTIFYFLOW_HOME": str(tmp_path), **env})
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        return result.stderr
+
+    assert "no analytics process at http://127.0.0.1:9" in analytics_cli("sql", "--url", "http://127.0.0.1:9",
+                                                                          "SELECT 1")
+    assert "epsilon must be positive" in analytics_cli("--epsilon", "0")
+    assert "ANALYTICS_DP_EPSILON must be a number" in analytics_cli(ANALYTICS_DP_EPSILON="lots")
+    assert "ANALYTICS_SECRET must be at least 16 bytes" in analytics_cli(ANALYTICS_SECRET="short")
+    assert "name=url" in analytics_cli(ANALYTICS_FLOW_METRICS="http://flow:3030/metrics")
