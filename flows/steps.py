@@ -41,6 +41,10 @@ class UserStep:
     def is_empty(self, state: dict) -> bool:
         return not any(state.values())
 
+    def forgets(self, item: dict) -> bool:
+        """True for an item after which nothing of the user may remain (the erasure tombstone)."""
+        return False
+
 
 def finished(item: dict, outcome: str, reason: str | None = None, **extra) -> dict:
     """A copy of the item carrying its final outcome (a DeliveryStatus state, or `dead_letter`)."""
@@ -73,6 +77,13 @@ class UserPipeline(UserStep):
         return {name: step.new_state() for name, step in self.steps}
 
     def process(self, state: dict, items: list[dict], now: datetime, start: int = 0) -> list[dict]:
+        for at, item in enumerate(items):
+            if any(step.forgets(item) for _, step in self.steps):
+                # Erasure drops the user's state in every step, not only the one that reads the
+                # tombstone: held-back notifications, digests, dedup and rate windows all go.
+                out = self.process(state, items[:at], now, start)
+                state.update(self.new_state())
+                return out + self.process(state, items[at + 1:], now, start)
         for name, step in self.steps[start:]:
             if not items:
                 break

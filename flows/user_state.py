@@ -31,6 +31,9 @@ class JoinUserState(UserStep):
     def is_empty(self, state: dict) -> bool:
         return state["preferences"] is None and not state["devices"] and not state["online"]
 
+    def forgets(self, item: dict) -> bool:
+        return item["kind"] == "user_state" and item["topic"] == "notify.preferences" and item["record"]["deleted"]
+
 
 def apply_update(state: dict, topic: str, record: dict) -> None:
     if topic == "notify.preferences":

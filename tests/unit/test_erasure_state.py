@@ -1,0 +1,86 @@
+"""An erasure tombstone drops all of a user's state in the notification flow's per-user pipeline
+(flows/steps.py UserPipeline, wired as flows/notifications.py wires it): nothing held back is
+released later, no window of the erased user decides anything after it."""
+
+import functools
+from datetime import timedelta
+
+from flow_items import (NOW, Pipeline, device, digest_settings, preferences_record, quiet_hours, request,
+                        sample_catalog, user_records, user_state_item)
+from flows import channels, preferences
+from flows.dedup import DedupMerge
+from flows.digest import Digest
+from flows.quiet_hours import QuietHours
+from flows.rate_limit import RateLimit
+from flows.render import render
+from flows.steps import Each, UserPipeline
+from flows.user_state import JoinUserState
+
+TOMBSTONE = user_state_item("notify.preferences", preferences_record("alice", deleted=True))
+
+
+def pipeline() -> UserPipeline:
+    return UserPipeline([
+        ("join_user_state", JoinUserState()),
+        ("dedup_merge", DedupMerge()),
+        ("apply_preferences", Each(preferences.apply)),
+        ("quiet_hours", QuietHours()),
+        ("render_template", Each(functools.partial(render, sample_catalog()))),
+        ("select_channels", Each(channels.select)),
+        ("rate_limit", RateLimit()),
+        ("digest", Digest()),
+    ])
+
+
+def keyed(*requests) -> list[dict]:
+    """Requests as they reach the per-user steps (decoded, validated, one per user)."""
+    return [item for req in requests for item in Pipeline(until="expand_audience").run(req)]
+
+
+def user(**prefs) -> list[dict]:
+    return [user_state_item(topic, record) for topic, record in user_records("alice", devices=[device()], **prefs)]
+
+
+def test_a_tombstone_drops_what_every_step_holds_and_the_timers_with_it():
+    steps = pipeline()
+    state = steps.new_state()
+    steps.process(state, user(quiet_hours=quiet_hours("00:00", "23:59"), digest=digest_settings(),
+                              marketing_consent=True), NOW)
+    out = steps.process(state, keyed(request(title="held", priority="high"),
+                                     request(title="for the digest", priority="low", category="social")), NOW)
+    assert {item["outcome"] for item in out} == {"deferred"}
+    assert steps.due(state) is not None and not steps.is_empty(state)
+
+    assert steps.process(state, [TOMBSTONE], NOW) == []
+    assert state == steps.new_state()
+    assert steps.is_empty(state)  # the flow discards the user's state entirely
+    assert steps.due(state) is None
+    assert steps.release(state, NOW + timedelta(days=8)) == []
+
+
+def test_after_erasure_no_dedup_memory_and_no_stored_consent():
+    steps = pipeline()
+    state = steps.new_state()
+    steps.process(state, user(marketing_consent=True), NOW)
+    ping = request(title="ping", body="same")
+    first = steps.process(state, keyed(ping), NOW)
+    assert "outcome" not in first[0]
+    steps.process(state, [TOMBSTONE], NOW)
+    # The same request again is not "already processed": the memory of it went with the user.
+    again = steps.process(state, keyed(ping), NOW)
+    assert "outcome" not in again[0] and again[0]["revision"] == 0
+    # Consent was erased with the rest: marketing is not sent.
+    [sale] = steps.process(state, keyed(request(title="sale", category="marketing", type="marketing",
+                                                priority="low")), NOW)
+    assert sale["outcome"] == "dropped" and "consent" in sale["reason"]
+
+
+def test_a_tombstone_applies_at_its_place_in_a_batch():
+    steps = pipeline()
+    state = steps.new_state()
+    before, after = keyed(request(title="before", priority="high")), keyed(request(title="after", priority="high"))
+    out = steps.process(state, [*user(email="alice@example.com"), *before, TOMBSTONE, *after], NOW)
+    assert [item["request"]["content"]["title"] for item in out] == ["before", "after"]
+    # Decided with the state of their moment: the address was known before the tombstone, not after.
+    assert [item["user"]["preferences"]["email"] for item in out] == ["alice@example.com", None]
+    assert state["dedup_merge"]["request_ids"].keys() == {after[0]["request"]["id"]}
