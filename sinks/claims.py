@@ -1,24 +1,54 @@
-"""Idempotency claims in Redis: a target is sent a job only by whoever claims it first."""
+"""Idempotency claims in Redis, one per target of a job (notification, user, channel, device,
+revision): `pending:<owner>` while a delivery process sends it, `sent` once the provider took it.
+
+A target marked sent is never sent again. A target pending for this process is already in hand
+(a duplicate copy of its job). A target pending for another owner was in flight when that
+process died: whether the provider got it is unknown, so it is sent again, with the same
+idempotency key the provider protocol carries (webhook-id, apns-id, FCM tag, Web Push Topic,
+Message-ID), which lets the receiver drop the copy. Losing it instead would be silent."""
 
 from __future__ import annotations
 
+import uuid
+
 # Longer than any replay or retry can reach back; short enough that Redis does not fill up.
 CLAIM_TTL_S = 7 * 24 * 3600
+SENT = "sent"
+FRESH, RESUMED, IN_FLIGHT = "fresh", "resumed", "in_flight"
+
+CLAIM = """
+local held = redis.call('GET', KEYS[1])
+if held == ARGV[1] then return 'in_flight' end
+if held == 'sent' then return 'sent' end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+if held then return 'resumed' end
+return 'fresh'
+"""
 
 
 class RedisClaims:
-    def __init__(self, redis) -> None:
-        self.redis = redis
+    def __init__(self, redis, owner: str | None = None) -> None:
+        self.redis, self.owner = redis, f"pending:{owner or uuid.uuid4().hex}"
+        self.script = redis.register_script(CLAIM)
 
-    def claim(self, keys: list[str]) -> list[bool]:
-        """True for each key this call claimed, False where an earlier attempt already holds it."""
+    def claim(self, keys: list[str]) -> list[str]:
+        """Per key: fresh or resumed (send it), in_flight (this process has it) or sent."""
         if not keys:
             return []
         with self.redis.pipeline(transaction=False) as pipe:
             for key in keys:
-                pipe.set(key, b"1", nx=True, ex=CLAIM_TTL_S)
-            return [bool(claimed) for claimed in pipe.execute()]
+                self.script(keys=[key], args=[self.owner, CLAIM_TTL_S], client=pipe)
+            return [answer.decode() if isinstance(answer, bytes) else answer for answer in pipe.execute()]
+
+    def confirm(self, keys: list[str]) -> None:
+        """The provider accepted these: never send them again."""
+        if keys:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.set(key, SENT, ex=CLAIM_TTL_S)
+                pipe.execute()
 
     def release(self, keys: list[str]) -> None:
+        """Nothing was sent: a later replay may try again."""
         if keys:
             self.redis.delete(*keys)

@@ -17,6 +17,7 @@ from typing import Protocol
 from flows.steps import UserStep
 from infra.topics import codec_for, outbox_topic
 from sinks.circuit import Breakers
+from sinks.claims import FRESH, RESUMED, SENT
 from sinks.jobs import status, status_record
 from sinks.retry import RetryPolicy, RetryQueue
 
@@ -64,7 +65,10 @@ class Provider(Protocol):
 
 
 class Claims(Protocol):
-    def claim(self, keys: list[str]) -> list[bool]: ...
+    """See sinks/claims.py."""
+
+    def claim(self, keys: list[str]) -> list[str]: ...
+    def confirm(self, keys: list[str]) -> None: ...
     def release(self, keys: list[str]) -> None: ...
 
 
@@ -97,7 +101,7 @@ class Delivery(UserStep):
         return self.start(state, jobs, now)
 
     def start(self, state: dict, jobs: list[dict], now: datetime) -> list[tuple[str, bytes, dict]]:
-        """Claim every target of the jobs and send the fresh ones."""
+        """Claim every target of the jobs and send the ones not sent or in hand already."""
         sends, out = [], []
         for job in jobs:
             if expired(job, now):
@@ -107,16 +111,27 @@ class Delivery(UserStep):
             targets = self.provider.targets(job)[-MAX_TARGETS_PER_JOB:]
             if not targets:
                 out += self.give_up(Send(job), Result("permanent", f"no {job['channel']} target"), now)
-            else:
-                state["open"][job["job_id"]] = {"left": len(targets), "reached": False}
             sends += [Send(job, device) for device in targets]
-        claimed = self.claims.claim([send.claim_key for send in sends])
-        for send, fresh in zip(sends, claimed):
-            if not fresh:  # a replay after a crash: this target already has it
-                self.finish(state, send.job, reached=True)
-                out.append(status_record(status(send.job, "deduplicated", now, device=send.device,
-                                                provider=self.route(send).name, reason="already claimed")))
-        return out + self.attempt([s for s, fresh in zip(sends, claimed) if fresh], state, now)
+        fresh, duplicates = self.claim(sends)
+        for send in duplicates:  # a replay after a crash, or a second copy of a job in hand
+            out.append(status_record(status(send.job, "deduplicated", now, device=send.device,
+                                            provider=self.route(send).name, reason="already claimed")))
+        for send in fresh:
+            progress = state["open"].setdefault(send.job["job_id"], {"left": 0, "reached": False})
+            progress["left"] += 1
+        for send in duplicates:  # a target already reached counts for the fallback decision
+            if send.job["job_id"] in state["open"]:
+                state["open"][send.job["job_id"]]["reached"] = True
+        return out + self.attempt(fresh, state, now)
+
+    def claim(self, sends: list[Send]) -> tuple[list[Send], list[Send]]:
+        """(to send, already sent or in hand); the same target twice in one batch is sent once."""
+        seen: set[str] = set()
+        unique = [send for send in sends if not (send.claim_key in seen or seen.add(send.claim_key))]
+        answers = self.claims.claim([send.claim_key for send in unique])
+        fresh = [send for send, answer in zip(unique, answers) if answer in (FRESH, RESUMED)]
+        kept = {id(send) for send in fresh}
+        return fresh, [send for send in sends if id(send) not in kept]
 
     def due(self, state: dict) -> datetime | None:
         times = [t for t in (state["waiting"].next_due(), state["collect_until"]) if t is not None]
@@ -127,7 +142,15 @@ class Delivery(UserStep):
         for send in (send for send in due if expired(send.job, now)):  # it waited out an outage
             self.finish(state, send.job, reached=False)
             out.append(expired_status(send.job, now, self.route(send).name, send))
-        out += self.attempt([send for send in due if not expired(send.job, now)], state, now)
+        due = [send for send in due if not expired(send.job, now)]
+        # A retry restored from a snapshot may have been sent after that snapshot, before a crash.
+        sent = {send.claim_key for send, answer in zip(due, self.claims.claim([s.claim_key for s in due]))
+                if answer == SENT}
+        for send in (send for send in due if send.claim_key in sent):
+            self.finish(state, send.job, reached=True)
+            out.append(status_record(status(send.job, "deduplicated", now, attempt=send.attempt, device=send.device,
+                                            provider=self.route(send).name, reason="already sent")))
+        out += self.attempt([send for send in due if send.claim_key not in sent], state, now)
         if state["collect_until"] is not None and state["collect_until"] <= now.timestamp():
             out += self.flush(state, now)
         return out
@@ -152,6 +175,7 @@ class Delivery(UserStep):
             results = []
             for start in range(0, len(group), provider.batch_size):
                 results += asyncio.run(provider.send(group[start:start + provider.batch_size]))
+            self.claims.confirm([send.claim_key for send, result in zip(group, results) if result.outcome == "sent"])
             for send, result in zip(group, results):
                 out += self.settle(send, result, state, now, breaker)
         return out

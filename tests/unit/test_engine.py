@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -35,16 +36,26 @@ class ScriptedProvider:
 
 
 class MemoryClaims:
-    def __init__(self) -> None:
-        self.held: set[str] = set()
+    """RedisClaims' answers over a dict; share `held` between two of them to play a restart."""
+
+    def __init__(self, held: dict | None = None, owner: str = "first") -> None:
+        self.held, self.owner = {} if held is None else held, owner
 
     def claim(self, keys):
-        fresh = [key not in self.held for key in keys]
-        self.held.update(keys)
-        return fresh
+        answers = []
+        for key in keys:
+            previous = self.held.get(key)
+            answers.append({None: "fresh", self.owner: "in_flight", "sent": "sent"}.get(previous, "resumed"))
+            if previous not in (self.owner, "sent"):
+                self.held[key] = self.owner
+        return answers
+
+    def confirm(self, keys):
+        self.held.update(dict.fromkeys(keys, "sent"))
 
     def release(self, keys):
-        self.held.difference_update(keys)
+        for key in keys:
+            self.held.pop(key, None)
 
 
 def job(user="ana", channel="push", devices=None, fallback=None, **fields) -> dict:
@@ -141,6 +152,49 @@ def test_replays_send_nothing_twice():
     out = delivery.process(delivery.new_state(), [job()], NOW)
     assert statuses(out) == [("deduplicated", "p1", 1, "already claimed")]
     assert len(provider.calls) == 1
+
+
+def test_two_copies_of_a_job_reach_each_target_once():
+    provider = ScriptedProvider({"p1": [Result("transient", "503")]})
+    delivery = engine(provider)
+    state = delivery.new_state()
+    copies = [job(devices=[phone("p1"), phone("p2")])] * 2  # the notification flow replayed after a crash
+    out = delivery.process(state, copies, NOW)
+    assert sorted(statuses(out)) == [("deduplicated", "p1", 1, "already claimed"),
+                                     ("deduplicated", "p2", 1, "already claimed"),
+                                     ("retried", "p1", 1, "503"), ("sent", "p2", 1, None)]
+    out = delivery.process(state, [job(devices=[phone("p1"), phone("p2")])], NOW)  # a third, while p1 waits
+    assert statuses(out) == [("deduplicated", "p1", 1, "already claimed"), ("deduplicated", "p2", 1, "already claimed")]
+    out = delivery.release(state, NOW + timedelta(seconds=2))
+    assert statuses(out) == [("sent", "p1", 2, None)]
+    assert [device for call in provider.calls for _, device, _ in call] == ["p1", "p2", "p1"]
+    assert delivery.is_empty(state)
+
+
+def test_a_send_in_flight_when_its_process_died_is_sent_again_with_the_same_key():
+    held, first_calls, second_calls = {}, ScriptedProvider(), ScriptedProvider()
+    first = Delivery(first_calls, MemoryClaims(held, "first"), Breakers(), RetryPolicy(jitter=0), random.Random(1))
+    first.claims.claim([Send(job(), phone("p1")).claim_key])  # claimed, then SIGKILL before the provider answered
+    second = Delivery(second_calls, MemoryClaims(held, "second"), Breakers(), RetryPolicy(jitter=0),
+                      random.Random(1))
+    out = second.process(second.new_state(), [job()], NOW)
+    assert statuses(out) == [("sent", "p1", 1, None)] and not first_calls.calls
+    assert second_calls.calls == [[("ana", "p1", 1)]]  # the same job, so the same idempotency key (job_id)
+    assert second.process(second.new_state(), [job()], NOW)[0][2]["status"] == "deduplicated"
+
+
+def test_a_retry_restored_from_a_snapshot_is_not_sent_if_it_was_sent_after_the_snapshot():
+    held, provider = {}, ScriptedProvider({"p1": [Result("transient", "503")]})
+    first = Delivery(provider, MemoryClaims(held, "first"), Breakers(), RetryPolicy(jitter=0), random.Random(1))
+    state = first.new_state()
+    first.process(state, [job()], NOW)
+    snapshot = copy.deepcopy(state)
+    assert statuses(first.release(state, NOW + timedelta(seconds=2))) == [("sent", "p1", 2, None)]
+    # SIGKILL; the next process resumes from the snapshot, where the send still waits.
+    second = Delivery(provider, MemoryClaims(held, "second"), Breakers(), RetryPolicy(jitter=0), random.Random(1))
+    out = second.release(snapshot, NOW + timedelta(seconds=2))
+    assert statuses(out) == [("deduplicated", "p1", 2, "already sent")]
+    assert len(provider.calls) == 2 and second.is_empty(snapshot)
 
 
 def test_a_job_with_nothing_to_reach_falls_back_at_once():
