@@ -22,6 +22,7 @@ MAX_SCHEDULE_AHEAD = timedelta(days=365)
 # Schemes that run code or read local files when a client follows them.
 HOSTILE_SCHEMES = {"javascript", "data", "vbscript", "file", "blob", "about", "chrome", "intent"}
 APP_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
+ACTION_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
@@ -67,9 +68,10 @@ def content_problem(request: dict) -> str | None:
         return f"metadata.payload is larger than {MAX_PAYLOAD_BYTES} bytes"
     links = [("content.image_url", content["image_url"], False), ("content.icon", content["icon"], False),
              ("metadata.deep_link", request["metadata"]["deep_link"], True)]
-    # An action is either an identifier the app handles ("reply") or a link it opens.
+    # An action is either an identifier the app handles ("reply") or a link it opens; anything
+    # else ("//evil.example", "../x") would be followed as a relative link by some client.
     links += [(f"content.actions[{i}].action", a["action"], True)
-              for i, a in enumerate(content["actions"]) if ":" in a["action"]]
+              for i, a in enumerate(content["actions"]) if not ACTION_ID.fullmatch(a["action"])]
     for name, url, app_links_allowed in links:
         if url is not None and (reason := url_problem(url, app_links_allowed)):
             return f"{name}: {reason}"

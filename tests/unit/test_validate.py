@@ -153,6 +153,17 @@ def test_hostile_schemes_are_rejected_everywhere(where, build, url):
     assert problem(build(url), NOW) == f"{where}: scheme {scheme!r} is not allowed"
 
 
+@pytest.mark.parametrize(("value", "reason"), [
+    ("reply", None), ("mark_read", None), ("v2.archive-all", None),
+    ("//evil.example/x", "scheme '(none)' is not allowed; use https or an app scheme"),
+    ("../admin", "scheme '(none)' is not allowed; use https or an app scheme"),
+    ("..", "scheme '(none)' is not allowed; use https or an app scheme"),
+])
+def test_an_action_is_an_identifier_or_a_link_nothing_a_client_would_resolve_relatively(value, reason):
+    found = problem(request(content={"actions": [action("a", "A", value)]}), NOW)
+    assert found == (None if reason is None else f"content.actions[0].action: {reason}")
+
+
 @pytest.mark.parametrize("url", [
     "https://cdn.example.com/a b.png",
     " https://cdn.example.com/a.png",
