@@ -1,0 +1,102 @@
+"""Dead letters for on-call: read them, select some, and replay them to their source topic after a fix.
+
+A replay re-publishes the original key and bytes to the topic they were first read from, so the
+flow that rejected them reads them again. Each dead letter is replayed at most once: its source
+(topic, partition, offset) is recorded in PostgreSQL (`dlq_replays`) in the same transaction that
+waits for the broker's acknowledgements, so a replay that fails records nothing and a second
+replay of the same selection publishes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+
+from connectors import postgres
+from connectors.kafka import produce_all, producer, read_topic
+from infra.topics import codec_for, spec_for
+from notifyflow.settings import Settings
+
+
+class SelectionError(ValueError):
+    """The selection is unusable; the message says why."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    stage: str | None = None
+    reason: str | None = None  # a part of the reason, as `notifyflow dlq` lists it
+    topic: str | None = None  # the source topic
+    since: datetime | None = None  # on last_seen
+    until: datetime | None = None
+
+    def check(self, letters: list[dict]) -> None:
+        """Refuse a selection that cannot mean what the operator wants."""
+        if self.stage is None and self.reason is None:
+            raise SelectionError("choose dead letters by --stage and/or --reason")
+        if self.topic is not None:
+            spec_for(self.topic)  # KeyError naming the known topics
+        if self.since and self.until and self.since >= self.until:
+            raise SelectionError(f"--since {self.since.isoformat()} is not before --until {self.until.isoformat()}")
+        stages = sorted({letter["stage"] for letter in letters})
+        if self.stage is not None and self.stage not in stages:
+            raise SelectionError(f"no dead letters at stage {self.stage!r}; stages: {', '.join(stages) or 'none'}")
+
+    def matches(self, letter: dict) -> bool:
+        return ((self.stage is None or letter["stage"] == self.stage)
+                and (self.reason is None or self.reason in letter["reason"])
+                and (self.topic is None or letter["topic"] == self.topic)
+                and (self.since is None or letter["last_seen"] >= self.since)
+                and (self.until is None or letter["last_seen"] < self.until))
+
+
+def source(letter: dict) -> tuple[str, int, int]:
+    return letter["topic"], letter["partition"], letter["offset"]
+
+
+def select(letters: list[dict], selection: Selection) -> list[dict]:
+    """The matching dead letters in the order they were written, one per source record (a flow that
+    resumed from a snapshot may have dead-lettered the same record twice)."""
+    chosen: dict[tuple[str, int, int], dict] = {}
+    for letter in letters:
+        if selection.matches(letter):
+            chosen.setdefault(source(letter), letter)
+    return list(chosen.values())
+
+
+def read(config: Settings, idle_timeout_s: float) -> list[dict]:
+    codec = codec_for("notify.dlq", config.schema_registry_url)
+    return [codec.decode(message.value())
+            for message in read_topic(config.kafka_bootstrap_servers, "notify.dlq", idle_timeout_s=idle_timeout_s,
+                                      deadline_s=600)]
+
+
+LEDGER_INSERT = """
+INSERT INTO dlq_replays (topic, partition, "offset", stage, reason)
+SELECT * FROM unnest(%s::text[], %s::integer[], %s::bigint[], %s::text[], %s::text[])
+ON CONFLICT DO NOTHING
+RETURNING topic, partition, "offset"
+"""
+
+
+def replay(config: Settings, letters: list[dict], *, dry_run: bool = False) -> dict[str, int]:
+    """Publish each letter not replayed before to its source topic. Returns how many went (with
+    `dry_run`: would go) to each topic; the rest of `letters` had been replayed before."""
+    if not letters:
+        return {}
+    columns = [list(column) for column in zip(*((*source(letter), letter["stage"], letter["reason"])
+                                                for letter in letters))]
+    by_topic: dict[str, list[tuple[bytes | None, bytes]]] = {}
+    with postgres.connect(config.database_url) as db, db.transaction():
+        fresh = {tuple(row) for row in db.execute(LEDGER_INSERT, columns).fetchall()}
+        for letter in letters:
+            if source(letter) in fresh:
+                by_topic.setdefault(letter["topic"], []).append((letter["original_key"], letter["original"]))
+        if dry_run:
+            raise psycopg.Rollback()  # ends the transaction, recording nothing
+        client = producer(config.kafka_bootstrap_servers)
+        for topic, records in by_topic.items():
+            produce_all(client, topic, records)
+    return {topic: len(records) for topic, records in by_topic.items()}
