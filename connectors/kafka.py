@@ -81,10 +81,11 @@ class TopicReader:
         self.close()
 
 
-def read_topic(bootstrap_servers: str, topic: str, *, idle_timeout_s: float = 2.0,
+def read_topic(bootstrap_servers: str, topic: str | list[str], *, idle_timeout_s: float = 2.0,
                max_messages: int | None = None, deadline_s: float = 60.0) -> Iterator[Message]:
-    """Every record of a topic from the beginning, until none arrives for `idle_timeout_s`."""
-    with TopicReader(bootstrap_servers, [topic]) as reader:
+    """Every record of a topic (or of several, interleaved) from the beginning, until none arrives
+    for `idle_timeout_s`."""
+    with TopicReader(bootstrap_servers, [topic] if isinstance(topic, str) else topic) as reader:
         count, quiet_since, stop_at = 0, time.monotonic(), time.monotonic() + deadline_s
         while time.monotonic() - quiet_since < idle_timeout_s and time.monotonic() < stop_at:
             messages = reader.poll(0.2, max_messages=100 if max_messages is None else max_messages - count)

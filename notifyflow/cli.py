@@ -1,4 +1,5 @@
-"""The `notifyflow` command: run the local stack, send notifications, read topics and dead letters."""
+"""The `notifyflow` command: run the local stack, send notifications, read topics, replay dead letters,
+export and erase users, apply retention."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ import threading
 import time
 from collections import Counter
 from contextlib import ExitStack, contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Optional
 
 import psycopg
+import redis
 import typer
 from confluent_kafka import KafkaException
 from rich.console import Console
@@ -29,8 +31,11 @@ from connectors.kafka import TopicReader, produce_all, producer, read_topic
 from infra.flows import AnalyticsProcess, FlowError, FlowProcess, delivery_flow
 from infra.stack import LocalStack, StackError
 from infra.topics import LANES, OUTBOX_TOPICS, codec_for
-from notifyflow import settings
-from notifyflow.requests import device_record, from_json, notification_request, preferences_record, routing_key
+from notifyflow import dlq as dead_letters
+from notifyflow import retention as retention_job
+from notifyflow import settings, userdata
+from notifyflow.requests import (device_record, from_json, notification_request, parse_time, preferences_record,
+                                 routing_key)
 from schemas import CodecError
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
@@ -39,6 +44,11 @@ app.add_typer(stack_app, name="stack")
 analytics_app = typer.Typer(help="The analytics flow into ClickHouse, its dashboard and SQL on live data.",
                             invoke_without_command=True)
 app.add_typer(analytics_app, name="analytics")
+dlq_app = typer.Typer(help="Dead letters: list them grouped by stage and reason, replay a selection.",
+                      invoke_without_command=True)
+app.add_typer(dlq_app, name="dlq")
+user_app = typer.Typer(help="GDPR: export or erase everything stored about a user.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
 console = Console()
 err_console = Console(stderr=True)
 SAMPLES = resources.files("infra") / "samples" / "notifications.json"
@@ -247,16 +257,16 @@ def tail(
                          default=printable), flush=True)
 
 
-@app.command()
+@dlq_app.callback()
 def dlq(
+    ctx: typer.Context,
     idle: Annotated[float, typer.Option(help="Stop after this many seconds without a record.")] = 3.0,
     show: Annotated[int, typer.Option(help="How many of the newest dead letters to list.")] = 20,
 ) -> None:
     """Dead letters grouped by stage and reason, then the newest ones."""
-    config = settings.load()
-    codec = codec_for("notify.dlq", config.schema_registry_url)
-    letters = [codec.decode(message.value())
-               for message in read_topic(config.kafka_bootstrap_servers, "notify.dlq", idle_timeout_s=idle)]
+    if ctx.invoked_subcommand is not None:
+        return
+    letters = read_dead_letters(settings.load(), idle)
     groups = Table("stage", "reason", "count", title=f"{len(letters)} dead letters")
     for (stage, reason), n in Counter((d["stage"], d["reason"]) for d in letters).most_common():
         groups.add_row(stage, reason, str(n))
@@ -266,6 +276,90 @@ def dlq(
         newest.add_row(d["last_seen"].isoformat(), f"{d['topic']}[{d['partition']}]@{d['offset']}",
                        d["stage"], d["reason"], str(d["attempts"]))
     console.print(newest)
+
+
+def read_dead_letters(config: settings.Settings, idle: float) -> list[dict]:
+    with err_console.status("reading notify.dlq"):
+        return dead_letters.read(config, idle)
+
+
+def time_option(value: Optional[str], name: str) -> Optional[datetime]:
+    try:
+        return parse_time(value)
+    except ValueError:
+        raise UserError(f"{name} {value!r} is not an ISO-8601 time, e.g. 2026-11-26T04:00:00+00:00") from None
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    stage: Annotated[Optional[str], typer.Option(help="Dead letters of this stage (decode, validate, render, ...).")] = None,
+    reason: Annotated[Optional[str], typer.Option(help="Dead letters whose reason contains this text.")] = None,
+    topic: Annotated[Optional[str], typer.Option(help="Only those read from this source topic.")] = None,
+    since: Annotated[Optional[str], typer.Option(help="Only those last seen at or after this ISO-8601 time.")] = None,
+    until: Annotated[Optional[str], typer.Option(help="Only those last seen before this ISO-8601 time.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the counts, publish and record nothing.")] = False,
+    idle: Annotated[float, typer.Option(help="Stop reading after this many seconds without a record.")] = 3.0,
+) -> None:
+    """Re-publish selected dead letters (original key and bytes) to their source topic, each at most once."""
+    config = settings.load()
+    selection = dead_letters.Selection(stage=stage, reason=reason, topic=topic, since=time_option(since, "--since"),
+                                       until=time_option(until, "--until"))
+    letters = read_dead_letters(config, idle)
+    selection.check(letters)
+    chosen = dead_letters.select(letters, selection)
+    with err_console.status(f"replaying {len(chosen)} dead letters"):
+        published = dead_letters.replay(config, chosen, dry_run=dry_run)
+    table = Table("source topic", "would replay" if dry_run else "replayed",
+                  title=f"{len(chosen)} dead letters match ({len(letters)} in notify.dlq)")
+    for name, n in sorted(published.items()):
+        table.add_row(name, str(n))
+    console.print(table)
+    console.print(f"{len(chosen) - sum(published.values())} already replayed before, skipped")
+
+
+@user_app.command("export")
+def user_export(
+    user: Annotated[str, typer.Argument(help="The user id.")],
+    idle: Annotated[float, typer.Option(help="Stop reading a topic after this many seconds without a record.")] = 3.0,
+) -> None:
+    """Print everything stored about the user as one JSON document (empty parts for an unknown user)."""
+    config = settings.load()
+    with err_console.status("exporting") as status:
+        data = userdata.export(config, user, idle_timeout_s=idle, on_step=status.update)
+    print(json.dumps(data, default=printable, indent=2, ensure_ascii=False))
+
+
+@user_app.command("erase")
+def user_erase(
+    user: Annotated[str, typer.Argument(help="The user id.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    idle: Annotated[float, typer.Option(help="Stop reading a topic after this many seconds without a record.")] = 3.0,
+) -> None:
+    """Erase the user from PostgreSQL, Redis, the flows' state and ClickHouse (via the erasure tombstone)."""
+    config = settings.load()
+    if not yes:
+        typer.confirm(f"Erase everything stored about {user}? This cannot be undone", abort=True)
+    with err_console.status("erasing") as status:
+        counts = userdata.erase(config, user, idle_timeout_s=idle, on_step=status.update)
+    table = Table("where", "removed", title=f"erased {user}")
+    for where, n in counts.items():
+        table.add_row(where, str(n))
+    console.print(table)
+    console.print("the flows drop the user's state and ClickHouse rows when they read the tombstone")
+
+
+@app.command()
+def retention() -> None:
+    """Delete notification history older than 30 days and other expired per-user data (run daily)."""
+    config = settings.load()
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=err_console, transient=True) as bar:
+        tasks = {rule.what: bar.add_task(rule.what) for rule in retention_job.RULES}
+        counts = retention_job.run(config.database_url, datetime.now(UTC), on_progress=lambda rule, deleted: bar.update(
+            tasks[rule.what], description=f"{rule.what}: {deleted} deleted"))
+    table = Table("what", "kept", "deleted", title="retention")
+    for rule in retention_job.RULES:
+        table.add_row(rule.what, f"{rule.keep.days} days", str(counts[rule.what]))
+    console.print(table)
 
 
 @app.command()
@@ -348,7 +442,8 @@ def analytics_sql(
 def main() -> None:
     try:
         app()
-    except (UserError, settings.SettingsError, StackError, FlowError, CodecError, KafkaException, KeyError) as exc:
+    except (UserError, settings.SettingsError, StackError, FlowError, CodecError, KafkaException, KeyError,
+            dead_letters.SelectionError, psycopg.OperationalError, redis.ConnectionError) as exc:
         reason = exc.reason if isinstance(exc, CodecError) else exc.args[0] if exc.args else exc
         err_console.print(f"[red]error:[/red] {reason}")
         sys.exit(2)

@@ -1,0 +1,134 @@
+"""Everything notifyflow stores about one user, to export it (GDPR access) or erase it (GDPR erasure).
+
+Where a user's data lives:
+- PostgreSQL: notification-center rows (with delete tombstones), preferences, devices, audience
+  memberships, delivery claims of the user's notifications, email suppressions of the user's addresses;
+- Redis: the delivery claims of the sinks (`claim:<notification>:<user>:<channel>:<device>:<revision>`);
+- Kafka: the latest records on the compacted topics keyed by user (preferences, devices, presence);
+- the flows' state and ClickHouse's pseudonymous raw rows, reached by the erasure tombstone on
+  `notify.preferences`: the notification flow drops the user's state, the analytics flow deletes the rows.
+
+Topics kept by time (events, statuses, outboxes, dead letters) are not rewritten; they expire.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from psycopg.rows import dict_row
+
+from connectors import postgres, redis
+from connectors.kafka import produce_all, producer, read_topic
+from infra.topics import CHANNELS, codec_for
+from notifyflow.requests import device_record, preferences_record
+from notifyflow.settings import Settings
+
+COMPACTED_TOPICS = ("notify.preferences", "notify.devices", "notify.presence")
+# The user's rows per table. Delivery claims name a notification, not a user: the user's are
+# those of the user's notifications, so they go before the notifications they point to.
+USER_ROWS = {
+    "delivery_claims": "notification_id IN (SELECT id FROM notifications WHERE user_id = %(user)s)",
+    "notifications": "user_id = %(user)s",
+    "preferences": "user_id = %(user)s",
+    "devices": "user_id = %(user)s",
+    "audience_members": "user_id = %(user)s",
+    # keyed by the lower-cased address, as the email sink stores them
+    "email_suppressions": "address = ANY(%(addresses)s)",
+}
+GLOB_SPECIAL = re.compile(r"[*?\[\]\\]")
+ORDER = {"notifications": "created_at, id", "devices": "device_id", "audience_members": "audience",
+         "delivery_claims": "notification_id, channel, device_id", "email_suppressions": "address"}
+
+
+def claim_pattern(user_id: str) -> str:
+    """A Redis SCAN pattern that finds at least every claim key of the user (sinks/engine.py Send.claim_key)."""
+    escaped = GLOB_SPECIAL.sub(lambda special: "\\" + special[0], user_id)
+    return f"claim:*:{escaped}:*"
+
+
+def is_claim_of(key: str, user_id: str) -> bool:
+    """Whether a key the pattern found is the user's own claim, not one whose ids merely contain the user id."""
+    channels = "|".join(CHANNELS)
+    return re.fullmatch(rf"claim:.+:{re.escape(user_id)}:(?:{channels}):.*:\d+", key, re.DOTALL) is not None
+
+
+def latest_records(config: Settings, user_id: str, idle_timeout_s: float) -> dict[str, list[dict]]:
+    """The user's latest record on each compacted topic: one for preferences, one per device otherwise."""
+    latest: dict[str, dict] = {topic: {} for topic in COMPACTED_TOPICS}
+    codecs = {topic: codec_for(topic, config.schema_registry_url) for topic in COMPACTED_TOPICS}
+    for message in read_topic(config.kafka_bootstrap_servers, list(COMPACTED_TOPICS), idle_timeout_s=idle_timeout_s,
+                              deadline_s=600):
+        if message.key() == user_id.encode():
+            record = codecs[message.topic()].decode(message.value())
+            latest[message.topic()][record.get("device_id")] = record
+    return {topic: list(records.values()) for topic, records in latest.items()}
+
+
+def addresses(preferences: list[dict]) -> list[str]:
+    return sorted({p["email"].lower() for p in preferences if p.get("email")})
+
+
+def postgres_rows(db, user_id: str, emails: list[str]) -> dict[str, list[dict]]:
+    params = {"user": user_id, "addresses": emails}
+    with db.cursor(row_factory=dict_row) as cursor:
+        return {table: cursor.execute(f"SELECT * FROM {table} WHERE {where} ORDER BY {ORDER.get(table, 1)}",
+                                      params).fetchall()
+                for table, where in USER_ROWS.items()}
+
+
+def claim_keys(client, user_id: str) -> list[str]:
+    keys = (key.decode() for key in client.scan_iter(match=claim_pattern(user_id), count=1000))
+    return sorted(key for key in keys if is_claim_of(key, user_id))
+
+
+def export(config: Settings, user_id: str, *, idle_timeout_s: float = 3.0,
+           on_step: Callable[[str], None] = lambda step: None) -> dict:
+    """All stored data of the user; for an unknown user, every part is empty."""
+    on_step("reading the compacted topics")
+    kafka = latest_records(config, user_id, idle_timeout_s)
+    on_step("reading PostgreSQL")
+    with postgres.connect(config.database_url) as db:
+        stored_preferences = [stored for (stored,) in db.execute(
+            "SELECT settings FROM preferences WHERE user_id = %s", (user_id,)).fetchall()]
+        rows = postgres_rows(db, user_id, addresses(kafka["notify.preferences"] + stored_preferences))
+    on_step("reading Redis")
+    return {"user_id": user_id, "postgres": rows,
+            "redis": {"delivery_claims": claim_keys(redis.client(config.redis_url), user_id)}, "kafka": kafka}
+
+
+def tombstones(user_id: str, data: dict, now: datetime) -> list[tuple[str, dict]]:
+    """(topic, record) that make the latest records on the compacted topics hold nothing but ids, and
+    make the flows forget the user. The preferences tombstone goes last: it is the one flows erase on."""
+    devices = {d["device_id"]: d["platform"] for d in data["postgres"]["devices"] + data["kafka"]["notify.devices"]}
+    out = [("notify.devices", device_record(user_id, device_id, platform, registered_at=now, active=False))
+           for device_id, platform in sorted(devices.items())]
+    out += [("notify.presence", {"user_id": user_id, "device_id": p["device_id"], "status": "offline", "at": now,
+                                 "gateway_id": None}) for p in data["kafka"]["notify.presence"]]
+    return out + [("notify.preferences", preferences_record(user_id, updated_at=now, deleted=True))]
+
+
+def erase(config: Settings, user_id: str, *, idle_timeout_s: float = 3.0,
+          on_step: Callable[[str], None] = lambda step: None) -> dict[str, int]:
+    """Remove the user from PostgreSQL and Redis, and publish the tombstones that erase the user from
+    the flows' state and ClickHouse. Returns how much went, per place."""
+    data = export(config, user_id, idle_timeout_s=idle_timeout_s, on_step=on_step)
+    on_step("publishing the erasure tombstones")
+    # First, so a flow stops acting for the user (releasing a deferred notification into the
+    # notification center) before the rows go.
+    records = tombstones(user_id, data, datetime.now(UTC))
+    client = producer(config.kafka_bootstrap_servers)
+    for topic in COMPACTED_TOPICS:
+        codec = codec_for(topic, config.schema_registry_url)
+        produce_all(client, topic, [(user_id.encode(), codec.encode(r)) for t, r in records if t == topic])
+    counts = {f"kafka {topic} tombstones": sum(t == topic for t, _ in records) for topic in COMPACTED_TOPICS}
+    on_step("deleting from PostgreSQL")
+    params = {"user": user_id, "addresses": [row["address"] for row in data["postgres"]["email_suppressions"]]}
+    with postgres.connect(config.database_url) as db, db.transaction():
+        for table, where in USER_ROWS.items():
+            counts[f"postgres {table}"] = db.execute(f"DELETE FROM {table} WHERE {where}", params).rowcount
+    on_step("deleting from Redis")
+    keys = data["redis"]["delivery_claims"]
+    counts["redis delivery_claims"] = redis.client(config.redis_url).delete(*keys) if keys else 0
+    return counts
