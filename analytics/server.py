@@ -81,7 +81,11 @@ class Handler(BaseHTTPRequestHandler):
                 minutes = max(1, min(int(parse_qs(url.query).get("minutes", ["60"])[0]), 90 * 24 * 60))
             except ValueError:
                 return self.json(HTTPStatus.BAD_REQUEST, {"error": "minutes must be a whole number"})
-            self.json(HTTPStatus.OK, {name: self.server.query(sql.format(minutes=minutes)) for name, sql in KPIS.items()})
+            try:
+                kpis = {name: self.server.query(sql.format(minutes=minutes)) for name, sql in KPIS.items()}
+            except ClickHouseError as exc:  # e.g. a ClickHouse server that is down: the page says so
+                return self.json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": str(exc).split("\n")[0]})
+            self.json(HTTPStatus.OK, kpis)
         elif url.path == "/health":
             self.json(HTTPStatus.OK, {"ok": True})
         else:
