@@ -305,7 +305,7 @@ def dlq_replay(
     selection = dead_letters.Selection(stage=stage, reason=reason, topic=topic, since=time_option(since, "--since"),
                                        until=time_option(until, "--until"))
     letters = read_dead_letters(config, idle)
-    selection.check(letters)
+    selection.check_stage(letters)
     chosen = dead_letters.select(letters, selection)
     with err_console.status(f"replaying {len(chosen)} dead letters"):
         published = dead_letters.replay(config, chosen, dry_run=dry_run)

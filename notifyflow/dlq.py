@@ -32,14 +32,16 @@ class Selection:
     since: datetime | None = None  # on last_seen
     until: datetime | None = None
 
-    def check(self, letters: list[dict]) -> None:
-        """Refuse a selection that cannot mean what the operator wants."""
+    def __post_init__(self) -> None:
         if self.stage is None and self.reason is None:
             raise SelectionError("choose dead letters by --stage and/or --reason")
         if self.topic is not None:
             spec_for(self.topic)  # KeyError naming the known topics
         if self.since and self.until and self.since >= self.until:
             raise SelectionError(f"--since {self.since.isoformat()} is not before --until {self.until.isoformat()}")
+
+    def check_stage(self, letters: list[dict]) -> None:
+        """A stage no dead letter has is a typo, not an empty selection."""
         stages = sorted({letter["stage"] for letter in letters})
         if self.stage is not None and self.stage not in stages:
             raise SelectionError(f"no dead letters at stage {self.stage!r}; stages: {', '.join(stages) or 'none'}")

@@ -1,0 +1,74 @@
+"""On-call: a record the running notification flow dead-lettered is replayed to its source topic
+once the cause is gone, and a second replay of the same selection publishes nothing."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+from flow_harness import Outputs, jobs, publish, request, unique
+from test_cli import notifyflow
+
+from connectors.kafka import read_topic
+from flows.validate import MAX_CLOCK_SKEW
+from infra.flows import FlowProcess
+
+
+def test_a_dead_letter_is_replayed_once_after_the_cause_is_gone(stack, tmp_path):
+    user = unique("dlq")
+    # The sender's clock runs a few seconds past the tolerated skew: rejected now, fine a little later.
+    created = datetime.now(UTC).replace(microsecond=0) + MAX_CLOCK_SKEW + timedelta(seconds=8)
+    bad = request(user, "Deploy finished", metadata={"created_at": created})
+    select = ["--stage", "validate", "--reason", created.isoformat(), "--idle", "1"]
+    with FlowProcess("notifications", tmp_path / "recovery", tmp_path / "flow.log") as flow:
+        outputs = Outputs(flow)
+        try:
+            outputs.settle()
+            publish("notify.events", [bad])
+            [(_, letter)] = outputs.wait_for({user}, bool)
+            assert (letter["stage"], letter["topic"]) == ("validate", "notify.events")
+
+            dry = notifyflow("dlq", "replay", *select, "--dry-run")
+            assert dry.returncode == 0, dry.stderr
+            assert "1 dead letters match" in dry.stdout and "would replay" in dry.stdout
+
+            time.sleep(max(0.0, (created - MAX_CLOCK_SKEW - datetime.now(UTC)).total_seconds()) + 1)
+            first = notifyflow("dlq", "replay", *select)
+            assert first.returncode == 0, first.stderr
+            assert replayed_to_events(first.stdout) == "1" and "0 already replayed" in first.stdout
+            found = outputs.wait_for({user}, lambda f: bool(jobs(f)))
+            assert [job["notification_id"] for _, job in jobs(found)] == [bad["id"]]
+
+            second = notifyflow("dlq", "replay", *select)
+            assert second.returncode == 0, second.stderr
+            assert replayed_to_events(second.stdout) is None and "1 already replayed" in second.stdout
+            outputs.settle()
+            assert len(jobs(outputs.wait_for({user}, bool))) == 1
+        finally:
+            outputs.close()
+    copies = [m for m in read_topic(os.environ["KAFKA_BOOTSTRAP_SERVERS"], "notify.events", idle_timeout_s=1)
+              if m.key() == user.encode()]
+    assert len(copies) == 2 and copies[0].value() == copies[1].value()  # the original and one replay
+    with psycopg.connect(os.environ["DATABASE_URL"]) as db:
+        assert db.execute('SELECT count(*) FROM dlq_replays WHERE topic = %s AND partition = %s AND "offset" = %s',
+                          (letter["topic"], letter["partition"], letter["offset"])).fetchone() == (1,)
+
+
+def replayed_to_events(out: str) -> str | None:
+    """The count in the notify.events row of the replay table, if there is one."""
+    rows = [line.split("│") for line in out.splitlines() if "notify.events" in line]
+    return rows[0][2].strip() if rows else None
+
+
+def test_bad_selections_get_one_line_errors(stack):
+    cases = {("dlq", "replay"): "choose dead letters by --stage and/or --reason",
+             ("dlq", "replay", "--stage", "no-such-stage"): "no dead letters at stage 'no-such-stage'",
+             ("dlq", "replay", "--reason", "x", "--topic", "notify.nope"): "unknown topic 'notify.nope'",
+             ("dlq", "replay", "--reason", "x", "--since", "yesterday"): "--since 'yesterday' is not an ISO-8601 time",
+             ("dlq", "replay", "--reason", "x", "--since", "2026-01-02", "--until", "2026-01-01"): "is not before"}
+    for args, message in cases.items():
+        result = notifyflow(*args, "--idle", "1")
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert message in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
