@@ -42,6 +42,10 @@ class CircuitBreaker:
             self._trials.clear()
         return self._state
 
+    def trial_at(self, now: float) -> float:
+        """When a call may next get through: now unless open, else when it turns half-open."""
+        return self._opened_at + self.open_s if self.state(now) == OPEN else now
+
     def allow(self, now: float) -> bool:
         """closed: True; open: False; half_open: True for at most half_open_max trial calls in flight."""
         state = self.state(now)

@@ -168,9 +168,7 @@ class Delivery(UserStep):
         for provider, group in groups.values():
             breaker = self.breakers[provider.name]
             if not breaker.allow(now.timestamp()):
-                for send in group:
-                    out += self.give_up(send, Result("transient", f"circuit open for {provider.name}"), now,
-                                        provider.name, state)
+                out += self.hold(group, breaker, state, now)
                 continue
             results = []
             for start in range(0, len(group), provider.batch_size):
@@ -178,6 +176,21 @@ class Delivery(UserStep):
             self.claims.confirm([send.claim_key for send, result in zip(group, results) if result.outcome == "sent"])
             for send, result in zip(group, results):
                 out += self.settle(send, result, state, now, breaker)
+        return out
+
+    def hold(self, sends: list[Send], breaker, state: dict, now: datetime) -> list:
+        """The provider is down. A job with a next channel goes there now; the others wait for the
+        circuit's next trial, spending no attempt (nothing was tried). Each trial is an attempt, so
+        a provider that stays down still ends in the dead-letter topic once the attempts run out."""
+        out = []
+        for send in sends:
+            reason = f"circuit open for {breaker.name}"
+            if send.job["fallback"]:
+                out += self.give_up(send, Result("transient", reason), now, breaker.name, state)
+                continue
+            state["waiting"].push(breaker.trial_at(now.timestamp()), send)
+            out.append(status_record(status(send.job, "retried", now, attempt=send.attempt, device=send.device,
+                                            provider=breaker.name, reason=f"{reason}: waiting")))
         return out
 
     def route(self, send: Send) -> Provider:
@@ -216,15 +229,16 @@ class Delivery(UserStep):
 
     def give_up(self, send: Send, result: Result, now: datetime, provider: str | None = None,
                 state: dict | None = None) -> list:
-        """The target cannot be reached: say why, clean up, dead-letter, and, once no target of
-        the job was reached, try the next channel."""
+        """The target cannot be reached: say why, clean up, and, once no target of the job was
+        reached, try the next channel; with none left, dead-letter it."""
         self.claims.release([send.claim_key])  # nothing was sent: a later replay may try again
         job, out = send.job, []
         out.append(status_record(status(job, result.state, now, attempt=send.attempt, device=send.device,
                                         provider=provider or self.provider.name, reason=result.reason)))
         if result.state == "token_invalid" and send.device:
             out.append(("notify.devices", job["user_id"].encode(), forget_device(job, send.device, now)))
-        if result.outcome == "transient" or result.state == "failed":
+        # Dead-lettered only with nowhere else to go: the next channel takes it, or a device was reached.
+        if not job["fallback"] and (result.outcome == "transient" or result.state == "failed"):
             out.append(("notify.dlq", job["user_id"].encode(), dead_letter(job, result, send.attempt, now)))
         nothing_reached = state is None or self.finish(state, job, reached=False)
         if job["fallback"] and nothing_reached:

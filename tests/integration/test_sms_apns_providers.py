@@ -153,23 +153,25 @@ def test_sms_throttling_is_retried_then_sent(stack, aws, sms):
     assert engine.is_empty(state)
 
 
-def test_an_opted_out_number_fails_dead_letters_and_falls_back(stack, aws, sms):
+def test_an_opted_out_number_fails_and_falls_back_or_is_dead_lettered_with_nowhere_else_to_go(stack, aws, sms):
     user, number = unique("cy"), phone()
     fallback = [{"channel": "email", "after_seconds": 0, "address": "cy@example.com"}]
     message = job("sms", user, address=number, fallback=fallback)
-    answer_first_publishes(sms, "OptedOut", times=1)
+    answer_first_publishes(sms, "OptedOut", times=2)
     engine, now = delivery(stack, sms), datetime.now(UTC)
 
-    failed, (dlq_topic, dlq_key, dead), (moved_topic, moved_key, moved) = engine.process(
-        engine.new_state(), [message], now)
+    failed, (moved_topic, moved_key, moved) = engine.process(engine.new_state(), [message], now)
 
     assert failed == status_record(status(message, "failed", now, provider="sns",
                                           reason="OptedOut: OptedOut for this number"))
-    assert (dlq_topic, dlq_key, dead["stage"], dead["reason"]) == (
-        "notify.dlq", user.encode(), "deliver_sms", "OptedOut: OptedOut for this number")
-    assert codec_for("notify.outbox.sms.normal").decode(dead["original"]) == message
     assert (moved_topic, moved_key) == ("notify.outbox.email.normal", user.encode())
     assert (moved["channel"], moved["address"], moved["fallback"]) == ("email", "cy@example.com", [])
+
+    alone = job("sms", user, address=number)  # a new notification id: its own claim
+    _, (dlq_topic, dlq_key, dead) = engine.process(engine.new_state(), [alone], now)
+    assert (dlq_topic, dlq_key, dead["stage"], dead["reason"]) == (
+        "notify.dlq", user.encode(), "deliver_sms", "OptedOut: OptedOut for this number")
+    assert codec_for("notify.outbox.sms.normal").decode(dead["original"]) == alone
     assert texts_to(aws, number) == []
 
 

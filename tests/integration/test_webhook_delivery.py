@@ -80,7 +80,7 @@ def test_retries_then_delivers_once_even_after_a_crash_and_full_replay(stack, re
     assert [s["status"] for s in statuses(replayed)][-1] == "deduplicated"
 
 
-def test_a_dead_endpoint_opens_the_circuit_falls_back_and_dead_letters(stack, tmp_path):
+def test_a_dead_endpoint_opens_the_circuit_and_falls_back_to_the_next_channel(stack, tmp_path):
     tenant = unique("gone")
     endpoint(stack, tenant, f"http://127.0.0.1:{free_port()}/hooks", "whsec_" + "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMw==")
     users = [unique("bo") for _ in range(7)]
@@ -96,7 +96,7 @@ def test_a_dead_endpoint_opens_the_circuit_falls_back_and_dead_letters(stack, tm
         delivery.stop()
         outputs.close()
     # Connection refused is transient: retried, until five failures in the window open the circuit,
-    # which then fails the waiting retries at once instead of hammering a dead endpoint.
+    # which then hands the waiting retries to their next channel instead of hammering a dead endpoint.
     retried = [s for s in statuses(found) if s["status"] == "retried"]
     assert len(retried) >= 5 and all(s["reason"].startswith("ConnectError") for s in retried)
     failed = [s for s in statuses(found) if s["status"] == "failed"]
@@ -105,7 +105,5 @@ def test_a_dead_endpoint_opens_the_circuit_falls_back_and_dead_letters(stack, tm
     moved = [j for t, j in jobs(found) if t == "notify.outbox.email.normal"]
     assert sorted(j["user_id"] for j in moved) == sorted(users)
     assert all(j["channel"] == "email" and j["address"] == "bo@example.com" and j["fallback"] == [] for j in moved)
-    # And each lands in the dead-letter topic with its own bytes, for replay after a fix.
-    dead = [v for t, v in found if t == "notify.dlq"]
-    assert len(dead) == 7 and {v["stage"] for v in dead} == {"deliver_webhook"}
-    assert sorted(codec_for(TOPIC).decode(v["original"])["user_id"] for v in dead) == sorted(users)
+    # Not lost, so not dead-lettered: a replay from the dead-letter topic would tell them twice.
+    assert not [v for t, v in found if t == "notify.dlq"]

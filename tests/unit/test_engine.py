@@ -104,7 +104,7 @@ def test_transient_failures_wait_in_state_and_retry_with_backoff():
     assert delivery.is_empty(state)
 
 
-def test_after_the_last_attempt_dead_letter_and_fallback():
+def test_after_the_last_attempt_the_next_channel_takes_it():
     provider = ScriptedProvider({"-": [Result("transient", "timeout")] * 3})
     delivery = engine(provider, delays=(1, 1))
     state = delivery.new_state()
@@ -114,12 +114,55 @@ def test_after_the_last_attempt_dead_letter_and_fallback():
     delivery.release(state, NOW + timedelta(seconds=1))
     out = delivery.release(state, NOW + timedelta(seconds=2))
     assert statuses(out) == [("failed", None, 3, "timeout")]
-    [(dlq_topic, _, dead)] = [r for r in out if r[0] == "notify.dlq"]
-    assert (dead["stage"], dead["reason"], dead["attempts"]) == ("deliver_webhook", "timeout", 3)
+    assert not [r for r in out if r[0] == "notify.dlq"]  # not lost: the next channel has it
     [(topic, key, moved)] = [r for r in out if r[0].startswith("notify.outbox.")]
     assert (topic, key) == ("notify.outbox.email.normal", b"ana")
     assert (moved["channel"], moved["address"], moved["fallback"]) == ("email", "ana@example.com", chain[1:])
     assert moved["job_id"] == "n1:ana:email:0"
+
+
+def test_with_no_next_channel_it_is_dead_lettered_after_the_last_attempt_only():
+    provider = ScriptedProvider({"-": [Result("transient", "timeout")] * 3})
+    delivery = engine(provider, delays=(1, 1))
+    state = delivery.new_state()
+    first = delivery.process(state, [job(channel="webhook")], NOW)
+    second = delivery.release(state, NOW + timedelta(seconds=1))
+    assert not [r for r in first + second if r[0] == "notify.dlq"]
+    out = delivery.release(state, NOW + timedelta(seconds=2))
+    [(_, _, dead)] = [r for r in out if r[0] == "notify.dlq"]
+    assert (dead["stage"], dead["reason"], dead["attempts"]) == ("deliver_webhook", "timeout", 3)
+
+
+def test_an_open_circuit_holds_jobs_with_nowhere_else_to_go_without_spending_attempts():
+    provider = ScriptedProvider({"-": [Result("transient", "503")] * 3})
+    delivery = Delivery(provider, MemoryClaims(), Breakers(failure_threshold=3, open_s=30),
+                        RetryPolicy(delays=(1,), jitter=0), random.Random(1))
+    state = delivery.new_state()
+    delivery.process(state, [job(user=u, channel="webhook") for u in ("a", "b", "c")], NOW)  # opens the circuit
+    out = delivery.process(state, [job(user="d", channel="webhook")], NOW)
+    assert statuses(out) == [("retried", None, 1, "circuit open for scripted: waiting")]
+    out = delivery.release(state, NOW + timedelta(seconds=1))  # a, b, c are due; the circuit is still open
+    assert [s[3] for s in statuses(out)] == ["circuit open for scripted: waiting"] * 3
+    assert delivery.due(state) == NOW + timedelta(seconds=30)  # the circuit's trial, not a retry storm
+    out = delivery.release(state, NOW + timedelta(seconds=30))  # the provider is back
+    assert sorted(statuses(out)) == [("sent", None, 1, None)] + [("sent", None, 2, None)] * 3
+    assert not [r for r in out if r[0] == "notify.dlq"] and delivery.is_empty(state)
+
+
+def test_a_provider_that_stays_down_dead_letters_held_jobs_once_the_trials_used_their_attempts():
+    provider = ScriptedProvider({"-": [Result("transient", "503")] * 100})
+    delivery = Delivery(provider, MemoryClaims(), Breakers(failure_threshold=1, open_s=30),
+                        RetryPolicy(delays=(1, 1), jitter=0), random.Random(1))
+    state = delivery.new_state()
+    delivery.process(state, [job(user="a", channel="webhook")], NOW)  # fails: the circuit opens
+    delivery.process(state, [job(user="b", channel="webhook")], NOW)  # held
+    now, dead = NOW, []
+    while len(dead) < 2 and now < NOW + timedelta(seconds=600):
+        now = delivery.due(state)
+        dead += [r[2] for r in delivery.release(state, now) if r[0] == "notify.dlq"]
+    assert [(d["reason"], d["attempts"]) for d in dead] == [("503", 3), ("503", 3)]
+    assert (now - NOW).total_seconds() == 90  # tried at each trial of the circuit: 0 (a only), 30, 60, 90
+    assert len(provider.calls) == 4 and delivery.is_empty(state)
 
 
 def test_dead_tokens_are_forgotten_and_not_retried():
