@@ -54,6 +54,15 @@ class DedupMerge(UserStep):
     def is_empty(self, state: dict) -> bool:
         return not state["windows"] and not state["request_ids"]
 
+    def forget(self, state: dict, item: dict) -> None:
+        """Neither a duplicate when replayed, nor a notification for later copies to merge into."""
+        request = item["request"]
+        state["request_ids"].pop(request["id"], None)
+        key = content_hash(request)
+        window = state["windows"].get(key)
+        if window is not None and window["notification_id"] == item["notification_id"] and window["count"] == 1:
+            del state["windows"][key]
+
 
 def forget_old(state: dict, at: datetime) -> datetime:
     """Drop expired entries from the front (entries are kept in arrival order, oldest first);

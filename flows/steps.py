@@ -45,6 +45,9 @@ class UserStep:
         """True for an item after which nothing of the user may remain (the erasure tombstone)."""
         return False
 
+    def forget(self, state: dict, item: dict) -> None:
+        """The item ended as a dead letter after this step saw it: undo what the step remembers of it."""
+
 
 def finished(item: dict, outcome: str, reason: str | None = None, **extra) -> dict:
     """A copy of the item carrying its final outcome (a DeliveryStatus state, or `dead_letter`)."""
@@ -88,6 +91,11 @@ class UserPipeline(UserStep):
             if not items:
                 break
             items = step.process(state[name], items, now)
+        # A dead letter was not processed: once its cause is fixed and it is replayed, it must be new.
+        for item in items:
+            if item.get("outcome") == "dead_letter":
+                for name, step in self.steps:
+                    step.forget(state[name], item)
         return items
 
     def due(self, state: dict) -> datetime | None:

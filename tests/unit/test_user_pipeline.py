@@ -1,19 +1,21 @@
-"""An erasure tombstone drops all of a user's state in the notification flow's per-user pipeline
-(flows/steps.py UserPipeline, wired as flows/notifications.py wires it): nothing held back is
-released later, no window of the erased user decides anything after it."""
+"""The notification flow's per-user pipeline (flows/steps.py UserPipeline, wired as
+flows/notifications.py wires it) across its steps: an erasure tombstone drops all of a user's state,
+so nothing held back is released later and no window of the erased user decides anything after it;
+a dead letter leaves nothing behind, so its replay after a fix is processed as new."""
 
 import functools
 from datetime import timedelta
 
-from flow_items import (NOW, Pipeline, device, digest_settings, preferences_record, quiet_hours, request,
-                        sample_catalog, user_records, user_state_item)
+from flow_items import (NOW, TEMPLATES, Pipeline, device, digest_settings, preferences_record, quiet_hours,
+                        request, sample_catalog, user_records, user_state_item)
 from flows import channels, preferences
 from flows.dedup import DedupMerge
 from flows.digest import Digest
 from flows.quiet_hours import QuietHours
 from flows.rate_limit import RateLimit
 from flows.render import render
-from flows.steps import Each, UserPipeline
+from flows.steps import Each, UserPipeline, finished
+from flows.templates import TemplateCatalog
 from flows.user_state import JoinUserState
 
 TOMBSTONE = user_state_item("notify.preferences", preferences_record("alice", deleted=True))
@@ -84,3 +86,32 @@ def test_a_tombstone_applies_at_its_place_in_a_batch():
     # Decided with the state of their moment: the address was known before the tombstone, not after.
     assert [item["user"]["preferences"]["email"] for item in out] == ["alice@example.com", None]
     assert state["dedup_merge"]["request_ids"].keys() == {after[0]["request"]["id"]}
+
+
+def test_a_dead_letter_leaves_no_dedup_memory_so_its_replay_after_a_fix_is_new():
+    steps = pipeline()
+    state = steps.new_state()
+    broken = request(title="", template_id="welcome-v2", template_vars={"name": "Ana", "product": "Acme"})
+    [dead] = steps.process(state, keyed(broken), NOW)
+    assert (dead["outcome"], dead["stage"]) == ("dead_letter", "render")
+    assert steps.is_empty(state)
+
+    # The template is deployed; the same bytes are replayed: rendered, not "already processed".
+    steps.steps[4] = ("render_template", Each(functools.partial(render, TemplateCatalog(
+        {**TEMPLATES, "welcome-v2": TEMPLATES["welcome"]}))))
+    [replayed] = steps.process(state, keyed(broken), NOW + timedelta(minutes=1))
+    assert "outcome" not in replayed and replayed["revision"] == 0
+    assert replayed["rendered"]["title"] == "Welcome to Acme, Ana!"
+
+
+def test_a_dead_update_of_a_merged_notification_keeps_the_window_the_user_has():
+    steps = pipeline()
+    state = steps.new_state()
+    first = steps.process(state, keyed(request(title="Ping", body="same")), NOW)
+    assert "outcome" not in first[0]
+    update = first[0]
+    steps.steps[4] = ("render_template", Each(lambda item: finished(item, "dead_letter", "broken", stage="render")))
+    [dead] = steps.process(state, keyed(request(title="Ping", body="same")), NOW)
+    assert dead["revision"] == 1
+    assert [w["notification_id"] for w in state["dedup_merge"]["windows"].values()] == [update["notification_id"]]
+    assert list(state["dedup_merge"]["request_ids"]) == [update["request"]["id"]]
