@@ -59,8 +59,19 @@ def test_counts_are_exact_after_the_flow_is_killed_and_resumed(stack, tmp_path):
         wait_for(analytics, counts_query(run), expected(statuses, engagements))
         analytics.kill()
 
-        # Resumed from no snapshot, then from a fresh one: each row is still stored exactly once.
-        for first in (1500, 2000):
+        # A backlog published while the process is down; killed again while it is still storing it.
+        backlog = workload(run, 1500, 20_000)[0]
+        publish("notify.status", backlog)
+        statuses += backlog
+        analytics.start(snapshot_s=1)
+        stored = f"SELECT count() FROM notifyflow.events_raw WHERE startsWith(notification_id, '{run}-')"
+        while (seen := analytics.sql(stored)[0][0]) <= 2000:
+            analytics.check()
+        analytics.kill()
+        assert seen < len(statuses) + len(engagements)
+
+        # Resumed from no snapshot or from one mid-backlog, then from a fresh one: each row stored exactly once.
+        for first in (21_500, 22_000):
             analytics.start(snapshot_s=1)
             batch = workload(run, first, 500)
             publish("notify.status", batch[0])
