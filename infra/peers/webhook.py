@@ -26,6 +26,7 @@ class WebhookReceiver:
         self.rejected = 0
         self._seen: set[str] = set()
         self._failures: list[tuple[int, str | None]] = []
+        self._down_until, self._hang_s, self._hang_every, self._requests_while_down = 0.0, 0.0, 1, 0
         self._lock = threading.Lock()
         self.server = Server(("127.0.0.1", free_port()), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_port}/hooks"
@@ -34,6 +35,12 @@ class WebhookReceiver:
         """Answer the next `times` requests with `status`, as an overloaded or broken receiver would."""
         with self._lock:
             self._failures += [(status, retry_after)] * times
+
+    def outage(self, seconds: float, hang_every: int = 3, hang_s: float = 11.0) -> None:
+        """Down for `seconds`: 503 to every request, except that every `hang_every`-th one hangs for
+        `hang_s` (longer than a client's timeout) before its 503, as an overloaded service does."""
+        with self._lock:
+            self._down_until, self._hang_s, self._hang_every = time.monotonic() + seconds, hang_s, hang_every
 
     def wait_for(self, count: int, timeout_s: float = 30.0) -> list[dict]:
         deadline = time.monotonic() + timeout_s
@@ -51,12 +58,24 @@ class WebhookReceiver:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 with receiver._lock:
-                    failure = receiver._failures.pop(0) if receiver._failures else None
+                    if time.monotonic() < receiver._down_until:
+                        receiver._requests_while_down += 1
+                        hang = receiver._requests_while_down % receiver._hang_every == 0
+                        failure = (503, None, receiver._hang_s if hang else 0.0)
+                    elif receiver._failures:
+                        failure = (*receiver._failures.pop(0), 0.0)
+                    else:
+                        failure = None
                 if failure:
-                    self.send_response(failure[0])
-                    if failure[1]:
-                        self.send_header("retry-after", failure[1])
-                    self.end_headers()
+                    status, retry_after, hang_s = failure
+                    time.sleep(hang_s)
+                    try:
+                        self.send_response(status)
+                        if retry_after:
+                            self.send_header("retry-after", retry_after)
+                        self.end_headers()
+                    except ConnectionError:  # the client gave up waiting, as it should
+                        pass
                     return
                 try:
                     Webhook(receiver.secret).verify(body, dict(self.headers.items()))
