@@ -22,6 +22,7 @@ from typing import Annotated, Optional
 import psycopg
 import redis
 import typer
+from clickhouse_connect.driver.exceptions import ProgrammingError
 from confluent_kafka import KafkaException
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn
@@ -416,6 +417,9 @@ def analytics(
         if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
             raise
         raise UserError(f"cannot serve the dashboard on {host}:{port}: {exc.strerror}") from exc
+    except ProgrammingError as exc:  # chDB refuses a directory another process has open
+        raise UserError(f"cannot open {config.clickhouse_url}: only one process may open a chDB directory; "
+                        "is another `notifyflow analytics` (or a flow) using it?") from exc
 
 
 @analytics_app.command("sql")

@@ -234,3 +234,5 @@ def test_user_mistakes_are_one_line_errors(stack, tmp_path):
     assert "ANALYTICS_DP_EPSILON must be a number" in analytics_cli(ANALYTICS_DP_EPSILON="lots")
     assert "ANALYTICS_SECRET must be at least 16 bytes" in analytics_cli(ANALYTICS_SECRET="short")
     assert "name=url" in analytics_cli(ANALYTICS_FLOW_METRICS="http://flow:3030/metrics")
+    with analytics_process(tmp_path) as running:
+        assert "only one process may open a chDB directory" in analytics_cli("--port", "0", **running.env)
