@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Optional
 
+import httpx
 import psycopg
 import redis
 import typer
@@ -55,6 +56,7 @@ err_console = Console(stderr=True)
 SAMPLES = resources.files("infra") / "samples" / "notifications.json"
 USERS = resources.files("infra") / "samples" / "users.json"
 OUTPUT_TOPICS = ("notify.status", "notify.dlq", *OUTBOX_TOPICS)
+ANALYTICS_URL = os.environ.get("NOTIFYFLOW_ANALYTICS_URL", "http://127.0.0.1:8100")
 
 
 class UserError(Exception):
@@ -322,11 +324,20 @@ def dlq_replay(
 def user_export(
     user: Annotated[str, typer.Argument(help="The user id.")],
     idle: Annotated[float, typer.Option(help="Stop reading a topic after this many seconds without a record.")] = 3.0,
+    analytics_url: Annotated[str, typer.Option(help="The analytics process, for the user's ClickHouse rows "
+                                                    "($NOTIFYFLOW_ANALYTICS_URL).")] = ANALYTICS_URL,
 ) -> None:
     """Print everything stored about the user as one JSON document (empty parts for an unknown user)."""
     config = settings.load()
     with err_console.status("exporting") as status:
         data = userdata.export(config, user, idle_timeout_s=idle, on_step=status.update)
+        status.update("reading ClickHouse through the analytics process")
+        try:
+            data["clickhouse"] = {"events_raw": userdata.analytics_rows(analytics_url, user, datetime.now(UTC))}
+        except httpx.HTTPError as exc:
+            err_console.print(f"[yellow]warning:[/yellow] no analytics process at {analytics_url} ({exc}): "
+                              "ClickHouse rows not exported; start one with `notifyflow analytics`")
+            data["clickhouse"] = None
     print(json.dumps(data, default=printable, indent=2, ensure_ascii=False))
 
 
@@ -386,9 +397,6 @@ def gateway(
                 **SERVER_OPTIONS)
 
 
-ANALYTICS_URL = os.environ.get("NOTIFYFLOW_ANALYTICS_URL", "http://127.0.0.1:8100")
-
-
 @analytics_app.callback()
 def analytics(
     ctx: typer.Context,
@@ -428,8 +436,6 @@ def analytics_sql(
     url: Annotated[str, typer.Option(help="The analytics process ($NOTIFYFLOW_ANALYTICS_URL).")] = ANALYTICS_URL,
 ) -> None:
     """Run SQL on live analytics data through the running analytics process; print a table."""
-    import httpx
-
     try:
         response = httpx.post(f"{url.rstrip('/')}/api/sql", content=query.encode(), timeout=60)
     except httpx.HTTPError as exc:

@@ -5,6 +5,8 @@ Where a user's data lives:
   memberships, delivery claims of the user's notifications, email suppressions of the user's addresses;
 - Redis: the delivery claims of the sinks (`claim:<notification>:<user>:<channel>:<device>:<revision>`);
 - Kafka: the latest records on the compacted topics keyed by user (preferences, devices, presence);
+- ClickHouse: raw analytics rows under the user's pseudonyms (every key version still in retention),
+  read through the analytics process's SQL endpoint (in the embedded default only it may open chDB);
 - the flows' state and ClickHouse's pseudonymous raw rows, reached by the erasure tombstone on
   `notify.preferences`: the notification flow drops the user's state, the analytics flow deletes the rows.
 
@@ -17,8 +19,11 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import httpx
 from psycopg.rows import dict_row
 
+from analytics import pseudonym
+from analytics.server import MAX_ROWS
 from connectors import postgres, redis
 from connectors.kafka import produce_all, producer, read_topic
 from infra.topics import CHANNELS, codec_for
@@ -83,9 +88,25 @@ def claim_keys(client, user_id: str) -> list[str]:
     return sorted(key for key in keys if is_claim_of(key, user_id))
 
 
+def analytics_rows(analytics_url: str, user_id: str, now: datetime) -> list[dict]:
+    """The user's raw rows in ClickHouse through the analytics process at `analytics_url`, a page at a
+    time (it answers at most MAX_ROWS rows); httpx.HTTPError when it does not answer."""
+    pairs = ", ".join(f"({version}, '{key}')" for version, key in pseudonym.from_env().every_version(user_id, now))
+    rows: list[dict] = []
+    while True:
+        response = httpx.post(f"{analytics_url.rstrip('/')}/api/sql", timeout=60, content=(
+            f"SELECT * FROM notifyflow.events_raw WHERE (key_version, user_key) IN ({pairs}) ORDER BY "
+            f"source_topic, source_partition, source_offset LIMIT {MAX_ROWS} OFFSET {len(rows)}").encode())
+        response.raise_for_status()
+        page = response.json()
+        rows += [dict(zip(page["columns"], row)) for row in page["rows"]]
+        if len(page["rows"]) < MAX_ROWS:
+            return rows
+
+
 def export(config: Settings, user_id: str, *, idle_timeout_s: float = 3.0,
            on_step: Callable[[str], None] = lambda step: None) -> dict:
-    """All stored data of the user; for an unknown user, every part is empty."""
+    """All stored data of the user but ClickHouse's (`analytics_rows`); for an unknown user, every part is empty."""
     on_step("reading the compacted topics")
     kafka = latest_records(config, user_id, idle_timeout_s)
     on_step("reading PostgreSQL")

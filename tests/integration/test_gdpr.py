@@ -18,6 +18,7 @@ from test_cli import notifyflow
 from analytics.pseudonym import UserKeys
 from connectors import redis
 from infra.flows import FlowProcess
+from infra.stack import free_port
 from notifyflow import userdata
 
 NOW = datetime.now(UTC)
@@ -62,8 +63,9 @@ def stored_rows(user: str) -> dict[str, int]:
             conn, user, [f"{user}@example.com"]).items()}
 
 
-def export(user: str) -> dict:
-    result = notifyflow("user", "export", user, "--idle", "1")
+def export(user: str, analytics_url: str) -> dict:
+    result = notifyflow("user", "export", user, "--idle", "1", "--analytics-url", analytics_url,
+                        env={**os.environ, "ANALYTICS_SECRET": SECRET})
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -77,7 +79,12 @@ def test_export_returns_the_users_data_and_nothing_of_another_user(stack):
     neighbour = f"{user}-2"  # shares a prefix: must not be mistaken for the user
     seed(user)
     seed(neighbour)
-    data = export(user)
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    result = notifyflow("user", "export", user, "--idle", "1", "--analytics-url", nowhere)
+    assert result.returncode == 0, result.stderr
+    assert f"no analytics process at {nowhere}" in result.stderr and "Traceback" not in result.stderr
+    data = json.loads(result.stdout)
+    assert data["clickhouse"] is None  # said on stderr, not silently empty
     assert {table: len(rows) for table, rows in data["postgres"].items()} == EVERY_TABLE
     assert [n["id"] for n in data["postgres"]["notifications"]] == [f"{user}-n1", f"{user}-n2"]
     assert data["postgres"]["notifications"][1]["deleted_at"] is not None  # the delete tombstone too
@@ -89,7 +96,8 @@ def test_export_returns_the_users_data_and_nothing_of_another_user(stack):
     assert [p["status"] for p in kafka["notify.presence"]] == ["online"]
     assert neighbour not in json.dumps(data)
 
-    nobody = export(unique("nobody"))  # an unknown user is not an error: nothing is stored
+    nobody = json.loads(notifyflow("user", "export", unique("nobody"), "--idle", "1", "--analytics-url",
+                                   nowhere).stdout)  # an unknown user is not an error: nothing is stored
     assert all(not rows for rows in nobody["postgres"].values())
     assert nobody["redis"] == {"delivery_claims": []}
     assert all(not records for records in nobody["kafka"].values())
@@ -118,6 +126,8 @@ def test_erase_removes_the_user_everywhere_and_leaves_others_alone(flows):
         return f"SELECT count() FROM notifyflow.events_raw WHERE (key_version, user_key) IN ({pairs})"
 
     wait_for(analytics, rows_of(gone), [[2]])
+    assert [row["notification_id"] for row in export(gone, analytics.url)["clickhouse"]["events_raw"]] == [
+        f"{gone}-0", f"{gone}-1"]
     outputs = Outputs(flow)
     try:
         outputs.settle()
@@ -162,7 +172,10 @@ def test_erase_removes_the_user_everywhere_and_leaves_others_alone(flows):
     assert userdata.claim_keys(redis.client(os.environ["REDIS_URL"]), gone) == []
     assert userdata.claim_keys(redis.client(os.environ["REDIS_URL"]), kept) != []
     # What stays on the compacted topics are the tombstones: ids, nothing else.
-    after = export(gone)["kafka"]
+    after = export(gone, analytics.url)
+    assert after["clickhouse"] == {"events_raw": []} or all(  # or only the marketing request's, made after
+        row["notification_id"] == sale[gone]["id"] for row in after["clickhouse"]["events_raw"])
+    after = after["kafka"]
     assert [(p["deleted"], p["email"]) for p in after["notify.preferences"]] == [(True, None)]
     assert [(d["active"], d["token"]) for d in after["notify.devices"]] == [(False, None)]
     assert [(p["status"], p["gateway_id"]) for p in after["notify.presence"]] == [("offline", None)]
