@@ -76,8 +76,8 @@ def read(config: Settings, idle_timeout_s: float) -> list[dict]:
 
 
 LEDGER_INSERT = """
-INSERT INTO dlq_replays (topic, partition, "offset", stage, reason)
-SELECT * FROM unnest(%s::text[], %s::integer[], %s::bigint[], %s::text[], %s::text[])
+INSERT INTO dlq_replays (topic, partition, "offset", stage)
+SELECT * FROM unnest(%s::text[], %s::integer[], %s::bigint[], %s::text[])
 ON CONFLICT DO NOTHING
 RETURNING topic, partition, "offset"
 """
@@ -88,8 +88,7 @@ def replay(config: Settings, letters: list[dict], *, dry_run: bool = False) -> d
     `dry_run`: would go) to each topic; the rest of `letters` had been replayed before."""
     if not letters:
         return {}
-    columns = [list(column) for column in zip(*((*source(letter), letter["stage"], letter["reason"])
-                                                for letter in letters))]
+    columns = [list(column) for column in zip(*((*source(letter), letter["stage"]) for letter in letters))]
     by_topic: dict[str, list[tuple[bytes | None, bytes]]] = {}
     with postgres.connect(config.database_url) as db, db.transaction():
         fresh = {tuple(row) for row in db.execute(LEDGER_INSERT, columns).fetchall()}

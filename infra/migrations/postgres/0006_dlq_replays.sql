@@ -5,8 +5,8 @@ CREATE TABLE dlq_replays (
     topic       text        NOT NULL,
     partition   integer     NOT NULL,
     "offset"    bigint      NOT NULL,
+    -- no reason: reasons may name the user, and this table outlives erasures
     stage       text        NOT NULL,
-    reason      text        NOT NULL,
     replayed_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (topic, partition, "offset")
 );
