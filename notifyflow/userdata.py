@@ -121,7 +121,8 @@ def export(config: Settings, user_id: str, *, idle_timeout_s: float = 3.0,
 
 def tombstones(user_id: str, data: dict, now: datetime) -> list[tuple[str, dict]]:
     """(topic, record) that make the latest records on the compacted topics hold nothing but ids, and
-    make the flows forget the user. The preferences tombstone goes last: it is the one flows erase on."""
+    make the flows forget the user. The preferences tombstone is the one flows erase on; the others
+    only retire a device or a connection, so no order among them matters (nothing orders topics anyway)."""
     devices = {d["device_id"]: d["platform"] for d in data["postgres"]["devices"] + data["kafka"]["notify.devices"]}
     out = [("notify.devices", device_record(user_id, device_id, platform, registered_at=now, active=False))
            for device_id, platform in sorted(devices.items())]

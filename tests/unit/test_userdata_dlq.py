@@ -36,7 +36,7 @@ def test_a_found_key_is_the_users_own_claim_only_when_the_user_is_its_user_field
 # --- erasure tombstones ----------------------------------------------------------------------
 
 
-def test_tombstones_cover_every_known_device_and_end_with_the_preferences_tombstone():
+def test_tombstones_retire_every_known_device_and_connection_and_erase_the_preferences():
     data = {"postgres": {"devices": [{"device_id": "phone-1", "platform": "android"}]},
             "kafka": {"notify.devices": [{"device_id": "phone-1", "platform": "android"},
                                          {"device_id": "laptop", "platform": "web"}],
