@@ -320,9 +320,15 @@ def dlq_replay(
     console.print(f"{len(chosen) - sum(published.values())} already replayed before, skipped")
 
 
+def user_id(value: str) -> str:
+    if not value.strip():
+        raise typer.BadParameter("the user id is empty")
+    return value
+
+
 @user_app.command("export")
 def user_export(
-    user: Annotated[str, typer.Argument(help="The user id.")],
+    user: Annotated[str, typer.Argument(help="The user id.", callback=user_id)],
     idle: Annotated[float, typer.Option(help="Stop reading a topic after this many seconds without a record.")] = 3.0,
     analytics_url: Annotated[str, typer.Option(help="The analytics process, for the user's ClickHouse rows "
                                                     "($NOTIFYFLOW_ANALYTICS_URL).")] = ANALYTICS_URL,
@@ -343,7 +349,7 @@ def user_export(
 
 @user_app.command("erase")
 def user_erase(
-    user: Annotated[str, typer.Argument(help="The user id.")],
+    user: Annotated[str, typer.Argument(help="The user id.", callback=user_id)],
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
     idle: Annotated[float, typer.Option(help="Stop reading a topic after this many seconds without a record.")] = 3.0,
 ) -> None:
