@@ -23,8 +23,10 @@ class Intake:
         self.codecs = {topic: codec_for(topic, schema_registry_url) for topic in (EVENTS, *USER_STATE_TOPICS)}
 
     def item(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes,
-             now: datetime) -> dict:
-        source = {"topic": topic, "partition": partition, "offset": offset, "key": key, "value": value}
+             now: datetime, timestamp: tuple[int, int] | None = None) -> dict:
+        """`timestamp`: the record's Kafka timestamp as (type, epoch ms); type 0 means it has none."""
+        source = {"topic": topic, "partition": partition, "offset": offset, "key": key, "value": value,
+                  "timestamp_ms": timestamp[1] if timestamp and timestamp[0] else None}
         try:
             record = self.codecs[topic].decode(value)
         except CodecError as exc:

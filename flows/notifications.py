@@ -20,6 +20,7 @@ from connectors.postgres import AudienceMembers
 from flows import audience, channels, outbox, preferences
 from flows.dedup import DedupMerge
 from flows.digest import Digest
+from flows.ingestion import IngestionLimit, IngestionLimits, tenant_of
 from flows.intake import EVENTS, USER_STATE_TOPICS, Intake
 from flows.quiet_hours import QuietHours
 from flows.rate_limit import RateLimit
@@ -33,16 +34,20 @@ from notifyflow import settings
 def build(config: settings.Settings | None = None) -> Dataflow:
     config = config or settings.load()
     intake, catalog = Intake(config.schema_registry_url), catalog_from_env()
+    ingestion_limit = IngestionLimit(IngestionLimits.from_env())
     brokers = config.kafka_bootstrap_servers.split(",")
     encode = Encoder(config.schema_registry_url)
 
     flow = Dataflow("notifications")
     messages = op.input("read_topics", flow, KafkaSource(brokers, [EVENTS, *USER_STATE_TOPICS]))
     items = op.map("decode_and_validate", messages, lambda m: intake.item(
-        m.topic, m.partition, m.offset, m.key, m.value, utcnow()))
+        m.topic, m.partition, m.offset, m.key, m.value, utcnow(), m.timestamp))
     rejected = op.branch("split_rejected", items, lambda item: bool(item.get("outcome")))
     kinds = op.branch("split_user_state", rejected.falses, lambda item: item["kind"] == "user_state")
-    per_user = op.flat_map_batch("expand_audience", kinds.falses, functools.partial(
+    by_tenant = op.key_on("key_by_tenant", kinds.falses, tenant_of)
+    admitted = op.key_rm("drop_tenant_key", per_user_steps("limit_ingestion", by_tenant, ingestion_limit))
+    over_limit = op.branch("split_over_limit", admitted, lambda item: bool(item.get("outcome")))
+    per_user = op.flat_map_batch("expand_audience", over_limit.falses, functools.partial(
         audience.expand, members_of=AudienceMembers(config.database_url)))
     keyed = op.key_on("key_by_user", op.merge("with_user_state", kinds.trues, per_user), lambda i: i["user_id"])
     decided = per_user_steps("per_user_steps", keyed, UserPipeline([
@@ -55,7 +60,7 @@ def build(config: settings.Settings | None = None) -> Dataflow:
         ("rate_limit", RateLimit()),
         ("digest", Digest()),
     ]))
-    done = op.merge("with_rejected", rejected.trues, op.key_rm("drop_user_key", decided))
+    done = op.merge("with_rejected", rejected.trues, over_limit.trues, op.key_rm("drop_user_key", decided))
     records = op.flat_map("to_outbox_records", done, lambda item: outbox.records(item, utcnow()))
     op.output("write_topics", op.map("encode", records, encode), kafka_sink(brokers))
     return flow

@@ -26,7 +26,7 @@ def test_avro_bytes_become_a_notification_item():
     item = consume(value)
     assert item == {"kind": "notification", "user_id": "alice", "request": req,
                     "source": {"topic": "notify.events", "partition": 3, "offset": 41, "key": b"alice",
-                               "value": value}}
+                               "value": value, "timestamp_ms": None}}
     assert "outcome" not in item
 
 
@@ -47,7 +47,7 @@ def test_control_characters_are_cleaned_but_the_source_keeps_the_original_bytes(
 def test_garbage_bytes_become_a_decode_dead_letter(value, reason):
     item = consume(value, key=b"k1")
     assert item == {"kind": "notification", "user_id": None, "request": None,
-                    "source": {"topic": "notify.events", "partition": 3, "offset": 41, "key": b"k1", "value": value},
+                    "source": {"topic": "notify.events", "partition": 3, "offset": 41, "key": b"k1", "value": value, "timestamp_ms": None},
                     "outcome": "dead_letter", "stage": "decode", "reason": reason}
 
 
@@ -74,7 +74,7 @@ def test_invalid_request_becomes_a_validate_dead_letter():
     item = consume(value)
     assert item == {"kind": "notification", "user_id": None, "request": None,
                     "source": {"topic": "notify.events", "partition": 3, "offset": 41, "key": b"alice",
-                               "value": value},
+                               "value": value, "timestamp_ms": None},
                     "outcome": "dead_letter", "stage": "validate",
                     "reason": "metadata.deep_link: scheme 'javascript' is not allowed"}
 
