@@ -310,14 +310,19 @@ def dlq_replay(
     letters = read_dead_letters(config, idle)
     selection.check_stage(letters)
     chosen = dead_letters.select(letters, selection)
-    with err_console.status(f"replaying {len(chosen)} dead letters"):
-        published = dead_letters.replay(config, chosen, dry_run=dry_run)
+    refused = [letter for letter in chosen if not dead_letters.replayable(letter)]
+    with err_console.status(f"replaying {len(chosen) - len(refused)} dead letters"):
+        published = dead_letters.replay(config, [letter for letter in chosen if dead_letters.replayable(letter)],
+                                        dry_run=dry_run)
     table = Table("source topic", "would replay" if dry_run else "replayed",
                   title=f"{len(chosen)} dead letters match ({len(letters)} in notify.dlq)")
     for name, n in sorted(published.items()):
         table.add_row(name, str(n))
     console.print(table)
-    console.print(f"{len(chosen) - sum(published.values())} already replayed before, skipped")
+    console.print(f"{len(chosen) - len(refused) - sum(published.values())} already replayed before, skipped")
+    if refused:
+        console.print(f"{len(refused)} not replayed: from a compacted or unknown topic, where a replay would "
+                      "overwrite newer state (or an erasure); publish the current state instead")
 
 
 def user_id(value: str) -> str:

@@ -16,7 +16,7 @@ import psycopg
 
 from connectors import postgres
 from connectors.kafka import produce_all, producer, read_topic
-from infra.topics import codec_for, spec_for
+from infra.topics import BY_NAME, codec_for, spec_for
 from notifyflow.settings import Settings
 
 
@@ -66,6 +66,13 @@ def select(letters: list[dict], selection: Selection) -> list[dict]:
         if selection.matches(letter):
             chosen.setdefault(source(letter), letter)
     return list(chosen.values())
+
+
+def replayable(letter: dict) -> bool:
+    """Only records of topics kept by time are replayed. A record replayed to a compacted topic would
+    become the latest state of its user, over newer preferences or devices, or over an erasure tombstone."""
+    spec = BY_NAME.get(letter["topic"])
+    return spec is not None and not spec.compacted
 
 
 def read(config: Settings, idle_timeout_s: float) -> list[dict]:

@@ -8,7 +8,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-from flow_harness import Outputs, jobs, publish, request, unique
+from flow_harness import Outputs, jobs, publish, publish_raw, request, unique
 from test_cli import notifyflow
 
 from connectors.kafka import read_topic
@@ -46,11 +46,23 @@ def test_a_dead_letter_is_replayed_once_after_the_cause_is_gone(stack, tmp_path)
             assert replayed_to_events(second.stdout) is None and "1 already replayed" in second.stdout
             outputs.settle()
             assert len(jobs(outputs.wait_for({user}, bool))) == 1
+
+            # A broken record of a compacted topic is not replayed: it would become the user's latest state.
+            since = datetime.now(UTC).isoformat()
+            publish_raw("notify.preferences", user.encode(), b"\x00not avro")
+            outputs.wait_for({user}, lambda f: any(t == "notify.dlq" and v["topic"] == "notify.preferences"
+                                                   for t, v in f))
+            refused = notifyflow("dlq", "replay", "--stage", "decode", "--topic", "notify.preferences",
+                                 "--since", since, "--idle", "1")
+            assert refused.returncode == 0, refused.stderr
+            assert "1 not replayed: from a compacted or unknown topic" in refused.stdout
         finally:
             outputs.close()
     copies = [m for m in read_topic(os.environ["KAFKA_BOOTSTRAP_SERVERS"], "notify.events", idle_timeout_s=1)
               if m.key() == user.encode()]
     assert len(copies) == 2 and copies[0].value() == copies[1].value()  # the original and one replay
+    assert len([m for m in read_topic(os.environ["KAFKA_BOOTSTRAP_SERVERS"], "notify.preferences", idle_timeout_s=1)
+                if m.key() == user.encode()]) == 1
     with psycopg.connect(os.environ["DATABASE_URL"]) as db:
         assert db.execute('SELECT count(*) FROM dlq_replays WHERE topic = %s AND partition = %s AND "offset" = %s',
                           (letter["topic"], letter["partition"], letter["offset"])).fetchone() == (1,)

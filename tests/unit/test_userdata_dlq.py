@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from infra.topics import codec_for
-from notifyflow.dlq import Selection, SelectionError, select
+from notifyflow.dlq import Selection, SelectionError, replayable, select
 from notifyflow.userdata import addresses, claim_pattern, is_claim_of, tombstones
 
 NOW = datetime(2026, 11, 26, 4, 0, tzinfo=UTC)
@@ -104,3 +104,11 @@ def test_a_stage_no_dead_letter_has_is_a_mistake():
     Selection(stage="decode").check_stage(LETTERS)
     with pytest.raises(SelectionError, match="no dead letters at stage 'validation'; stages: decode, deliver, validate"):
         Selection(stage="validation").check_stage(LETTERS)
+
+
+def test_only_records_of_topics_kept_by_time_are_replayable():
+    assert replayable(letter(1)) and replayable(letter(2, topic="notify.outbox.email.bulk"))
+    # A replayed preferences record would become the user's latest state, even over an erasure.
+    assert not replayable(letter(3, topic="notify.preferences"))
+    assert not replayable(letter(4, topic="notify.devices"))
+    assert not replayable(letter(5, topic="somewhere.else"))
