@@ -75,13 +75,15 @@ class UserPipeline(UserStep):
 
     def __init__(self, steps: list[tuple[str, UserStep]]) -> None:
         self.steps = steps
+        # Asked about every item, so only the steps that can recognise an erasure are asked.
+        self.forgetters = [step for _, step in steps if type(step).forgets is not UserStep.forgets]
 
     def new_state(self) -> dict:
         return {name: step.new_state() for name, step in self.steps}
 
     def process(self, state: dict, items: list[dict], now: datetime, start: int = 0) -> list[dict]:
         for at, item in enumerate(items):
-            if any(step.forgets(item) for _, step in self.steps):
+            if any(step.forgets(item) for step in self.forgetters):
                 # Erasure drops the user's state in every step, not only the one that reads the
                 # tombstone: held-back notifications, digests, dedup and rate windows all go.
                 out = self.process(state, items[:at], now, start)
