@@ -1,7 +1,8 @@
-"""The notifyflow command against the running stack: send, tail, dlq, and clear errors."""
+"""The notifyflow command against the running stack: send, tail, dlq, gateway, and clear errors."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -9,7 +10,12 @@ import sys
 import uuid
 from datetime import UTC, datetime
 
+import httpx
+import websockets
+
 from connectors.kafka import produce_all, producer
+from gateway.auth import issue_token
+from infra.stack import free_port, stop_process, wait_until
 from infra.topics import codec_for
 from notifyflow.settings import SERVICE_VARS
 
@@ -112,3 +118,29 @@ def test_the_demo_runs_the_flows_on_its_own_stack_and_shows_what_was_delivered(t
     rollups = out[out.index("analytics (ClickHouse rollups per channel)"):].splitlines()
     assert any(line.split("│")[1].strip() == "in_app" for line in rollups if line.count("│") > 2)
     assert "local stack stopped" in out
+
+
+def test_the_gateway_logs_requests_without_tokens_or_addresses(stack, tmp_path):
+    port, secret, log = free_port(), "cli-gateway-secret-of-32-bytes!!", tmp_path / "gateway.log"
+    token = issue_token("ana", secret)
+    with open(log, "wb") as out:
+        gateway = subprocess.Popen([sys.executable, "-m", "notifyflow.cli", "gateway", "--port", str(port),
+                                    "--log-level", "info"], stdout=out, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "GATEWAY_JWT_SECRET": secret}, start_new_session=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: httpx.get(f"{base}/health").raise_for_status(), "the gateway", gateway, log)
+        httpx.get(f"{base}/api/notifications?token={token}").raise_for_status()
+        httpx.put(f"{base}/api/preferences", headers={"authorization": f"Bearer {token}"},
+                  json={"email": "ana.private@example.com", "timezone": "Mars/Base"})
+
+        async def connect():
+            async with websockets.connect(f"ws://127.0.0.1:{port}/ws?token={token}&device=d1"):
+                pass
+
+        asyncio.run(connect())
+    finally:
+        stop_process(gateway)
+    written = log.read_text()
+    assert "/api/notifications?token=[redacted]" in written and "/ws?token=[redacted]&device=d1" in written
+    assert token not in written and token.split(".")[2] not in written and "ana.private" not in written

@@ -1,0 +1,42 @@
+"""Secrets and personal data never reach a log line, whoever logs them."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from notifyflow.logs import redact
+
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbmEifQ.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+
+
+@pytest.mark.parametrize(("line", "masked"), [
+    (f'127.0.0.1:5 - "WebSocket /ws?token={JWT}&device=d1" [accepted]',
+     '127.0.0.1:5 - "WebSocket /ws?token=[redacted]&device=d1" [accepted]'),
+    (f"authorization: Bearer {JWT}", "authorization: Bearer [jwt]"), ("Authorization: Basic dXNlcjpwYXNz", "Authorization: Basic [redacted]"),
+    ("connecting to postgresql://notify:s3cret@db:5432/notify", "connecting to postgresql://notify:[redacted]@db:5432/notify"),
+    ("550 ana.smith+tag@example.co.uk: no such user", "550 [email]: no such user"),
+    ("SNS: +15550100123 has opted out", "SNS: [phone] has opted out"),
+    ("signing with whsec_bm90aWZ5Zmxvdy10ZXN0LXNlY3JldA==", "signing with whsec_[redacted]"),
+    ("-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEI\n-----END EC PRIVATE KEY-----", "[private key]"),
+    ("BadDeviceToken for " + "ab12" * 16, "BadDeviceToken for [device token]"),
+    ("410 from https://push.example/send/" + "dGVzdA" * 30, "410 from https://push.example/send/[device token]"),
+    ("circuit open for webhook", "circuit open for webhook"),
+])
+def test_redact(line, masked):
+    assert redact(line) == masked
+
+
+def test_every_record_is_masked_with_its_arguments_and_traceback(caplog):
+    import notifyflow  # noqa: F401  (installs the masking record factory)
+
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("uvicorn.access").info('%s - "GET %s HTTP/1.1" %d', "127.0.0.1", f"/events?token={JWT}", 200)
+        try:
+            raise ConnectionError("SMTP refused ana@example.com")
+        except ConnectionError:
+            logging.getLogger("sinks.email").exception("could not suppress %s", "bo@example.com")
+    assert JWT not in caplog.text and "@example.com" not in caplog.text
+    assert '"GET /events?token=[redacted] HTTP/1.1" 200' in caplog.text
+    assert "could not suppress [email]" in caplog.text and "SMTP refused [email]" in caplog.text
