@@ -1,19 +1,22 @@
 """The webhook delivery flow against a receiver that verifies Standard Webhooks signatures:
 retries with backoff, a circuit that opens, fallback to the next channel, dead letters after
-the last attempt, and no duplicate after a crash and a full replay."""
+the last attempt, no duplicate after a crash and a full replay, and signatures that stop replays."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+import httpx
 import psycopg
 import pytest
 from flow_harness import Outputs, jobs, publish_raw, statuses, unique
+from standardwebhooks import Webhook
 
 from infra.flows import FlowProcess, delivery_flow
 from infra.peers.webhook import WebhookReceiver
 from infra.stack import free_port
 from infra.topics import codec_for
+from sinks.webhook import payload
 
 TOPIC = "notify.outbox.webhook.normal"
 
@@ -107,3 +110,23 @@ def test_a_dead_endpoint_opens_the_circuit_and_falls_back_to_the_next_channel(st
     assert all(j["channel"] == "email" and j["address"] == "bo@example.com" and j["fallback"] == [] for j in moved)
     # Not lost, so not dead-lettered: a replay from the dead-letter topic would tell them twice.
     assert not [v for t, v in found if t == "notify.dlq"]
+
+
+def test_a_captured_webhook_replayed_later_or_tampered_with_is_refused(receiver):
+    """What the sink signs is what a Standard Webhooks receiver accepts, once, and only fresh."""
+    sent = job(unique("ana"), "acme")
+    body = payload(sent)
+
+    def post(at: datetime, content: str = body, webhook_id: str = sent["job_id"]) -> int:
+        headers = {"content-type": "application/json", "webhook-id": webhook_id,
+                   "webhook-timestamp": str(int(at.timestamp())),
+                   "webhook-signature": Webhook(receiver.secret).sign(webhook_id, at, content)}
+        return httpx.post(receiver.url, content=body, headers=headers).status_code
+
+    now = datetime.now(UTC)
+    assert post(now) == 204 and len(receiver.received) == 1
+    assert post(now) == 204 and receiver.duplicates == 1 and len(receiver.received) == 1  # same id: dropped
+    assert post(now - timedelta(minutes=10), webhook_id="old") == 401  # captured long ago: too old
+    assert post(now + timedelta(minutes=10), webhook_id="future") == 401  # or stamped ahead
+    assert post(now, content=body.replace("Build", "Bill"), webhook_id="tampered") == 401  # signed other bytes
+    assert receiver.rejected == 3 and len(receiver.received) == 1
