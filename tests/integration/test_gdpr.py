@@ -20,6 +20,7 @@ from connectors import redis
 from infra.flows import FlowProcess
 from infra.stack import free_port
 from notifyflow import userdata
+from notifyflow.settings import SERVICE_VARS
 
 NOW = datetime.now(UTC)
 
@@ -211,3 +212,12 @@ def test_retention_deletes_expired_history_and_claims_and_keeps_recent_ones(stac
                                      ("devices", "SELECT device_id FROM devices WHERE user_id LIKE %s"))}
     assert kept == {"notifications": [f"{user}-recent", f"{user}-recent-deleted"], "claims": [f"{user}-recent"],
                     "devices": ["active-old", "retired-recent"]}
+
+
+def test_without_a_stack_the_commands_say_how_to_start_one(tmp_path):
+    bare = {k: v for k, v in os.environ.items() if k not in SERVICE_VARS} | {"NOTIFYFLOW_HOME": str(tmp_path)}
+    for args in (("user", "export", "ana"), ("user", "erase", "ana", "--yes"), ("retention",),
+                 ("dlq", "replay", "--stage", "validate")):
+        result = notifyflow(*args, env=bare)
+        assert result.returncode == 2 and "notifyflow stack up" in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr
