@@ -4,7 +4,9 @@ A replay re-publishes the original key and bytes to the topic they were first re
 flow that rejected them reads them again. Each dead letter is replayed at most once: its source
 (topic, partition, offset) is recorded in PostgreSQL (`dlq_replays`) in the same transaction that
 waits for the broker's acknowledgements, so a replay that fails records nothing and a second
-replay of the same selection publishes nothing.
+replay of the same selection publishes nothing. (A failure after the broker took part of a topic's
+records leaves those to be sent again by the next replay: the flows drop such copies by request id
+or delivery claim.)
 """
 
 from __future__ import annotations
@@ -91,20 +93,22 @@ RETURNING topic, partition, "offset"
 
 
 def replay(config: Settings, letters: list[dict], *, dry_run: bool = False) -> dict[str, int]:
-    """Publish each letter not replayed before to its source topic. Returns how many went (with
-    `dry_run`: would go) to each topic; the rest of `letters` had been replayed before."""
-    if not letters:
-        return {}
-    columns = [list(column) for column in zip(*((*source(letter), letter["stage"]) for letter in letters))]
-    by_topic: dict[str, list[tuple[bytes | None, bytes]]] = {}
-    with postgres.connect(config.database_url) as db, db.transaction():
-        fresh = {tuple(row) for row in db.execute(LEDGER_INSERT, columns).fetchall()}
-        for letter in letters:
-            if source(letter) in fresh:
-                by_topic.setdefault(letter["topic"], []).append((letter["original_key"], letter["original"]))
-        if dry_run:
-            raise psycopg.Rollback()  # ends the transaction, recording nothing
-        client = producer(config.kafka_bootstrap_servers)
-        for topic, records in by_topic.items():
-            produce_all(client, topic, records)
-    return {topic: len(records) for topic, records in by_topic.items()}
+    """Publish each letter not replayed before to its source topic, one transaction per topic (a
+    failure on one topic leaves the others replayed). Returns how many went (with `dry_run`: would go)
+    to each topic; the rest of `letters` had been replayed before."""
+    by_topic: dict[str, list[dict]] = {}
+    for letter in letters:
+        by_topic.setdefault(letter["topic"], []).append(letter)
+    counts = {}
+    client = producer(config.kafka_bootstrap_servers)
+    with postgres.connect(config.database_url) as db:
+        for topic, group in by_topic.items():
+            with db.transaction():
+                columns = [list(column) for column in zip(*((*source(letter), letter["stage"]) for letter in group))]
+                fresh = {tuple(row) for row in db.execute(LEDGER_INSERT, columns).fetchall()}
+                records = [(letter["original_key"], letter["original"]) for letter in group if source(letter) in fresh]
+                counts[topic] = len(records)
+                if dry_run:
+                    raise psycopg.Rollback()  # ends this transaction, recording nothing
+                produce_all(client, topic, records)
+    return counts
