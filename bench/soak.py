@@ -1,15 +1,18 @@
-"""Crash soak: notifications through the notification flow and the in-app and webhook delivery
+"""Crash soak: notifications through the notification flow and the in-app, push and webhook delivery
 flows while flow processes are SIGKILLed at random points and restarted from their recovery stores.
 
     python -m bench.soak                                        # 5,000 notifications, 3 kills (~1 min)
     python -m bench.soak --notifications 100000 --kills 10     # the full soak (a few minutes)
 
 1% more records on notify.events are garbage and must land in notify.dlq with a reason; every
-notification must reach the in-app center and, when it asks for one, the tenant's webhook,
-once. Counted at the peers: in-app = notification-center rows in PostgreSQL plus the live
-"created" events a connected device would show (Redis); webhook = a receiver that verifies
-Standard Webhooks signatures and drops a webhook-id it has already processed (a send that was in
-flight at a kill is sent again with the same id: `redelivered` counts those drops).
+notification must reach the in-app center, each phone of its user (one user in ten has an Android
+phone, one in twenty an iPhone too) and, when it asks for one, the tenant's webhook, once per
+device and channel. Counted at the peers: in-app = notification-center rows in PostgreSQL plus the
+live "created" events a connected device would show (Redis); push = the local FCM HTTP v1 and APNs
+services; webhook = a receiver that verifies Standard Webhooks signatures. A send in flight at a
+kill is sent again with the same idempotency key (webhook-id, FCM tag, apns-collapse-id), which the
+receiver drops or the phone shows once: `redelivered` counts those; `duplicates` counts what a user
+would see twice (a second "created" toast, a second webhook-id or collapse key for one notification).
 Last line: accepted=<n> delivered=<n> lost=<n> duplicates=<n> dlq=<n>
 """
 
@@ -26,16 +29,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from connectors import redis
 from connectors.kafka import TopicReader, produce_all, producer
 from infra.flows import FlowProcess, delivery_flow
+from infra.peers.apns import ApnsService
+from infra.peers.fcm import FcmService
 from infra.peers.webhook import WebhookReceiver
 from infra.stack import LocalStack
 from infra.topics import codec_for
-from notifyflow.requests import notification_request
+from notifyflow.requests import device_record, notification_request
 
 console = Console(stderr=True)
 LANES = ("normal", "high")
@@ -45,7 +52,8 @@ STALL_S = 60.0  # no new delivery for this long after the last kill: whatever is
 @dataclass
 class Workload:
     records: list[tuple[bytes, bytes]]
-    expected: set[tuple[str, str]]  # (notification id, channel)
+    devices: list[dict]
+    expected: set[tuple[str, str, str]]  # (notification id, channel, device id or "-")
     garbage: set[str]  # keys of the records that must be dead-lettered
 
 
@@ -70,10 +78,13 @@ class Result:
 
 
 def workload(run: str, notifications: int, seed: int) -> Workload:
-    """Five notifications per user (under every frequency cap), one in 20 also to the webhook, and
-    1% more records of garbage at random places."""
+    """Five notifications per user (under every frequency cap), one in 20 to the webhook instead of
+    push, and 1% more records of garbage at random places."""
     rng, codec = random.Random(seed), codec_for("notify.events")
     users = max(1, notifications // 5)
+    phones = {u: [device_record(f"{run}-u{u}", "pixel", "android", token=f"{run}-fcm-{u}")]
+              + ([device_record(f"{run}-u{u}", "iphone", "ios", token=f"{u:064x}")] if u % 20 == 5 else [])
+              for u in range(5, users, 10)}
     records, expected = [], set()
     for n in range(notifications):
         user, channels = f"{run}-u{n % users}", ["in_app", "webhook"] if n % 20 == 0 else []
@@ -81,11 +92,13 @@ def workload(run: str, notifications: int, seed: int) -> Workload:
                                        priority=rng.choice(LANES), tenant=run, channels=channels)
         request["id"] = f"{run}-n{n}"
         records.append((user.encode(), codec.encode(request)))
-        expected |= {(request["id"], channel) for channel in channels or ["in_app"]}
+        expected |= {(request["id"], channel, "-") for channel in channels or ["in_app"]}
+        if not channels:
+            expected |= {(request["id"], "push", phone["device_id"]) for phone in phones.get(n % users, [])}
     garbage = {f"{run}-garbage-{n}" for n in range(notifications // 100)}
     for key in sorted(garbage):
         records.insert(rng.randrange(len(records) + 1), (key.encode(), rng.randbytes(rng.randrange(1, 200))))
-    return Workload(records, expected, garbage)
+    return Workload(records, [phone for user in phones.values() for phone in user], expected, garbage)
 
 
 class LiveEvents:
@@ -110,22 +123,43 @@ class LiveEvents:
 class Peers:
     """The delivered side, counted where a user would see it."""
 
-    def __init__(self, urls: dict[str, str], run: str, receiver: WebhookReceiver) -> None:
-        self.database, self.run, self.receiver = psycopg.connect(urls["DATABASE_URL"], autocommit=True), run, receiver
+    def __init__(self, urls: dict[str, str], run: str, work: Workload, receiver: WebhookReceiver,
+                 fcm: FcmService, apns: ApnsService) -> None:
+        self.database, self.run = psycopg.connect(urls["DATABASE_URL"], autocommit=True), run
+        self.receiver, self.fcm, self.apns = receiver, fcm, apns
+        self.device_of = {phone["token"]: phone["device_id"] for phone in work.devices}
         self.live = LiveEvents(urls["REDIS_URL"], run)
         self.dead_letters = TopicReader(urls["KAFKA_BOOTSTRAP_SERVERS"], ["notify.dlq"])
         self.dlq_keys: list[str] = []
 
-    def delivered(self) -> set[tuple[str, str]]:
-        rows = self.database.execute("SELECT id FROM notifications WHERE tenant = %s", [self.run]).fetchall()
-        hooks = {(hook["body"]["data"]["id"], "webhook") for hook in self.receiver.received}
-        return {(row[0], "in_app") for row in rows} | hooks
+    def shown(self) -> dict[tuple[str, str, str], list[str]]:
+        """Per (notification, channel, device): the idempotency key of every copy that arrived."""
+        shown: dict[tuple[str, str, str], list[str]] = {}
+        for (notification_id,) in self.database.execute("SELECT id FROM notifications WHERE tenant = %s",
+                                                        [self.run]).fetchall():
+            shown[(notification_id, "in_app", "-")] = [notification_id]
+        for hook in self.receiver.received:  # the receiver keeps the first copy of each webhook-id
+            shown.setdefault((hook["body"]["data"]["id"], "webhook", "-"), []).append(hook["id"])
+        for sent in self.fcm.received:
+            message = sent["message"]
+            key = (message["data"]["notification_id"], "push", self.device_of[message["token"]])
+            shown.setdefault(key, []).append(message["android"]["notification"]["tag"])
+        for sent in self.apns.received:
+            key = (sent["payload"]["notification_id"], "push", self.device_of[sent["token"]])
+            shown.setdefault(key, []).append(sent["headers"]["apns-collapse-id"])
+        return shown
 
-    def duplicates(self) -> int:
-        """Shown twice: a live "created" event more than once, or one notification under two webhook-ids."""
+    def delivered(self) -> set[tuple[str, str, str]]:
+        return set(self.shown())
+
+    def duplicates(self, shown: dict) -> int:
+        """What a user would see twice: a second "created" toast, or a second idempotency key."""
         toasts = sum(count - 1 for count in self.live.created.values() if count > 1)
-        hooks = Counter(hook["body"]["data"]["id"] for hook in self.receiver.received)
-        return toasts + sum(count - 1 for count in hooks.values() if count > 1)
+        return toasts + sum(len(set(keys)) - 1 for keys in shown.values())
+
+    def redelivered(self, shown: dict) -> int:
+        """Copies with a key already delivered: the receiver drops them, the phone shows one."""
+        return self.receiver.duplicates + sum(len(keys) - len(set(keys)) for keys in shown.values())
 
     def dead_lettered(self, codec=codec_for("notify.dlq")) -> list[str]:
         for message in self.dead_letters.poll(0.2):
@@ -141,10 +175,23 @@ class Peers:
         self.database.close()
 
 
-def start_flows(workdir: Path, urls: dict[str, str]) -> list[FlowProcess]:
-    targets = ["notifications"] + [delivery_flow(channel, lane) for channel in ("in_app", "webhook") for lane in LANES]
-    return [FlowProcess(target, workdir / f"recovery-{n}", workdir / f"flow-{n}.log", env=urls).start()
+def start_flows(workdir: Path, env: dict[str, str]) -> list[FlowProcess]:
+    targets = ["notifications"] + [delivery_flow(channel, lane) for channel in ("in_app", "push", "webhook")
+                                   for lane in LANES]
+    return [FlowProcess(target, workdir / f"recovery-{n}", workdir / f"flow-{n}.log", env=env).start()
             for n, target in enumerate(targets)]
+
+
+def push_settings(workdir: Path, fcm: FcmService, apns: ApnsService) -> dict[str, str]:
+    """The push flows' provider settings for the local FCM and APNs services (no browsers here)."""
+    key_file = workdir / "service-account.json"
+    key_file.write_text(json.dumps(fcm.service_account()))
+    vapid = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    return {"APNS_URL": apns.url, "APNS_KEY_ID": apns.key_id, "APNS_TEAM_ID": apns.team_id,
+            "APNS_BUNDLE_ID": apns.bundle_id, "APNS_PRIVATE_KEY": apns.private_key_pem,
+            "APNS_CA_FILE": str(apns.ca_pem_path), "GOOGLE_APPLICATION_CREDENTIALS": str(key_file),
+            "FCM_PROJECT_ID": fcm.project_id, "FCM_ENDPOINT": fcm.url, "VAPID_PRIVATE_KEY": vapid}
 
 
 def run(urls: dict[str, str], workdir: Path, notifications: int, kills: int, seed: int = 7) -> Result:
@@ -152,19 +199,25 @@ def run(urls: dict[str, str], workdir: Path, notifications: int, kills: int, see
     work = workload(run_id, notifications, seed)
     # Kill points by progress, so every kill lands while there is work in flight, however fast it goes.
     kill_at = sorted(rng.uniform(0.05, 0.9) * len(work.expected) for _ in range(kills))
-    with WebhookReceiver() as receiver, psycopg.connect(urls["DATABASE_URL"], autocommit=True) as db:
+    with WebhookReceiver() as receiver, FcmService() as fcm, ApnsService() as apns, \
+            psycopg.connect(urls["DATABASE_URL"], autocommit=True) as db:
         db.execute("INSERT INTO webhook_endpoints (tenant, url, secret) VALUES (%s, %s, %s)",
                    (run_id, receiver.url, receiver.secret))
-        flows, peers = start_flows(workdir, urls), Peers(urls, run_id, receiver)
+        client = producer(urls["KAFKA_BOOTSTRAP_SERVERS"])
+        devices = codec_for("notify.devices")
+        # Before the flows start, so they know every phone before the first notification.
+        produce_all(client, "notify.devices", [(d["user_id"].encode(), devices.encode(d)) for d in work.devices])
+        flows = start_flows(workdir, {**urls, **push_settings(workdir, fcm, apns)})
+        peers = Peers(urls, run_id, work, receiver, fcm, apns)
         try:
-            produce_all(producer(urls["KAFKA_BOOTSTRAP_SERVERS"]), "notify.events", work.records, timeout_s=120)
+            produce_all(client, "notify.events", work.records, timeout_s=120)
             killed = watch(flows, peers, work, kill_at, rng)
             time.sleep(3)  # a replay after the last kill may still be sending: let it show
-            delivered, dlq = peers.delivered(), set(peers.dead_lettered())
+            shown, dlq = peers.shown(), set(peers.dead_lettered())
             return Result(accepted=len(work.records) - len(work.garbage), expected=len(work.expected),
-                          delivered=len(delivered & work.expected), duplicates=peers.duplicates(),
-                          redelivered=receiver.duplicates, dlq=len(dlq & work.garbage), garbage=len(work.garbage),
-                          kills=killed)
+                          delivered=len(set(shown) & work.expected), duplicates=peers.duplicates(shown),
+                          redelivered=peers.redelivered(shown), dlq=len(dlq & work.garbage),
+                          garbage=len(work.garbage), kills=killed)
         finally:
             peers.close()
             for flow in flows:
@@ -210,7 +263,7 @@ def main() -> None:
         started = time.monotonic()
         result = run(stack.urls, Path(scratch), args.notifications, args.kills, args.seed)
         console.print(f"{result.kills} kills in {time.monotonic() - started:.0f} s; {result.expected:,} deliveries "
-                      f"expected; {result.redelivered} in-flight resends dropped by the webhook receiver by id; "
+                      f"expected; redelivered={result.redelivered} (in flight at a kill, same idempotency key); "
                       f"{result.dlq} of {result.garbage} garbage records dead-lettered")
     print(result.line())
 
