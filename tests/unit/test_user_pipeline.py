@@ -46,12 +46,15 @@ def user(**prefs) -> list[dict]:
 def test_a_tombstone_drops_what_every_step_holds_and_the_timers_with_it():
     steps = pipeline()
     state = steps.new_state()
-    steps.process(state, user(quiet_hours=quiet_hours("00:00", "23:59"), digest=digest_settings(),
-                              marketing_consent=True), NOW)
-    out = steps.process(state, keyed(request(title="held", priority="high"),
-                                     request(title="for the digest", priority="low", category="social")), NOW)
-    assert {item["outcome"] for item in out} == {"deferred"}
-    assert steps.due(state) is not None and not steps.is_empty(state)
+    steps.process(state, user(digest=digest_settings(), marketing_consent=True), NOW)
+    out = steps.process(state, keyed(
+        request(title="sent now", priority="high"),  # counted by the rate limit
+        request(title="later", scheduled_at=NOW + timedelta(hours=1)),  # held until scheduled_at
+        request(title="for the digest", priority="low", category="social")), NOW)
+    assert [item.get("outcome") for item in out] == [None, "deferred", "digested"]
+    assert state["quiet_hours"]["held"] and state["digest"]["entries"] and state["rate_limit"]["sent"]
+    assert len(state["dedup_merge"]["windows"]) == 3 and state["join_user_state"]["devices"]
+    assert steps.due(state) == NOW + timedelta(hours=1)
 
     assert steps.process(state, [TOMBSTONE], NOW) == []
     assert state == steps.new_state()
