@@ -6,7 +6,7 @@ a dead letter leaves nothing behind, so its replay after a fix is processed as n
 import functools
 from datetime import timedelta
 
-from flow_items import (NOW, TEMPLATES, Pipeline, device, digest_settings, preferences_record, quiet_hours,
+from flow_items import (NOW, TEMPLATES, Pipeline, device, digest_settings, preferences_record,
                         request, sample_catalog, user_records, user_state_item)
 from flows import channels, preferences
 from flows.dedup import DedupMerge
