@@ -2,12 +2,14 @@
 (selecting dead letters to replay), without servers."""
 
 from datetime import UTC, datetime, timedelta
+from fnmatch import fnmatchcase
 
 import pytest
 
 from infra.topics import codec_for
 from notifyflow.dlq import Selection, SelectionError, replayable, select
 from notifyflow.userdata import addresses, claim_pattern, is_claim_of, tombstones
+from sinks.engine import Send
 
 NOW = datetime(2026, 11, 26, 4, 0, tzinfo=UTC)
 
@@ -31,6 +33,14 @@ def test_the_scan_pattern_escapes_glob_characters_of_the_user_id():
 ])
 def test_a_found_key_is_the_users_own_claim_only_when_the_user_is_its_user_field(key, mine):
     assert is_claim_of(key, "ana") is mine
+
+
+def test_the_claim_keys_the_sinks_make_are_found_as_the_users():
+    job = {"notification_id": "digest:ana:20261126T0900", "user_id": "ana", "channel": "email", "revision": 2}
+    for device in (None, {"device_id": "phone:1"}):
+        key = Send(job, device).claim_key
+        assert is_claim_of(key, "ana") and not is_claim_of(key, "an")
+        assert fnmatchcase(key, claim_pattern("ana"))
 
 
 # --- erasure tombstones ----------------------------------------------------------------------
