@@ -269,10 +269,13 @@ def dlq(
     """Dead letters grouped by stage and reason, then the newest ones."""
     if ctx.invoked_subcommand is not None:
         return
-    letters = read_dead_letters(settings.load(), idle)
-    groups = Table("stage", "reason", "count", title=f"{len(letters)} dead letters")
+    config = settings.load()
+    letters = read_dead_letters(config, idle)
+    replayed = dead_letters.replayed(config, letters)
+    done = Counter((d["stage"], d["reason"]) for d in letters if dead_letters.source(d) in replayed)
+    groups = Table("stage", "reason", "count", "replayed", title=f"{len(letters)} dead letters")
     for (stage, reason), n in Counter((d["stage"], d["reason"]) for d in letters).most_common():
-        groups.add_row(stage, reason, str(n))
+        groups.add_row(stage, reason, str(n), str(done[stage, reason]))
     console.print(groups)
     newest = Table("last seen", "source", "stage", "reason", "attempts", title="newest")
     for d in sorted(letters, key=lambda d: d["last_seen"])[-show:]:

@@ -84,6 +84,19 @@ def read(config: Settings, idle_timeout_s: float) -> list[dict]:
                                       deadline_s=600)]
 
 
+def columns(letters: list[dict]) -> list[list]:
+    """The letters' sources as arrays (topics, partitions, offsets), for unnest()."""
+    return [[letter[name] for letter in letters] for name in ("topic", "partition", "offset")]
+
+
+def replayed(config: Settings, letters: list[dict]) -> set[tuple[str, int, int]]:
+    """The sources among `letters` replayed before."""
+    with postgres.connect(config.database_url) as db:
+        return {tuple(row) for row in db.execute(
+            'SELECT topic, partition, "offset" FROM dlq_replays WHERE (topic, partition, "offset") IN '
+            "(SELECT * FROM unnest(%s::text[], %s::integer[], %s::bigint[]))", columns(letters)).fetchall()}
+
+
 LEDGER_INSERT = """
 INSERT INTO dlq_replays (topic, partition, "offset", stage)
 SELECT * FROM unnest(%s::text[], %s::integer[], %s::bigint[], %s::text[])
@@ -104,8 +117,8 @@ def replay(config: Settings, letters: list[dict], *, dry_run: bool = False) -> d
     with postgres.connect(config.database_url) as db:
         for topic, group in by_topic.items():
             with db.transaction():
-                columns = [list(column) for column in zip(*((*source(letter), letter["stage"]) for letter in group))]
-                fresh = {tuple(row) for row in db.execute(LEDGER_INSERT, columns).fetchall()}
+                fresh = {tuple(row) for row in db.execute(
+                    LEDGER_INSERT, [*columns(group), [letter["stage"] for letter in group]]).fetchall()}
                 records = [(letter["original_key"], letter["original"]) for letter in group if source(letter) in fresh]
                 counts[topic] = len(records)
                 if dry_run:

@@ -41,6 +41,11 @@ def test_a_dead_letter_is_replayed_once_after_the_cause_is_gone(stack, tmp_path)
             found = outputs.wait_for({user}, lambda f: bool(jobs(f)))
             assert [job["notification_id"] for _, job in jobs(found)] == [bad["id"]]
 
+            listed = notifyflow("dlq", "--idle", "1")
+            groups = listed.stdout.split("newest")[0]  # the grouped table, before the newest letters
+            [group] = [line.split("│") for line in groups.splitlines() if created.isoformat() in line]
+            assert [cell.strip() for cell in group[3:5]] == ["1", "1"]  # one dead letter, replayed
+
             second = notifyflow("dlq", "replay", *select)
             assert second.returncode == 0, second.stderr
             assert replayed_to_events(second.stdout) == "0" and "1 already replayed" in second.stdout
