@@ -43,8 +43,8 @@ from schemas import CodecError
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
 stack_app = typer.Typer(help="The local stack of embedded servers.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
-analytics_app = typer.Typer(help="The analytics flow into ClickHouse, its dashboard and SQL on live data.",
-                            invoke_without_command=True)
+analytics_app = typer.Typer(help="Without a command: run the analytics flow into ClickHouse and serve its dashboard "
+                                 "until Ctrl-C. `sql`: run SQL on live data.", invoke_without_command=True)
 app.add_typer(analytics_app, name="analytics")
 dlq_app = typer.Typer(help="Dead letters: list them grouped by stage and reason, replay a selection.",
                       invoke_without_command=True)
