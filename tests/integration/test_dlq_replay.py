@@ -18,14 +18,14 @@ from infra.flows import FlowProcess
 
 def test_a_dead_letter_is_replayed_once_after_the_cause_is_gone(stack, tmp_path):
     user = unique("dlq")
-    # The sender's clock runs a few seconds past the tolerated skew: rejected now, fine a little later.
-    created = datetime.now(UTC).replace(microsecond=0) + MAX_CLOCK_SKEW + timedelta(seconds=8)
-    bad = request(user, "Deploy finished", metadata={"created_at": created})
-    select = ["--stage", "validate", "--reason", created.isoformat(), "--idle", "1"]
     with FlowProcess("notifications", tmp_path / "recovery", tmp_path / "flow.log") as flow:
         outputs = Outputs(flow)
         try:
-            outputs.settle()
+            outputs.settle()  # the flow has read the session's backlog
+            # The sender's clock runs a few seconds past the tolerated skew: rejected now, fine a little later.
+            created = datetime.now(UTC).replace(microsecond=0) + MAX_CLOCK_SKEW + timedelta(seconds=8)
+            bad = request(user, "Deploy finished", metadata={"created_at": created})
+            select = ["--stage", "validate", "--reason", created.isoformat(), "--idle", "1"]
             publish("notify.events", [bad])
             [(_, letter)] = outputs.wait_for({user}, bool)
             assert (letter["stage"], letter["topic"]) == ("validate", "notify.events")
