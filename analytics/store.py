@@ -48,9 +48,11 @@ class RawEvents:
 
 
 def stored_offsets(client) -> dict[tuple[str, int], int]:
+    """Answered by the stored_offsets projection of the raw table (and the marks erasures left)."""
     result = client.query(
-        "SELECT source_topic, source_partition, max(source_offset) FROM ("
-        f" SELECT source_topic, source_partition, source_offset FROM {RAW}"
+        "SELECT source_topic, source_partition, max(newest) FROM ("
+        f" SELECT source_topic, source_partition, max(source_offset) AS newest FROM {RAW}"
+        " GROUP BY source_topic, source_partition"
         " UNION ALL SELECT source_topic, source_partition, source_offset FROM notifyflow.ingest_marks"
         ") GROUP BY source_topic, source_partition")
     return {(topic, partition): offset for topic, partition, offset in result.result_rows}

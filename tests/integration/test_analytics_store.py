@@ -9,7 +9,7 @@ import pytest
 
 from analytics.pseudonym import UserKeys
 from analytics.rows import Rows
-from analytics.store import RawEvents, erase
+from analytics.store import RawEvents, erase, stored_offsets
 from connectors import clickhouse
 from infra.migrate import migrate_clickhouse
 from infra.topics import codec_for
@@ -41,6 +41,13 @@ def items(first: int, count: int, user: str = "alice") -> list[dict]:
 def stored(client) -> list[tuple]:
     return client.query("SELECT day, count(), uniqExact(source_offset) FROM notifyflow.events_raw"
                         " GROUP BY day ORDER BY day").result_rows
+
+
+def test_the_resume_point_comes_from_the_parts_aggregates_not_a_scan(client):
+    RawEvents(client).write(items(0, 80))
+    assert client.query("SELECT max(source_offset) FROM notifyflow.events_raw GROUP BY source_topic, source_partition"
+                        " SETTINGS force_optimize_projection = 1").result_rows == [(79,)]
+    assert stored_offsets(client) == {("notify.status", 0): 79}
 
 
 def test_a_restarted_writer_skips_what_is_stored_and_keeps_the_rest(client):

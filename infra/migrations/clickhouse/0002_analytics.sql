@@ -36,6 +36,13 @@ ALTER TABLE notifyflow.events_raw ADD PROJECTION IF NOT EXISTS per_minute (
 
 ALTER TABLE notifyflow.events_raw MATERIALIZE PROJECTION per_minute;
 
+-- The newest offset stored per source partition, also kept in every part: a resumed writer reads it from
+-- the parts' aggregates instead of scanning 90 days of rows.
+ALTER TABLE notifyflow.events_raw ADD PROJECTION IF NOT EXISTS stored_offsets (
+    SELECT source_topic, source_partition, max(source_offset) GROUP BY source_topic, source_partition);
+
+ALTER TABLE notifyflow.events_raw MATERIALIZE PROJECTION stored_offsets;
+
 -- Consumer lag of every flow's Kafka inputs, sampled from the flows' own bytewax metrics: the lag of
 -- an outbox topic is the delivery queue depth of that channel and lane.
 CREATE TABLE IF NOT EXISTS notifyflow.flow_lag (
