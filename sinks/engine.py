@@ -52,7 +52,8 @@ class Result:
 
 class Provider(Protocol):
     """One provider API. A channel served by several (push) is a provider with a `route(send)`
-    method naming the provider of each send; each routed provider has its own circuit breaker."""
+    method naming the provider of each send; each routed provider has its own circuit breaker,
+    or one per `circuit(send)` name when it has that method (webhooks: one per tenant endpoint)."""
 
     name: str  # the circuit breaker's key, e.g. "fcm"
     batch_size: int
@@ -159,47 +160,51 @@ class Delivery(UserStep):
         return not state["waiting"] and not state["open"] and not state["collecting"]
 
     def attempt(self, sends: list[Send], state: dict, now: datetime) -> list[tuple[str, bytes, dict]]:
-        """Send through each send's provider, a batch at a time; one circuit breaker per provider."""
+        """Send through each send's provider, a batch at a time, past the circuit breaker of each
+        send's circuit (its provider; for webhooks, its tenant's endpoint)."""
         groups: dict[str, tuple[Provider, list[Send]]] = {}
         for send in sends:
             provider = self.route(send)
             groups.setdefault(provider.name, (provider, []))[1].append(send)
-        out = []
+        out, stamp = [], now.timestamp()
         for provider, group in groups.values():
-            breaker = self.breakers[provider.name]
-            if not breaker.allow(now.timestamp()):
-                out += self.hold(group, breaker, state, now)
-                continue
+            ready, held = [], []
+            for send in group:
+                (ready if self.breaker(send).allow(stamp) else held).append(send)
+            for send in held:
+                out += self.hold(send, provider.name, state, now)
             results = []
-            for start in range(0, len(group), provider.batch_size):
-                results += asyncio.run(provider.send(group[start:start + provider.batch_size]))
-            self.claims.confirm([send.claim_key for send, result in zip(group, results) if result.outcome == "sent"])
-            for send, result in zip(group, results):
-                out += self.settle(send, result, state, now, breaker)
+            for start in range(0, len(ready), provider.batch_size):
+                results += asyncio.run(provider.send(ready[start:start + provider.batch_size]))
+            self.claims.confirm([send.claim_key for send, result in zip(ready, results) if result.outcome == "sent"])
+            for send, result in zip(ready, results):
+                out += self.settle(send, result, provider.name, state, now)
         return out
 
-    def hold(self, sends: list[Send], breaker, state: dict, now: datetime) -> list:
-        """The provider is down. A job with a next channel goes there now; the others wait for the
+    def breaker(self, send: Send):
+        provider = self.route(send)
+        circuit = getattr(provider, "circuit", None)
+        return self.breakers[circuit(send) if circuit else provider.name]
+
+    def hold(self, send: Send, provider: str, state: dict, now: datetime) -> list:
+        """Its circuit is open. A job with a next channel goes there now; the others wait for the
         circuit's next trial, spending no attempt (nothing was tried). Each trial is an attempt, so
         a provider that stays down still ends in the dead-letter topic once the attempts run out."""
-        out = []
-        for send in sends:
-            reason = f"circuit open for {breaker.name}"
-            if send.job["fallback"]:
-                out += self.give_up(send, Result("transient", reason), now, breaker.name, state)
-                continue
-            state["waiting"].push(breaker.trial_at(now.timestamp()), send)
-            out.append(status_record(status(send.job, "retried", now, attempt=send.attempt, device=send.device,
-                                            provider=breaker.name, reason=f"{reason}: waiting")))
-        return out
+        breaker = self.breaker(send)
+        reason = f"circuit open for {breaker.name}"
+        if send.job["fallback"]:
+            return self.give_up(send, Result("transient", reason), now, provider, state)
+        state["waiting"].push(breaker.trial_at(now.timestamp()), send)
+        return [status_record(status(send.job, "retried", now, attempt=send.attempt, device=send.device,
+                                     provider=provider, reason=f"{reason}: waiting"))]
 
     def route(self, send: Send) -> Provider:
         # A channel served by several providers (push: APNs, FCM, Web Push) picks one per device.
         route = getattr(self.provider, "route", None)
         return route(send) if route else self.provider
 
-    def settle(self, send: Send, result: Result, state: dict, now: datetime, breaker) -> list:
-        stamp, provider = now.timestamp(), breaker.name
+    def settle(self, send: Send, result: Result, provider: str, state: dict, now: datetime) -> list:
+        stamp, breaker = now.timestamp(), self.breaker(send)
         if result.outcome == "sent":
             breaker.record_success(stamp)
             self.finish(state, send.job, reached=True)

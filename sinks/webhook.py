@@ -45,6 +45,10 @@ class WebhookProvider:
     def targets(self, job: dict) -> list[dict | None]:
         return [None]
 
+    def circuit(self, send: Send) -> str:
+        """Each tenant's endpoint is its own provider: one that is down must not stop the others."""
+        return f"webhook:{send.job['tenant']}"
+
     def endpoints(self, tenants: set[str]) -> dict[str, tuple[str, str] | None]:
         if time.monotonic() - self._loaded_at > ENDPOINTS_TTL_S:
             self._endpoints, self._loaded_at = {}, time.monotonic()

@@ -56,7 +56,7 @@ def test_a_one_minute_outage_loses_nothing(stack, tmp_path):
     assert not [v for t, v in found if t == "notify.dlq"]
 
     mine = sorted(statuses(found), key=lambda s: s["at"])
-    held = [s for s in mine if s["status"] == "retried" and s["reason"] == "circuit open for webhook: waiting"]
+    held = [s for s in mine if s["status"] == "retried" and s["reason"] == f"circuit open for webhook:{tenant}: waiting"]
     tried = [s for s in mine if s["status"] == "retried" and not s["reason"].startswith("circuit open")]
     assert held and tried  # failed attempts, then waits on the open circuit
     assert {s["reason"].split(" from ")[0] for s in tried} <= {"HTTP 503", "ReadTimeout: "}

@@ -144,9 +144,14 @@ def test_an_open_circuit_holds_jobs_with_nowhere_else_to_go_without_spending_att
     out = delivery.release(state, NOW + timedelta(seconds=1))  # a, b, c are due; the circuit is still open
     assert [s[3] for s in statuses(out)] == ["circuit open for scripted: waiting"] * 3
     assert delivery.due(state) == NOW + timedelta(seconds=30)  # the circuit's trial, not a retry storm
-    out = delivery.release(state, NOW + timedelta(seconds=30))  # the provider is back
-    assert sorted(statuses(out)) == [("sent", None, 1, None)] + [("sent", None, 2, None)] * 3
-    assert not [r for r in out if r[0] == "notify.dlq"] and delivery.is_empty(state)
+    trial = delivery.release(state, NOW + timedelta(seconds=30))  # the provider is back: one trial call
+    assert len(provider.calls[-1]) == 1 and [s[0] for s in statuses(trial)].count("sent") == 1
+    assert delivery.due(state) == NOW + timedelta(seconds=30)  # the rest at once, now that it closed
+    rest = delivery.release(state, NOW + timedelta(seconds=30))
+    sent = sorted(s for s in statuses(trial + rest) if s[0] == "sent")
+    assert sent == [("sent", None, 1, None)] + [("sent", None, 2, None)] * 3
+    assert {s[3] for s in statuses(trial) if s[0] != "sent"} == {"circuit open for scripted: waiting"}
+    assert not [r for r in trial + rest if r[0] == "notify.dlq"] and delivery.is_empty(state)
 
 
 def test_a_provider_that_stays_down_dead_letters_held_jobs_once_the_trials_used_their_attempts():
@@ -161,8 +166,9 @@ def test_a_provider_that_stays_down_dead_letters_held_jobs_once_the_trials_used_
         now = delivery.due(state)
         dead += [r[2] for r in delivery.release(state, now) if r[0] == "notify.dlq"]
     assert [(d["reason"], d["attempts"]) for d in dead] == [("503", 3), ("503", 3)]
-    assert (now - NOW).total_seconds() == 90  # tried at each trial of the circuit: 0 (a only), 30, 60, 90
-    assert len(provider.calls) == 4 and delivery.is_empty(state)
+    # One trial call per reopening of the circuit, each an attempt: a at 0, then a or b every 30 s.
+    assert [len(call) for call in provider.calls] == [1] * 6
+    assert (now - NOW).total_seconds() == 150 and delivery.is_empty(state)
 
 
 def test_dead_tokens_are_forgotten_and_not_retried():
