@@ -30,7 +30,7 @@ from gateway.auth import AuthError, TokenVerifier, issue_token
 from gateway.center import BadRequest, Center
 from flows.schedule import ScheduleError, next_digest_at, parse_zone, quiet_until
 from gateway import metrics
-from gateway.hub import HEARTBEAT, RESYNC, Hub
+from gateway.hub import HEARTBEAT, RESYNC, Hub, Inbox
 from gateway.openapi import OPENAPI
 from gateway.publisher import Publisher
 from notifyflow import settings
@@ -194,33 +194,37 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
         for row in rows:
             await hub.publish(user, {"event": event, "event_seq": row["event_seq"], "notification": row})
 
-    async def events(user: str, last_event_id: int | None, heartbeats: bool):
-        """Missed changes first (from PostgreSQL), then live ones, each exactly once; a stream that
-        ends with RESYNC has fallen behind."""
-        inbox = await hub.subscribe(user, heartbeats)  # before the replay query, so nothing falls in between
+    async def catch_up(user: str, last_event_id: int | None, heartbeats: bool) -> tuple[Inbox, list[dict]]:
+        """The inbox of live changes, subscribed before the missed ones are read (from PostgreSQL),
+        so nothing falls in between; and the missed ones, or a resync when there are too many.
+        The caller unsubscribes the inbox when the connection ends."""
+        inbox = await hub.subscribe(user, heartbeats)
         try:
-            sent = last_event_id or 0
-            if last_event_id is not None:
-                missed = await center.since(user, last_event_id, REPLAY_LIMIT + 1)
-                if len(missed) > REPLAY_LIMIT:
-                    # More than is worth replaying: the client reloads from the API, then goes on from here.
-                    yield {**RESYNC, "event_seq": await center.latest_seq(user)}
-                    return
-                for row in missed:
-                    sent = row["event_seq"]
-                    yield {"event": "notification.deleted" if row["deleted"] else "notification.sync",
-                           "event_seq": sent, "notification": row}
-            while True:
-                for event in await inbox.take():
-                    seq = event.get("event_seq")
-                    if seq is not None and seq <= sent:
-                        continue  # already in the replay
-                    sent = max(sent, seq or 0)
-                    yield event
-                    if event["event"] == "resync":
-                        return
-        finally:
+            if last_event_id is None:
+                return inbox, []
+            missed = await center.since(user, last_event_id, REPLAY_LIMIT + 1)
+            if len(missed) > REPLAY_LIMIT:
+                # More than is worth replaying: the client reloads from the API, then goes on from here.
+                return inbox, [{**RESYNC, "event_seq": await center.latest_seq(user)}]
+            return inbox, [{"event": "notification.deleted" if row["deleted"] else "notification.sync",
+                            "event_seq": row["event_seq"], "notification": row} for row in missed]
+        except BaseException:
             await hub.unsubscribe(user, inbox)
+            raise
+
+    async def events(inbox: Inbox, backlog: list[dict], last_event_id: int | None):
+        """The missed changes, then live ones not among them, each once; ends after a resync."""
+        sent, pending = last_event_id or 0, backlog
+        while True:
+            for event in pending:
+                seq = event.get("event_seq")
+                if event["event"] != "resync" and seq is not None and seq <= sent:
+                    continue  # already in the replay
+                sent = max(sent, seq or 0)
+                yield event
+                if event["event"] == "resync":
+                    return
+            pending = await inbox.take()
 
     async def websocket(scope, receive, send) -> None:
         """/ws as a bare ASGI handler, not a Starlette route: a gateway holds tens of thousands of
@@ -228,16 +232,24 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
         if (await receive())["type"] != "websocket.connect":
             return
         query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
-        await send({"type": "websocket.accept"})
         try:
             user, last = verifier.user_of(query.get("token")), parse_seq(query.get("last_event_id"))
         except (AuthError, BadRequest) as exc:
             # Accepted first so the client gets a close code and reason, not a bare HTTP 403.
+            await send({"type": "websocket.accept"})
             await send({"type": "websocket.close", "code": 4401, "reason": str(exc)})
             return
-        device_id = query.get("device") or f"web-{uuid.uuid4().hex[:8]}"
-        presence(user, device_id, "online")
-        stream = events(user, last, heartbeats=False)  # WebSocket pings keep it alive
+        inbox, backlog = await catch_up(user, last, heartbeats=False)  # WebSocket pings keep it alive
+        try:
+            # Accepted once live: for the client, "open" means every change from now on arrives live.
+            await send({"type": "websocket.accept"})
+            await connected(user, query.get("device") or f"web-{uuid.uuid4().hex[:8]}", receive, send,
+                            events(inbox, backlog, last))
+        finally:
+            await hub.unsubscribe(user, inbox)
+
+    async def connected(user: str, device_id: str, receive, send, stream) -> None:
+        """Forwards the stream while reading what the client sends (it may mark notifications read)."""
 
         async def forward():
             async for event in stream:
@@ -247,10 +259,10 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
                     await send({"type": "websocket.close", "code": 4409, "reason": "resync"})
                     return
 
+        presence(user, device_id, "online")
         sender = asyncio.create_task(forward())
         metrics.CONNECTIONS.labels("websocket").inc()
         try:
-            # The client may mark notifications read over the same socket.
             while (message := await receive())["type"] == "websocket.receive":
                 change = json.loads(message.get("text") or "null")
                 if isinstance(change, dict) and change.get("type") in CHANGES and isinstance(change.get("ids"), list):
@@ -270,10 +282,11 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
         last = parse_seq(request.headers.get("last-event-id") or request.query_params.get("last_event_id"))
 
         async def body():
+            inbox, backlog = await catch_up(user, last, heartbeats=True)
             metrics.CONNECTIONS.labels("sse").inc()
             try:
                 yield "retry: 2000\n\n"
-                async for event in events(user, last, heartbeats=True):
+                async for event in events(inbox, backlog, last):
                     if event is HEARTBEAT:
                         yield ": heartbeat\n\n"
                         continue
@@ -281,6 +294,7 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
                     yield f"{event_id}event: {event['event']}\ndata: {json.dumps(event)}\n\n"
                     metrics.sent("sse", event)
             finally:
+                await hub.unsubscribe(user, inbox)
                 metrics.CONNECTIONS.labels("sse").dec()
 
         return StreamingResponse(body(), media_type="text/event-stream",
