@@ -32,7 +32,7 @@ def test_every_record_is_masked_with_its_arguments_and_traceback(caplog):
     import notifyflow  # noqa: F401  (installs the masking record factory)
 
     with caplog.at_level(logging.INFO):
-        logging.getLogger("uvicorn.access").info('%s - "GET %s HTTP/1.1" %d', "127.0.0.1", f"/events?token={JWT}", 200)
+        logging.getLogger("tests.access").info('%s - "GET %s HTTP/1.1" %d', "127.0.0.1", f"/events?token={JWT}", 200)
         try:
             raise ConnectionError("SMTP refused ana@example.com")
         except ConnectionError:
