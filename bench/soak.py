@@ -207,7 +207,9 @@ def run(urls: dict[str, str], workdir: Path, notifications: int, kills: int, see
         devices = codec_for("notify.devices")
         # Before the flows start, so they know every phone before the first notification.
         produce_all(client, "notify.devices", [(d["user_id"].encode(), devices.encode(d)) for d in work.devices])
-        flows = start_flows(workdir, {**urls, **push_settings(workdir, fcm, apns)})
+        # One tenant and sender sending everything within seconds: above its ingestion limits otherwise.
+        limits = {"NOTIFYFLOW_TENANT_PER_MINUTE": str(2 * notifications), "NOTIFYFLOW_SENDER_PER_MINUTE": str(2 * notifications)}
+        flows = start_flows(workdir, {**urls, **limits, **push_settings(workdir, fcm, apns)})
         peers = Peers(urls, run_id, work, receiver, fcm, apns)
         try:
             produce_all(client, "notify.events", work.records, timeout_s=120)
