@@ -8,12 +8,12 @@ tombstone) becomes an erasure of the user's rows. Undecodable records become dea
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 
 from analytics.pseudonym import UserKeys
 from flows.intake import dead_letter
 from infra.topics import codec_for
+from notifyflow.logs import redact
 from schemas import CodecError
 
 STATUS, ENGAGEMENT, PREFERENCES = "notify.status", "notify.engagement", "notify.preferences"
@@ -22,13 +22,11 @@ COLUMNS = ("at", "created_at", "kind", "status", "notification_id", "user_key", 
            "category", "campaign_id", "variant", "platform", "provider", "reason", "action_id", "attempt",
            "tenant", "source_topic", "source_partition", "source_offset", "ingested_at")
 _TOPIC, _PARTITION = COLUMNS.index("source_topic"), COLUMNS.index("source_partition")
-_EMAIL = re.compile(r"[^\s<>@,;:\"']+@[^\s<>@,;:\"']+")
-# International numbers (+...), or 9+ digits in a row; not status codes like "550 5.1.1".
-_PHONE = re.compile(r"\+\d[\d\s().-]{6,}\d|\d{9,}")
 
 
 def masked(reason: str | None) -> str:
-    return _PHONE.sub("<number>", _EMAIL.sub("<address>", reason or ""))[:500]
+    """Masked as log lines are (addresses, numbers, tokens, secrets), and bounded."""
+    return redact(reason or "")[:500]
 
 
 class Rows:

@@ -15,10 +15,11 @@ MASKS = [
      r"\1=[redacted]"),
     (re.compile(r"(?i)\b(whsec|sk|pk)_[\w+/=]{8,}"), r"\1_[redacted]"),
     (re.compile(r"://([^/:@\s]+):[^@\s/]+@"), r"://\1:[redacted]@"),
-    (re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+"), "[email]"),
-    (re.compile(r"\+\d{8,15}\b"), "[phone]"),
     (re.compile(r"\b[0-9a-fA-F]{64}\b"), "[device token]"),
     (re.compile(r"[\w:-]{100,}"), "[device token]"),
+    (re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+"), "[email]"),
+    # International numbers, spaced or not, or 9+ digits in a row; not status codes like "550 5.1.1".
+    (re.compile(r"\+\d[\d\s().-]{6,}\d|\d{9,}"), "[phone]"),
 ]
 
 

@@ -167,7 +167,7 @@ def test_rollups_ab_readout_privacy_and_erasure(stack, tmp_path):
         assert not columns & {"user_id", "device_id", "email", "phone", "address", "token", "title", "body", "name"}
         assert analytics.sql(f"SELECT count() FROM notifyflow.events_raw WHERE user_key LIKE '{run}%'") == [[0]]
         [[reason]] = analytics.sql(f"SELECT reason FROM notifyflow.events_raw WHERE notification_id = '{run}-900'")
-        assert reason == "550 5.1.1 <<address>>: mailbox unknown, call <number>"
+        assert reason == "550 5.1.1 <[email]>: mailbox unknown, call [phone]"
 
         # Dashboards get Laplace noise on small counts only; the noise has mean 0 and variance 2/epsilon^2.
         [[mean, variance, big]] = analytics.sql(

@@ -31,7 +31,7 @@ def test_a_status_becomes_a_row_with_a_pseudonym_and_nothing_personal():
     assert row["user_key"] == KEYS.pseudonym("alice", KEYS.version(NOW)) and row["key_version"] == KEYS.version(NOW)
     assert (row["kind"], row["status"], row["channel"], row["provider"], row["attempt"]) == (
         "status", "bounced", "email", "ses", 2)
-    assert row["reason"] == "550 <<address>> unknown"
+    assert row["reason"] == "550 <[email]> unknown"
     assert (row["source_topic"], row["source_partition"], row["source_offset"]) == ("notify.status", 2, 7)
     assert not {"alice", "phone-1"} & {str(v) for v in row.values()}
 
@@ -75,9 +75,9 @@ def test_without_a_secret_one_is_generated_once_and_kept(tmp_path):
 
 
 @pytest.mark.parametrize("reason, expected", [
-    ("550 5.1.1 <bob@example.org>: no such user", "550 5.1.1 <<address>>: no such user"),
-    ("invalid number +44 20 7946 0958", "invalid number <number>"),
-    ("SNS rejected 15551234567", "SNS rejected <number>"),
+    ("550 5.1.1 <bob@example.org>: no such user", "550 5.1.1 <[email]>: no such user"),
+    ("invalid number +44 20 7946 0958", "invalid number [phone]"),
+    ("SNS rejected 15551234567", "SNS rejected [phone]"),
     ("HTTP 503 after 2.5 s", "HTTP 503 after 2.5 s"),
     (None, ""),
 ])

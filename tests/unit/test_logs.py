@@ -18,6 +18,7 @@ JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbmEifQ.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
     ("connecting to postgresql://notify:s3cret@db:5432/notify", "connecting to postgresql://notify:[redacted]@db:5432/notify"),
     ("550 ana.smith+tag@example.co.uk: no such user", "550 [email]: no such user"),
     ("SNS: +15550100123 has opted out", "SNS: [phone] has opted out"),
+    ("invalid number +44 20 7946 0958", "invalid number [phone]"),
     ("signing with whsec_bm90aWZ5Zmxvdy10ZXN0LXNlY3JldA==", "signing with whsec_[redacted]"),
     ("-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEI\n-----END EC PRIVATE KEY-----", "[private key]"),
     ("BadDeviceToken for " + "ab12" * 16, "BadDeviceToken for [device token]"),
