@@ -6,9 +6,13 @@ snapshot of that state, so later stages decide without any lookup of their own.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from flows.steps import UserStep
+
+# Gateways repeat "online" for every connected device (gateway.app PRESENCE_REFRESH_S); a device
+# not heard of for this long is offline, so a gateway that died cannot keep its users "online".
+PRESENCE_TTL = timedelta(seconds=90)
 
 
 def default_preferences(user_id: str) -> dict:
@@ -26,7 +30,7 @@ class JoinUserState(UserStep):
         if item["kind"] == "user_state":
             apply_update(state, item["topic"], item["record"])
             return []
-        return [{**item, "user": view(state, item["user_id"])}]
+        return [{**item, "user": view(state, item["user_id"], item["request"]["metadata"]["created_at"])}]
 
     def is_empty(self, state: dict) -> bool:
         return state["preferences"] is None and not state["devices"] and not state["online"]
@@ -48,12 +52,15 @@ def apply_update(state: dict, topic: str, record: dict) -> None:
         else:
             state["devices"].pop(record["device_id"], None)
             state["online"].pop(record["device_id"], None)
-    elif record["status"] == "online":
-        state["online"][record["device_id"]] = record["at"]
     else:
-        state["online"].pop(record["device_id"], None)
+        state["online"] = {device: seen for device, seen in state["online"].items()
+                           if record["at"] - seen < PRESENCE_TTL and device != record["device_id"]}
+        if record["status"] == "online":
+            state["online"][record["device_id"]] = record["at"]
 
 
-def view(state: dict, user_id: str) -> dict:
+def view(state: dict, user_id: str, at: datetime) -> dict:
+    """The user as of `at` (the notification's creation, so a replay sees the same)."""
     return {"preferences": state["preferences"] or default_preferences(user_id),
-            "devices": list(state["devices"].values()), "online": bool(state["online"])}
+            "devices": list(state["devices"].values()),
+            "online": any(at - seen < PRESENCE_TTL for seen in state["online"].values())}

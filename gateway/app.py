@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qsl
@@ -40,13 +41,15 @@ from schemas import CodecError
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"  # the browser client, served as it is
 # How uvicorn serves the gateway. No permessage-deflate: its zlib state costs ~35 KB per idle
 # connection, and notification events are small JSON that compress poorly.
+PRESENCE_REFRESH_S = 30.0  # "online" again for every connected device, well within flows.user_state.PRESENCE_TTL
 REPLAY_LIMIT = 500  # changes replayed on reconnect; beyond that the client reloads instead
 SERVER_OPTIONS = {"factory": True, "ws": "websockets-sansio", "ws_per_message_deflate": False}
 CHANGES = {"read": "notification.read", "unread": "notification.unread", "archive": "notification.archived"}
 
 
 def create_app(config: settings.Settings | None = None, verifier: TokenVerifier | None = None,
-               demo: bool | None = None, vapid_public_key: str | None = None):
+               demo: bool | None = None, vapid_public_key: str | None = None,
+               presence_refresh_s: float = PRESENCE_REFRESH_S):
     """`demo` (or GATEWAY_DEMO=1) adds /demo/token?user=..., which hands out tokens to anyone: the
     embedded default's demo page uses it; never enable it where real users are.
     `vapid_public_key` (or VAPID_PUBLIC_KEY): the application server key of the Web Push sink's
@@ -60,11 +63,24 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
     hub, center = Hub(config.redis_url), Center(pool)
     publisher, gateway_id = Publisher(config.kafka_bootstrap_servers, config.schema_registry_url), uuid.uuid4().hex[:8]
 
+    live: Counter[tuple[str, str]] = Counter()  # (user, device) -> open connections
+
+    async def refresh_presence() -> None:
+        """Presence expires in the flows unless repeated, so a gateway that dies leaves no one "online"."""
+        while True:
+            await asyncio.sleep(presence_refresh_s)
+            for n, (user, device_id) in enumerate(list(live)):
+                presence(user, device_id, "online")
+                if n % 500 == 499:
+                    await asyncio.sleep(0)  # thousands of devices: let live events through meanwhile
+
     @contextlib.asynccontextmanager
     async def lifespan(app):
         await pool.open()
         await hub.start()
+        refresher = asyncio.create_task(refresh_presence())
         yield
+        refresher.cancel()
         await hub.stop()
         await pool.close()
         publisher.close()
@@ -260,6 +276,7 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
                     return
 
         presence(user, device_id, "online")
+        live[(user, device_id)] += 1
         sender = asyncio.create_task(forward())
         metrics.CONNECTIONS.labels("websocket").inc()
         try:
@@ -275,7 +292,10 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
             await asyncio.gather(sender, return_exceptions=True)
             await stream.aclose()
             metrics.CONNECTIONS.labels("websocket").dec()
-            presence(user, device_id, "offline")
+            live[(user, device_id)] -= 1
+            if not live[(user, device_id)]:  # its last connection
+                del live[(user, device_id)]
+                presence(user, device_id, "offline")
 
     async def server_sent_events(request: Request) -> Response:
         user = caller(request)

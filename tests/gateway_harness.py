@@ -21,9 +21,10 @@ GATEWAY_VAPID_PUBLIC_KEY = ("BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-A
 
 
 @contextmanager
-def serve_gateway(urls: dict[str, str]):
+def serve_gateway(urls: dict[str, str], **app_options):
     config = settings.Settings(**{name.lower(): value for name, value in urls.items()}, schema_registry_url=None)
-    app = create_app(config, TokenVerifier(GATEWAY_SECRET), demo=True, vapid_public_key=GATEWAY_VAPID_PUBLIC_KEY)
+    app = create_app(config, TokenVerifier(GATEWAY_SECRET), demo=True, vapid_public_key=GATEWAY_VAPID_PUBLIC_KEY,
+                     **app_options)
     options = {**SERVER_OPTIONS, "factory": False}  # the app is built here, with the test's settings
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning", **options))
     thread = threading.Thread(target=server.run, daemon=True)

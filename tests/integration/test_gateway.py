@@ -17,7 +17,7 @@ import pytest
 import websockets
 from flow_harness import in_app_job, unique
 from gateway_harness import GATEWAY_SECRET as SECRET
-from gateway_harness import GATEWAY_VAPID_PUBLIC_KEY
+from gateway_harness import GATEWAY_VAPID_PUBLIC_KEY, serve_gateway
 
 from connectors import postgres, redis
 from connectors.kafka import TopicReader
@@ -300,6 +300,22 @@ def test_devices_engagement_and_presence_reach_the_flows(gateway, sink):
         "clicked", "open", "spring", "social")
     assert [(p["device_id"], p["status"]) for p in records_for(user, "notify.presence", 2)] == [
         ("laptop", "online"), ("laptop", "offline")]
+
+
+def test_presence_is_repeated_while_connected_so_the_flows_can_expire_it(stack):
+    user = unique("pre")
+    with serve_gateway(stack.urls, presence_refresh_s=0.5) as gateway:
+
+        async def stay_connected():
+            async with websockets.connect(f"{ws_url(gateway, user)}&device=phone-1"), \
+                    websockets.connect(f"{ws_url(gateway, user)}&device=phone-1"):  # two tabs, one device
+                await asyncio.sleep(1.8)
+            await asyncio.sleep(0.3)
+
+        asyncio.run(stay_connected())
+    statuses = [r["status"] for r in records_for(user, "notify.presence", 5)]
+    assert statuses[:2] == ["online", "online"] and statuses.count("online") >= 4  # connects, then repeats
+    assert statuses[-1] == "offline" and statuses.count("offline") == 1  # when the device's last connection ends
 
 
 def test_openapi_health_and_metrics(gateway):

@@ -141,7 +141,7 @@ def user_view(user_id: str = "alice", *, devices: Iterable[dict] = (), online: b
     state = step.new_state()
     step.process(state, [user_state_item(t, r) for t, r in user_records(user_id, devices=devices, online=online,
                                                                        **prefs)], NOW)
-    return view(state, user_id)
+    return view(state, user_id, NOW)
 
 
 def user_state_item(topic: str, record: dict, now: datetime = NOW) -> dict:

@@ -8,7 +8,7 @@ from flow_items import (NOW, Pipeline, device, preferences_record, presence, req
                         web_push_subscription)
 from flows import dedup
 from flows.dedup import DedupMerge, content_hash
-from flows.user_state import JoinUserState, apply_update, default_preferences, view
+from flows.user_state import PRESENCE_TTL, JoinUserState, apply_update, default_preferences, view
 
 # --- user state -------------------------------------------------------------------------------
 
@@ -32,7 +32,7 @@ def test_view_of_an_unknown_user_is_the_defaults():
     step = JoinUserState()
     state = step.new_state()
     assert state == {"preferences": None, "devices": {}, "online": {}}
-    assert view(state, "alice") == {"preferences": default_preferences("alice"), "devices": [], "online": False}
+    assert view(state, "alice", NOW) == {"preferences": default_preferences("alice"), "devices": [], "online": False}
     assert step.is_empty(state)
 
 
@@ -40,8 +40,8 @@ def test_preferences_are_the_whole_latest_record():
     first = preferences_record("alice", email="alice@example.com", locale="fr")
     second = preferences_record("alice", enabled=False)
     _, state = joined(("notify.preferences", first), ("notify.preferences", second))
-    assert view(state, "alice")["preferences"] == second
-    assert view(state, "alice")["preferences"]["email"] is None  # not a diff: the email is gone
+    assert view(state, "alice", NOW)["preferences"] == second
+    assert view(state, "alice", NOW)["preferences"]["email"] is None  # not a diff: the email is gone
 
 
 def test_devices_are_registered_updated_and_deactivated():
@@ -49,34 +49,47 @@ def test_devices_are_registered_updated_and_deactivated():
     laptop = device("alice", "laptop-1", platform="web", token=None, web_push=web_push_subscription())
     phone_again = device("alice", "phone-1", token="t2")
     step, state = joined(("notify.devices", phone), ("notify.devices", laptop), ("notify.devices", phone_again))
-    assert view(state, "alice")["devices"] == [phone_again, laptop]
+    assert view(state, "alice", NOW)["devices"] == [phone_again, laptop]
     assert not step.is_empty(state)
 
     step.process(state, [user_state_item("notify.devices", device("alice", "phone-1", active=False))], NOW)
-    assert view(state, "alice")["devices"] == [laptop]
+    assert view(state, "alice", NOW)["devices"] == [laptop]
     # Deactivating a device nobody knows is harmless.
     step.process(state, [user_state_item("notify.devices", device("alice", "tablet-9", active=False))], NOW)
-    assert view(state, "alice")["devices"] == [laptop]
+    assert view(state, "alice", NOW)["devices"] == [laptop]
 
 
 def test_presence_online_away_offline():
     step, state = joined(("notify.presence", presence("alice", "phone-1", "online")),
                          ("notify.presence", presence("alice", "laptop-1", "online")))
-    assert view(state, "alice")["online"] is True
+    assert view(state, "alice", NOW)["online"] is True
     assert state["online"] == {"phone-1": NOW, "laptop-1": NOW}
     step.process(state, [user_state_item("notify.presence", presence("alice", "phone-1", "offline"))], NOW)
-    assert view(state, "alice")["online"] is True  # the laptop is still connected
+    assert view(state, "alice", NOW)["online"] is True  # the laptop is still connected
     step.process(state, [user_state_item("notify.presence", presence("alice", "laptop-1", "away"))], NOW)
-    assert view(state, "alice")["online"] is False
+    assert view(state, "alice", NOW)["online"] is False
     assert step.is_empty(state)
+
+
+def test_presence_no_gateway_repeats_expires():
+    step, state = joined(("notify.presence", presence("alice", "phone-1", "online")))
+    assert view(state, "alice", NOW + PRESENCE_TTL - timedelta(seconds=1))["online"] is True
+    assert view(state, "alice", NOW + PRESENCE_TTL)["online"] is False  # its gateway died: no "offline" came
+    refreshed = NOW + timedelta(seconds=60)
+    step.process(state, [user_state_item("notify.presence", presence("alice", "phone-1", "online", at=refreshed))], NOW)
+    assert view(state, "alice", NOW + PRESENCE_TTL)["online"] is True
+    # Devices not heard of are forgotten as others report, so the state does not keep them forever.
+    later = refreshed + PRESENCE_TTL
+    step.process(state, [user_state_item("notify.presence", presence("alice", "laptop-1", "offline", at=later))], NOW)
+    assert state["online"] == {} and step.is_empty(state)
 
 
 def test_deactivating_a_device_ends_its_presence():
     step, state = joined(("notify.devices", device("alice", "phone-1")),
                          ("notify.presence", presence("alice", "phone-1", "online")))
-    assert view(state, "alice")["online"] is True
+    assert view(state, "alice", NOW)["online"] is True
     step.process(state, [user_state_item("notify.devices", device("alice", "phone-1", active=False))], NOW)
-    assert view(state, "alice") == {"preferences": default_preferences("alice"), "devices": [], "online": False}
+    assert view(state, "alice", NOW) == {"preferences": default_preferences("alice"), "devices": [], "online": False}
 
 
 def test_erasure_tombstone_wipes_everything():
@@ -87,7 +100,7 @@ def test_erasure_tombstone_wipes_everything():
     assert not step.is_empty(state)
     step.process(state, [user_state_item("notify.preferences", preferences_record("alice", deleted=True))], NOW)
     assert state == {"preferences": None, "devices": {}, "online": {}}
-    assert view(state, "alice") == {"preferences": default_preferences("alice"), "devices": [], "online": False}
+    assert view(state, "alice", NOW) == {"preferences": default_preferences("alice"), "devices": [], "online": False}
     assert step.is_empty(state)
 
 
