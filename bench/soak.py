@@ -140,13 +140,16 @@ class Peers:
             shown[(notification_id, "in_app", "-")] = [notification_id]
         for hook in self.receiver.received:  # the receiver keeps the first copy of each webhook-id
             shown.setdefault((hook["body"]["data"]["id"], "webhook", "-"), []).append(hook["id"])
+        # On a shared stack the push flows also replay older runs' jobs to these peers: not ours, not counted.
         for sent in self.fcm.received:
             message = sent["message"]
-            key = (message["data"]["notification_id"], "push", self.device_of[message["token"]])
-            shown.setdefault(key, []).append(message["android"]["notification"]["tag"])
+            if device := self.device_of.get(message["token"]):
+                key = (message["data"]["notification_id"], "push", device)
+                shown.setdefault(key, []).append(message["android"]["notification"]["tag"])
         for sent in self.apns.received:
-            key = (sent["payload"]["notification_id"], "push", self.device_of[sent["token"]])
-            shown.setdefault(key, []).append(sent["headers"]["apns-collapse-id"])
+            if device := self.device_of.get(sent["token"]):
+                key = (sent["payload"]["notification_id"], "push", device)
+                shown.setdefault(key, []).append(sent["headers"]["apns-collapse-id"])
         return shown
 
     def delivered(self) -> set[tuple[str, str, str]]:

@@ -5,12 +5,16 @@ dead-letter every garbage record.
 
 from __future__ import annotations
 
+import os
+
 from bench.soak import run
 from infra.stack import LocalStack
+from notifyflow.settings import SERVICE_VARS
 
 
 def test_killed_and_restarted_flows_lose_nothing_and_show_nothing_twice(tmp_path):
-    with LocalStack() as stack:
+    # Its own servers, not the session's: no other test's jobs on its topics.
+    with LocalStack(environ={k: v for k, v in os.environ.items() if k not in SERVICE_VARS}) as stack:
         result = run(stack.urls, tmp_path, notifications=2_000, kills=4, seed=11)
     assert result.kills == 4
     assert (result.accepted, result.expected, result.garbage) == (2_000, 2_400, 20)
