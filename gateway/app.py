@@ -210,20 +210,20 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
         for row in rows:
             await hub.publish(user, {"event": event, "event_seq": row["event_seq"], "notification": row})
 
-    async def catch_up(user: str, last_event_id: int | None, heartbeats: bool) -> tuple[Inbox, list[dict]]:
-        """The inbox of live changes, subscribed before the missed ones are read (from PostgreSQL),
-        so nothing falls in between; and the missed ones, or a resync when there are too many.
-        The caller unsubscribes the inbox when the connection ends."""
+    async def catch_up(user: str, last_event_id: int | None, heartbeats: bool):
+        """(inbox, stream): the inbox of live changes, subscribed before the missed ones are read
+        (from PostgreSQL), so nothing falls in between; the stream yields the missed ones (or a
+        resync when there are too many), then the live ones. The caller unsubscribes the inbox."""
         inbox = await hub.subscribe(user, heartbeats)
         try:
-            if last_event_id is None:
-                return inbox, []
-            missed = await center.since(user, last_event_id, REPLAY_LIMIT + 1)
+            missed = [] if last_event_id is None else await center.since(user, last_event_id, REPLAY_LIMIT + 1)
             if len(missed) > REPLAY_LIMIT:
                 # More than is worth replaying: the client reloads from the API, then goes on from here.
-                return inbox, [{**RESYNC, "event_seq": await center.latest_seq(user)}]
-            return inbox, [{"event": "notification.deleted" if row["deleted"] else "notification.sync",
+                backlog = [{**RESYNC, "event_seq": await center.latest_seq(user)}]
+            else:
+                backlog = [{"event": "notification.deleted" if row["deleted"] else "notification.sync",
                             "event_seq": row["event_seq"], "notification": row} for row in missed]
+            return inbox, events(inbox, backlog, last_event_id)
         except BaseException:
             await hub.unsubscribe(user, inbox)
             raise
@@ -247,22 +247,27 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
         idle connections, and every framework layer would stay on each one's stack (bench.gateway)."""
         if (await receive())["type"] != "websocket.connect":
             return
-        query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
         try:
-            user, last = verifier.user_of(query.get("token")), parse_seq(query.get("last_event_id"))
+            user, last, device_id = websocket_params(scope)
         except (AuthError, BadRequest) as exc:
             # Accepted first so the client gets a close code and reason, not a bare HTTP 403.
             await send({"type": "websocket.accept"})
             await send({"type": "websocket.close", "code": 4401, "reason": str(exc)})
             return
-        inbox, backlog = await catch_up(user, last, heartbeats=False)  # WebSocket pings keep it alive
+        inbox, stream = await catch_up(user, last, heartbeats=False)  # WebSocket pings keep it alive
         try:
             # Accepted once live: for the client, "open" means every change from now on arrives live.
             await send({"type": "websocket.accept"})
-            await connected(user, query.get("device") or f"web-{uuid.uuid4().hex[:8]}", receive, send,
-                            events(inbox, backlog, last))
+            await connected(user, device_id, receive, send, stream)
         finally:
             await hub.unsubscribe(user, inbox)
+
+    def websocket_params(scope) -> tuple[str, int | None, str]:
+        """(user, last_event_id, device) from the query string, of which nothing else stays alive
+        with the connection (the token is long, and there are tens of thousands of connections)."""
+        query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+        return (verifier.user_of(query.get("token")), parse_seq(query.get("last_event_id")),
+                query.get("device") or f"web-{uuid.uuid4().hex[:8]}")
 
     async def connected(user: str, device_id: str, receive, send, stream) -> None:
         """Forwards the stream while reading what the client sends (it may mark notifications read)."""
@@ -302,11 +307,11 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
         last = parse_seq(request.headers.get("last-event-id") or request.query_params.get("last_event_id"))
 
         async def body():
-            inbox, backlog = await catch_up(user, last, heartbeats=True)
+            inbox, stream = await catch_up(user, last, heartbeats=True)
             metrics.CONNECTIONS.labels("sse").inc()
             try:
                 yield "retry: 2000\n\n"
-                async for event in events(inbox, backlog, last):
+                async for event in stream:
                     if event is HEARTBEAT:
                         yield ": heartbeat\n\n"
                         continue
