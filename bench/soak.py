@@ -29,14 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from connectors import redis
 from connectors.kafka import TopicReader, produce_all, producer
 from infra.flows import FlowProcess, delivery_flow
+from infra.peers import push_settings
 from infra.peers.apns import ApnsService
 from infra.peers.fcm import FcmService
 from infra.peers.webhook import WebhookReceiver
@@ -183,18 +182,6 @@ def start_flows(workdir: Path, env: dict[str, str]) -> list[FlowProcess]:
                                    for lane in LANES]
     return [FlowProcess(target, workdir / f"recovery-{n}", workdir / f"flow-{n}.log", env=env).start()
             for n, target in enumerate(targets)]
-
-
-def push_settings(workdir: Path, fcm: FcmService, apns: ApnsService) -> dict[str, str]:
-    """The push flows' provider settings for the local FCM and APNs services (no browsers here)."""
-    key_file = workdir / "service-account.json"
-    key_file.write_text(json.dumps(fcm.service_account()))
-    vapid = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
-    return {"APNS_URL": apns.url, "APNS_KEY_ID": apns.key_id, "APNS_TEAM_ID": apns.team_id,
-            "APNS_BUNDLE_ID": apns.bundle_id, "APNS_PRIVATE_KEY": apns.private_key_pem,
-            "APNS_CA_FILE": str(apns.ca_pem_path), "GOOGLE_APPLICATION_CREDENTIALS": str(key_file),
-            "FCM_PROJECT_ID": fcm.project_id, "FCM_ENDPOINT": fcm.url, "VAPID_PRIVATE_KEY": vapid}
 
 
 def run(urls: dict[str, str], workdir: Path, notifications: int, kills: int, seed: int = 7) -> Result:

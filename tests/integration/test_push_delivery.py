@@ -8,11 +8,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from flow_harness import Outputs, device, preferences, publish, request, statuses, unique
 
 from infra.flows import FlowProcess, delivery_flow
+from infra.peers import push_settings
 from infra.peers.apns import ApnsService
 from infra.peers.fcm import FcmService
 from infra.peers.webpush import WebPushService
@@ -22,16 +21,7 @@ from notifyflow.requests import device_record
 @pytest.fixture
 def peers(tmp_path):
     with ApnsService() as apns, FcmService() as fcm, WebPushService() as webpush:
-        key_file = tmp_path / "service-account.json"
-        key_file.write_text(json.dumps(fcm.service_account()))
-        vapid = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
-        env = {"APNS_URL": apns.url, "APNS_KEY_ID": apns.key_id, "APNS_TEAM_ID": apns.team_id,
-               "APNS_BUNDLE_ID": apns.bundle_id, "APNS_PRIVATE_KEY": apns.private_key_pem,
-               "APNS_CA_FILE": str(apns.ca_pem_path), "GOOGLE_APPLICATION_CREDENTIALS": str(key_file),
-               "FCM_PROJECT_ID": fcm.project_id, "FCM_ENDPOINT": fcm.url, "VAPID_PRIVATE_KEY": vapid,
-               "NOTIFYFLOW_RETRY_DELAYS": "0.5,1"}
-        yield apns, fcm, webpush, env
+        yield apns, fcm, webpush, {**push_settings(tmp_path, fcm, apns), "NOTIFYFLOW_RETRY_DELAYS": "0.5,1"}
 
 
 def test_one_request_reaches_every_platform_once(stack, peers, tmp_path):
