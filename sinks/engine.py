@@ -114,14 +114,13 @@ class Delivery(UserStep):
                 out += self.give_up(Send(job), Result("permanent", f"no {job['channel']} target"), now)
             sends += [Send(job, device) for device in targets]
         fresh, duplicates = self.claim(sends)
-        for send in duplicates:  # a replay after a crash, or a second copy of a job in hand
-            out.append(status_record(status(send.job, "deduplicated", now, device=send.device,
-                                            provider=self.route(send).name, reason="already claimed")))
         for send in fresh:
             progress = state["open"].setdefault(send.job["job_id"], {"left": 0, "reached": False})
             progress["left"] += 1
-        for send in duplicates:  # a target already reached counts for the fallback decision
-            if send.job["job_id"] in state["open"]:
+        for send in duplicates:  # a replay after a crash, or a second copy of a job in hand
+            out.append(status_record(status(send.job, "deduplicated", now, device=send.device,
+                                            provider=self.route(send).name, reason="already claimed")))
+            if send.job["job_id"] in state["open"]:  # a target already reached counts for the fallback decision
                 state["open"][send.job["job_id"]]["reached"] = True
         return out + self.attempt(fresh, state, now)
 
