@@ -234,7 +234,7 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
         while True:
             for event in pending:
                 seq = event.get("event_seq")
-                if event["event"] != "resync" and seq is not None and seq <= sent:
+                if seq is not None and seq <= sent:
                     continue  # already in the replay
                 sent = max(sent, seq or 0)
                 yield event
