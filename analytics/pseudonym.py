@@ -63,7 +63,7 @@ def from_env(environ=os.environ, home: Path | None = None) -> UserKeys:
     if given:
         return UserKeys(given.encode(), rotation)
     if home is None:
-        from notifyflow.settings import home as default_home
+        from kernel.settings import home as default_home
 
         home = default_home()
     path = home / "analytics.secret"

@@ -11,12 +11,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from analytics.pseudonym import UserKeys
-from flows.intake import dead_letter
-from infra.topics import codec_for
-from notifyflow.logs import redact
+from kernel import records
+from kernel.logs import redact
+from kernel.topics import ENGAGEMENT, PREFERENCES, STATUS, codec_for
 from schemas import CodecError
 
-STATUS, ENGAGEMENT, PREFERENCES = "notify.status", "notify.engagement", "notify.preferences"
 TOPICS = (STATUS, ENGAGEMENT, PREFERENCES)
 COLUMNS = ("at", "created_at", "kind", "status", "notification_id", "user_key", "key_version", "channel",
            "category", "campaign_id", "variant", "platform", "provider", "reason", "action_id", "attempt",
@@ -37,11 +36,11 @@ class Rows:
     def item(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes, now: datetime) -> dict:
         """{"row": [...]} in COLUMNS order, {"erase": [(version, user key), ...]}, {} for records
         that carry nothing for analytics, or a dead letter."""
-        source = {"topic": topic, "partition": partition, "offset": offset, "key": key, "value": value}
+        source = records.source(topic, partition, offset, key, value)
         try:
             record = self.codecs[topic].decode(value)
         except CodecError as exc:
-            return dead_letter(source, "analytics_decode", exc.reason)
+            return records.rejected(source, "analytics_decode", exc.reason)
         if topic == PREFERENCES:
             return {"erase": self.keys.every_version(record["user_id"], now)} if record["deleted"] else {}
         version, user_key = self.keys.of(record["user_id"], record["at"])

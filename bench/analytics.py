@@ -22,9 +22,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from connectors.kafka import produce_all, producer
-from infra.flows import AnalyticsProcess
-from infra.stack import LocalStack
-from infra.topics import codec_for
+from kernel.topics import codec_for
+from notifyflow.processes import AnalyticsProcess
+from notifyflow.stack import LocalStack
 
 console = Console(stderr=True)
 STATES = ("requested", "requested", "sent", "sent", "delivered", "delivered", "failed", "retried", "merged",

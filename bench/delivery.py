@@ -35,14 +35,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from connectors import postgres, redis
-from infra.peers.apns import ApnsService
-from infra.peers.aws import MotoServer
-from infra.peers.fcm import FcmService, fcm_app
-from infra.peers.smtp import SmtpServer
-from infra.peers.webhook import WebhookReceiver
-from infra.peers.webpush import WebPushService
-from infra.stack import LocalStack
-from infra.topics import codec_for, outbox_topic
+from kernel.topics import codec_for, outbox_topic
+from notifyflow.stack import LocalStack
+from peers.apns import ApnsService
+from peers.aws import MotoServer
+from peers.fcm import FcmService, fcm_app
+from peers.smtp import SmtpServer
+from peers.webhook import WebhookReceiver
+from peers.webpush import WebPushService
 from sinks.apns import ApnsProvider, load_key
 from sinks.circuit import Breakers
 from sinks.claims import RedisClaims

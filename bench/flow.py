@@ -22,11 +22,11 @@ from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from connectors.kafka import TopicReader, produce_all, producer
-from infra.flows import FlowProcess
-from infra.stack import LocalStack
-from infra.topics import TopicSpec, codec_for, ensure_topics
-from notifyflow.requests import notification_request
+from connectors.kafka import TopicReader, ensure_topics, produce_all, producer
+from kernel.requests import notification_request
+from kernel.topics import TopicSpec, codec_for
+from notifyflow.processes import FlowProcess
+from notifyflow.stack import LocalStack
 
 console = Console(stderr=True)
 CATEGORIES = ("messages", "messages", "social", "ci", "security", "marketing", "general")

@@ -30,7 +30,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from connectors.redis import user_channel
 from gateway.auth import issue_token
-from infra.stack import LocalStack, free_port, stop_process, wait_until
+from notifyflow.stack import LocalStack, free_port, stop_process, wait_until
 
 console = Console(stderr=True)
 SECRET = "bench-gateway-secret-of-32-bytes"

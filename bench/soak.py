@@ -34,14 +34,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from connectors import redis
 from connectors.kafka import TopicReader, produce_all, producer
-from infra.flows import FlowProcess, delivery_flow
-from infra.peers import push_settings
-from infra.peers.apns import ApnsService
-from infra.peers.fcm import FcmService
-from infra.peers.webhook import WebhookReceiver
-from infra.stack import LocalStack
-from infra.topics import codec_for
-from notifyflow.requests import device_record, notification_request
+from kernel.requests import device_record, notification_request
+from kernel.topics import codec_for
+from notifyflow.processes import FlowProcess, delivery_flow
+from notifyflow.stack import LocalStack
+from peers import push_settings
+from peers.apns import ApnsService
+from peers.fcm import FcmService
+from peers.webhook import WebhookReceiver
 
 console = Console(stderr=True)
 LANES = ("normal", "high")

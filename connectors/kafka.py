@@ -5,7 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from kernel.topics import TOPICS, default_partitions
 
 
 def producer(bootstrap_servers: str, **overrides) -> Producer:
@@ -96,3 +99,25 @@ def read_topic(bootstrap_servers: str, topic: str | list[str], *, idle_timeout_s
                 count += 1
                 if max_messages is not None and count >= max_messages:
                     return
+
+
+def ensure_topics(bootstrap_servers: str, topics=TOPICS) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created."""
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    existing = set(admin.list_topics(timeout=10).topics)
+    wanted = [
+        NewTopic(spec.name, num_partitions=spec.partitions or default_partitions(),
+                 replication_factor=1, config=spec.config())
+        for spec in topics if spec.name not in existing
+    ]
+    if not wanted:
+        return []
+    created = []
+    for name, future in admin.create_topics(wanted, operation_timeout=10).items():
+        try:
+            future.result()
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # another launcher won the race
+                raise
+    return created

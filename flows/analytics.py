@@ -20,15 +20,16 @@ from analytics import pseudonym
 from analytics.rows import TOPICS, Rows, source_partition
 from analytics.store import RawEvents
 from connectors import clickhouse
-from flows.wiring import ClickHouseSink, Encoder, kafka_sink, utcnow
-from notifyflow import settings
-from sinks import jobs
+from flows.wiring import ClickHouseSink, Encoder, built_on_demand, kafka_sink
+from kernel import logs, records, settings
+from kernel.clock import utcnow
 
 BATCH_ROWS = 5000
 BATCH_WAIT = timedelta(seconds=1)
 
 
 def build(config: settings.Settings | None = None, keys: pseudonym.UserKeys | None = None) -> Dataflow:
+    logs.install()
     config = config or settings.load()
     rows = Rows(keys or pseudonym.from_env(), config.schema_registry_url)
     brokers = config.kafka_bootstrap_servers.split(",")
@@ -38,7 +39,7 @@ def build(config: settings.Settings | None = None, keys: pseudonym.UserKeys | No
     items = op.map("to_rows", messages, lambda m: rows.item(m.topic, m.partition, m.offset, m.key, m.value,
                                                              utcnow()))
     decoded = op.branch("split_undecodable", items, lambda item: item.get("outcome") != "dead_letter")
-    dead = op.map("dead_letters", decoded.falses, lambda item: jobs.dead_letter(item, utcnow()))
+    dead = op.map("dead_letters", decoded.falses, lambda item: records.dead_letter(item, utcnow()))
     op.output("write_dead_letters", op.map("encode", dead, Encoder(config.schema_registry_url)), kafka_sink(brokers))
     kept = op.filter("drop_irrelevant", decoded.trues, bool)
     by_partition = op.key_on("key_by_source_partition", kept, source_partition)
@@ -48,8 +49,4 @@ def build(config: settings.Settings | None = None, keys: pseudonym.UserKeys | No
     return flow
 
 
-def __getattr__(name: str):
-    # `bytewax.run flows.analytics:flow` builds from the environment only when asked.
-    if name == "flow":
-        return build()
-    raise AttributeError(name)
+__getattr__ = built_on_demand(build)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flows.steps import finished
+from kernel.keyed import finished
 
 MembersOf = Callable[[set[str]], dict[str, list[str]]]
 

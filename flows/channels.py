@@ -8,7 +8,7 @@ used at once, and how many wait in the fallback chain, depends on priority.
 
 from __future__ import annotations
 
-from flows.steps import finished
+from kernel.keyed import finished
 
 INTERRUPTIVE = ("push", "email", "sms", "webhook")
 BASE_SCORE = {"push": 3.0, "email": 2.0, "sms": 1.0, "webhook": 2.5}
@@ -43,8 +43,6 @@ def score(channel: str, item: dict) -> float:
 
 
 def select(item: dict) -> dict:
-    if item.get("outcome"):
-        return item
     hints = item["request"]["channels"]
     allowed = [c for c in item["channels"] if available(c, item) and (not hints or c in hints)]
     if not allowed:

@@ -12,7 +12,7 @@ import json
 from datetime import datetime, timedelta
 
 from flows.policy import policy_for
-from flows.steps import UserStep, finished
+from kernel.keyed import KeyedStep, finished
 
 WINDOW = timedelta(minutes=5)
 # Long enough to catch an upstream re-publishing the same request after its own retries.
@@ -28,7 +28,7 @@ def content_hash(request: dict) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
 
 
-class DedupMerge(UserStep):
+class DedupMerge(KeyedStep):
     def new_state(self) -> dict:
         return {"windows": {}, "request_ids": {}, "clock": None}
 

@@ -22,9 +22,10 @@ from bytewax.dataflow import Dataflow
 
 from connectors import postgres, redis
 from connectors.threads import PerThread
-from flows.wiring import Encoder, kafka_sink, per_user_steps, utcnow
-from infra.topics import CHANNELS, LANES, codec_for, outbox_topic
-from notifyflow import settings
+from flows.wiring import Encoder, kafka_sink, keyed_steps
+from kernel import logs, records, settings
+from kernel.clock import utcnow
+from kernel.topics import CHANNELS, LANES, codec_for, outbox_topic
 from sinks import jobs
 from sinks.circuit import Breakers
 from sinks.claims import RedisClaims
@@ -51,6 +52,7 @@ def build(channel: str, lane: str, config: settings.Settings | None = None) -> D
     if channel not in {"in_app", *PROVIDERS} or lane not in LANES:
         raise ValueError(f"no delivery flow for {channel}/{lane}; channels with a sink: in_app, "
                          f"{', '.join(PROVIDERS)} (of {', '.join(CHANNELS)}), lanes: {', '.join(LANES)}")
+    logs.install()
     config = config or settings.load()
     topic, brokers = outbox_topic(channel, lane), config.kafka_bootstrap_servers.split(",")
     codec = codec_for(topic, config.schema_registry_url)
@@ -60,18 +62,18 @@ def build(channel: str, lane: str, config: settings.Settings | None = None) -> D
     items = op.map("decode_jobs", messages, lambda m: jobs.decode(codec, m.topic, m.partition, m.offset,
                                                                    m.key, m.value))
     decoded = op.branch("split_undecodable", items, lambda item: "job" in item)
-    dead = op.map("dead_letters", decoded.falses, lambda item: jobs.dead_letter(item, utcnow()))
+    dead = op.map("dead_letters", decoded.falses, lambda item: records.dead_letter(item, utcnow()))
     if channel == "in_app":
         sink = PerThread(lambda: InAppSink(postgres.connect(config.database_url), redis.client(config.redis_url)))
         delivered = op.flat_map_batch("deliver", decoded.trues, lambda batch: [
-            jobs.status_record(s) for s in sink.get().deliver([item["job"] for item in batch], utcnow())])
+            records.status_record(s) for s in sink.get().deliver([item["job"] for item in batch], utcnow())])
     else:
         engine = Delivery(PROVIDERS[channel](config), RedisClaims(redis.client(config.redis_url)), Breakers(),
                           retry_policy(), batch_window_s=BULK_BATCH_WINDOW_S if lane == "bulk" else 0.0)
         sharded = op.key_on("key_by_shard", op.map("jobs", decoded.trues, lambda item: item["job"]), shard_of)
-        delivered = op.key_rm("drop_shard_key", per_user_steps("deliver", sharded, engine))
-    records = op.merge("with_dead_letters", dead, delivered)
-    op.output("write_topics", op.map("encode", records, Encoder(config.schema_registry_url)), kafka_sink(brokers))
+        delivered = op.key_rm("drop_shard_key", keyed_steps("deliver", sharded, engine))
+    outgoing = op.merge("with_dead_letters", dead, delivered)
+    op.output("write_topics", op.map("encode", outgoing, Encoder(config.schema_registry_url)), kafka_sink(brokers))
     return flow
 
 

@@ -9,8 +9,8 @@ from datetime import datetime
 from markupsafe import escape
 
 from flows.policy import policy_for
-from flows.schedule import ScheduleError, next_digest_at
-from flows.steps import UserStep, finished
+from kernel.keyed import KeyedStep, finished
+from kernel.schedule import ScheduleError, next_digest_at
 
 MAX_DIGEST_ITEMS = 50
 
@@ -33,7 +33,7 @@ def waits_for_digest(item: dict) -> str | None:
     return None
 
 
-class Digest(UserStep):
+class Digest(KeyedStep):
     def new_state(self) -> dict:
         return {"entries": [], "due": None, "last": None}
 

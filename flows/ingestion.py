@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from flows.intake import dead_letter
-from flows.steps import UserStep
+from kernel.keyed import KeyedStep
+from kernel.records import rejected
 
 WINDOW_S = 60
 
@@ -40,7 +40,7 @@ def tenant_of(item: dict) -> str:
     return item["request"]["tenant"]
 
 
-class IngestionLimit(UserStep):
+class IngestionLimit(KeyedStep):
     def __init__(self, limits: IngestionLimits) -> None:
         self.limits = limits
 
@@ -65,4 +65,4 @@ class IngestionLimit(UserStep):
             tenant_counts[second] = tenant_counts.get(second, 0) + 1
             sender_counts[second] = sender_counts.get(second, 0) + 1
             return [item]
-        return [dead_letter(item["source"], "ingest_limit", reason)]
+        return [rejected(item["source"], "ingest_limit", reason)]

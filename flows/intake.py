@@ -10,12 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from flows import validate
-from flows.steps import finished
-from infra.topics import codec_for
+from kernel import records
+from kernel.keyed import finished
+from kernel.topics import EVENTS, USER_STATE_TOPICS, codec_for
 from schemas import CodecError
-
-EVENTS = "notify.events"
-USER_STATE_TOPICS = ("notify.preferences", "notify.devices", "notify.presence")
 
 
 class Intake:
@@ -25,23 +23,19 @@ class Intake:
     def item(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes,
              now: datetime, timestamp: tuple[int, int] | None = None) -> dict:
         """`timestamp`: the record's Kafka timestamp as (type, epoch ms); type 0 means it has none."""
-        source = {"topic": topic, "partition": partition, "offset": offset, "key": key, "value": value,
-                  "timestamp_ms": timestamp[1] if timestamp and timestamp[0] else None}
+        source = records.source(topic, partition, offset, key, value,
+                                timestamp[1] if timestamp and timestamp[0] else None)
         try:
             record = self.codecs[topic].decode(value)
         except CodecError as exc:
-            return dead_letter(source, "decode", exc.reason)
+            return records.rejected(source, "decode", exc.reason)
         if topic != EVENTS:
             return {"kind": "user_state", "topic": topic, "user_id": record["user_id"], "record": record}
         if reason := validate.problem(record, now):
-            return dead_letter(source, "validate", reason)
+            return records.rejected(source, "validate", reason)
         item = {"kind": "notification", "user_id": record["user_id"], "request": validate.clean_text(record),
                 "source": source}
         if validate.is_expired(record, now):
             return finished(item, "expired", f"expired at {record['metadata']['expires_at'].isoformat()}")
         return item
 
-
-def dead_letter(source: dict, stage: str, reason: str) -> dict:
-    return {"kind": "notification", "user_id": None, "request": None, "source": source,
-            "outcome": "dead_letter", "stage": stage, "reason": reason}

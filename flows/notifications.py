@@ -2,7 +2,7 @@
 
     python -m bytewax.run flows.notifications:flow -r <recovery dir> -s <snapshot seconds>
 
-Each line below is one step; what the step does lives in the module it names. Per-user
+Each line below is one step; what the step does lives in the module it names. The per-user
 steps are keyed by user id and run as one stateful operator, so a user's notifications stay
 in order on one worker and all of that user's state is snapshotted once, together with the
 input offsets (recovery resumes both together).
@@ -21,17 +21,20 @@ from flows import audience, channels, outbox, preferences
 from flows.dedup import DedupMerge
 from flows.digest import Digest
 from flows.ingestion import IngestionLimit, IngestionLimits, tenant_of
-from flows.intake import EVENTS, USER_STATE_TOPICS, Intake
+from flows.intake import Intake
 from flows.quiet_hours import QuietHours
 from flows.rate_limit import RateLimit
 from flows.render import catalog_from_env, render
-from flows.steps import Each, UserPipeline
 from flows.user_state import JoinUserState
-from flows.wiring import Encoder, kafka_sink, per_user_steps, utcnow
-from notifyflow import settings
+from flows.wiring import Encoder, built_on_demand, kafka_sink, keyed_steps
+from kernel import logs, settings
+from kernel.clock import utcnow
+from kernel.keyed import Each, KeyedPipeline
+from kernel.topics import EVENTS, USER_STATE_TOPICS
 
 
 def build(config: settings.Settings | None = None) -> Dataflow:
+    logs.install()
     config = config or settings.load()
     intake, catalog = Intake(config.schema_registry_url), catalog_from_env()
     ingestion_limit = IngestionLimit(IngestionLimits.from_env())
@@ -45,12 +48,12 @@ def build(config: settings.Settings | None = None) -> Dataflow:
     rejected = op.branch("split_rejected", items, lambda item: bool(item.get("outcome")))
     kinds = op.branch("split_user_state", rejected.falses, lambda item: item["kind"] == "user_state")
     by_tenant = op.key_on("key_by_tenant", kinds.falses, tenant_of)
-    admitted = op.key_rm("drop_tenant_key", per_user_steps("limit_ingestion", by_tenant, ingestion_limit))
+    admitted = op.key_rm("drop_tenant_key", keyed_steps("limit_ingestion", by_tenant, ingestion_limit))
     over_limit = op.branch("split_over_limit", admitted, lambda item: bool(item.get("outcome")))
     per_user = op.flat_map_batch("expand_audience", over_limit.falses, functools.partial(
         audience.expand, members_of=AudienceMembers(config.database_url)))
     keyed = op.key_on("key_by_user", op.merge("with_user_state", kinds.trues, per_user), lambda i: i["user_id"])
-    decided = per_user_steps("per_user_steps", keyed, UserPipeline([
+    decided = keyed_steps("per_user_steps", keyed, KeyedPipeline([
         ("join_user_state", JoinUserState()),
         ("dedup_merge", DedupMerge()),
         ("apply_preferences", Each(preferences.apply)),
@@ -61,13 +64,9 @@ def build(config: settings.Settings | None = None) -> Dataflow:
         ("digest", Digest()),
     ]))
     done = op.merge("with_rejected", rejected.trues, over_limit.trues, op.key_rm("drop_user_key", decided))
-    records = op.flat_map("to_outbox_records", done, lambda item: outbox.records(item, utcnow()))
-    op.output("write_topics", op.map("encode", records, encode), kafka_sink(brokers))
+    outgoing = op.flat_map("to_outbox_records", done, lambda item: outbox.outgoing(item, utcnow()))
+    op.output("write_topics", op.map("encode", outgoing, encode), kafka_sink(brokers))
     return flow
 
 
-def __getattr__(name: str):
-    # `bytewax.run flows.notifications:flow` builds from the environment only when asked.
-    if name == "flow":
-        return build()
-    raise AttributeError(name)
+__getattr__ = built_on_demand(build)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from infra.topics import outbox_topic
+from kernel import records
+from kernel.records import Outgoing
+from kernel.topics import outbox_topic
 
 LANE_BY_PRIORITY = {"critical": "critical", "high": "high", "normal": "normal", "low": "bulk"}
 
@@ -19,18 +21,17 @@ def lane_for(item: dict) -> str:
     return LANE_BY_PRIORITY[item["priority"]]
 
 
-def records(item: dict, now: datetime) -> list[tuple[str, bytes | None, dict]]:
-    """(topic, key, record) for everything the item produces."""
+def outgoing(item: dict, now: datetime) -> list[Outgoing]:
+    """Everything the item produces."""
     outcome = item.get("outcome")
     if outcome == "dead_letter":
-        return [("notify.dlq", item["source"]["key"], dead_letter(item, now))]
-    key = (item["user_id"] or "").encode() or item["source"]["key"]
+        return [records.dead_letter(item, now)]
     if outcome:
-        return [("notify.status", key, status(item, outcome, None, now))]
-    lane, out = lane_for(item), []
+        return [records.status_record(status(item, outcome, None, now), item["source"]["key"])]
+    lane, out, key = lane_for(item), [], item["user_id"].encode()
     for channel in item["route"]["send"]:
         out.append((outbox_topic(channel, lane), key, job(item, channel, lane)))
-        out.append(("notify.status", key, status(item, "merged" if item["revision"] else "requested", channel, now)))
+        out.append(records.status_record(status(item, "merged" if item["revision"] else "requested", channel, now)))
     return out
 
 
@@ -87,28 +88,8 @@ def device_target(device: dict) -> dict:
 
 def status(item: dict, state: str, channel: str | None, now: datetime) -> dict:
     request = item["request"]
-    rendered = item.get("rendered") or {}
-    return {
-        "notification_id": item.get("notification_id") or request["id"],
-        "user_id": item["user_id"] or "",
-        "channel": channel,
-        "device_id": None,
-        "status": state,
-        "attempt": 0,
-        "provider": None,
-        "reason": item.get("reason"),
-        "category": request["category"],
-        "campaign_id": request["metadata"]["campaign_id"],
-        "variant": rendered.get("variant"),
-        "platform": None,
-        "created_at": request["metadata"]["created_at"],
-        "at": now,
-        "tenant": request["tenant"],
-    }
-
-
-def dead_letter(item: dict, now: datetime) -> dict:
-    source = item["source"]
-    return {"original": source["value"], "original_key": source["key"], "topic": source["topic"],
-            "partition": source["partition"], "offset": source["offset"], "stage": item["stage"],
-            "reason": item["reason"], "attempts": 1, "first_seen": now, "last_seen": now, "schema": None}
+    return records.status(
+        notification_id=item.get("notification_id") or request["id"], user_id=item["user_id"] or "",
+        tenant=request["tenant"], state=state, channel=channel, category=request["category"],
+        campaign_id=request["metadata"]["campaign_id"], variant=(item.get("rendered") or {}).get("variant"),
+        created_at=request["metadata"]["created_at"], at=now, reason=item.get("reason"))

@@ -7,15 +7,13 @@ everything) but never a legal requirement such as marketing consent.
 from __future__ import annotations
 
 from flows.policy import policy_for
-from flows.steps import finished
-from infra.topics import CHANNELS
+from kernel.keyed import finished
+from kernel.topics import CHANNELS
 
 PRIORITIES = ("low", "normal", "high", "critical")
 
 
 def apply(item: dict) -> dict:
-    if item.get("outcome"):
-        return item
     request, prefs = item["request"], item["user"]["preferences"]
     category = request["category"]
     needs_consent = policy_for(category).consent_required or request["type"] == "marketing"

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flows.schedule import ScheduleError, quiet_until
-from flows.steps import UserStep, finished
 from flows.validate import is_expired
+from kernel.keyed import KeyedStep, finished
+from kernel.schedule import ScheduleError, quiet_until
 
 
-class QuietHours(UserStep):
+class QuietHours(KeyedStep):
     def new_state(self) -> dict:
         return {"held": []}
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from flows.policy import USER_PER_HOUR, policy_for
-from flows.steps import UserStep, finished
+from kernel.keyed import KeyedStep, finished
 
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 
 
-class RateLimit(UserStep):
+class RateLimit(KeyedStep):
     def new_state(self) -> dict:
         return {"sent": []}  # (created_at, category), oldest first
 

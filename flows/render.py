@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from flows.steps import finished
 from flows.templates import TemplateCatalog, TemplateError
+from kernel.keyed import finished
 
 DEFAULT_TEMPLATES = Path(__file__).resolve().parent.parent / "infra" / "templates"
 
@@ -16,8 +16,6 @@ def catalog_from_env() -> TemplateCatalog:
 
 
 def render(catalog: TemplateCatalog, item: dict) -> dict:
-    if item.get("outcome"):
-        return item
     locale = item["user"]["preferences"]["locale"]
     try:
         rendered = catalog.render(item["request"], item["user_id"], locale)

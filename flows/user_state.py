@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from flows.steps import UserStep
+from kernel.keyed import KeyedStep
+from kernel.topics import DEVICES, PREFERENCES
 
-# Gateways repeat "online" for every connected device (gateway.app PRESENCE_REFRESH_S); a device
+# Gateways repeat "online" for every connected device (the gateway's PRESENCE_REFRESH_S); a device
 # not heard of for this long is offline, so a gateway that died cannot keep its users "online".
 PRESENCE_TTL = timedelta(seconds=90)
 
@@ -22,7 +23,7 @@ def default_preferences(user_id: str) -> dict:
             "timezone": "UTC", "deleted": False}
 
 
-class JoinUserState(UserStep):
+class JoinUserState(KeyedStep):
     def new_state(self) -> dict:
         return {"preferences": None, "devices": {}, "online": {}}
 
@@ -36,17 +37,17 @@ class JoinUserState(UserStep):
         return state["preferences"] is None and not state["devices"] and not state["online"]
 
     def forgets(self, item: dict) -> bool:
-        return item["kind"] == "user_state" and item["topic"] == "notify.preferences" and item["record"]["deleted"]
+        return item["kind"] == "user_state" and item["topic"] == PREFERENCES and item["record"]["deleted"]
 
 
 def apply_update(state: dict, topic: str, record: dict) -> None:
-    if topic == "notify.preferences":
+    if topic == PREFERENCES:
         # A deleted record is the erasure tombstone: forget everything about the user.
         if record["deleted"]:
             state.update(preferences=None, devices={}, online={})
         else:
             state["preferences"] = record
-    elif topic == "notify.devices":
+    elif topic == DEVICES:
         if record["active"]:
             state["devices"][record["device_id"]] = record
         else:

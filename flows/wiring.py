@@ -1,16 +1,20 @@
-"""Bytewax glue the flows share: encoding to Kafka, the output sinks, per-user stateful steps."""
+"""Bytewax glue the flows share: encoding to Kafka, the output sinks, keyed stateful steps, and
+building a flow only when `bytewax.run` asks for it."""
 
 from __future__ import annotations
 
 import pickle
-from datetime import UTC, datetime
+from collections.abc import Callable
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage
+from bytewax.dataflow import Dataflow
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from flows.steps import UserStep
-from infra.topics import codec_for
+from kernel.clock import utcnow
+from kernel.keyed import KeyedStep
+from kernel.records import Outgoing
+from kernel.topics import codec_for
 
 
 def kafka_sink(brokers: list[str]) -> KafkaSink:
@@ -19,29 +23,25 @@ def kafka_sink(brokers: list[str]) -> KafkaSink:
         "partitioner": "murmur2_random", "enable.idempotence": "true", "linger.ms": "5"})
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class Encoder:
     def __init__(self, schema_registry_url: str | None) -> None:
         self.registry_url, self.codecs = schema_registry_url, {}
 
-    def __call__(self, record: tuple[str, bytes | None, dict]) -> KafkaSinkMessage:
+    def __call__(self, record: Outgoing) -> KafkaSinkMessage:
         topic, key, value = record
         if topic not in self.codecs:
             self.codecs[topic] = codec_for(topic, self.registry_url)
         return KafkaSinkMessage(key, self.codecs[topic].encode(value), topic=topic)
 
 
-def per_user_steps(step_id: str, up: op.KeyedStream, step: UserStep) -> op.KeyedStream:
-    return op.stateful_batch(step_id, up, lambda resume: PerUserLogic(step, resume))
+def keyed_steps(step_id: str, up: op.KeyedStream, step: KeyedStep) -> op.KeyedStream:
+    return op.stateful_batch(step_id, up, lambda resume: KeyedLogic(step, resume))
 
 
-class PerUserLogic(op.StatefulBatchLogic):
-    """Runs a plain UserStep for one user; its state is snapshotted as pickled bytes (immutable)."""
+class KeyedLogic(op.StatefulBatchLogic):
+    """Runs a plain KeyedStep for one key; its state is snapshotted as pickled bytes (immutable)."""
 
-    def __init__(self, step: UserStep, resume: bytes | None) -> None:
+    def __init__(self, step: KeyedStep, resume: bytes | None) -> None:
         self.step = step
         self.state = pickle.loads(resume) if resume is not None else step.new_state()
 
@@ -61,7 +61,6 @@ class PerUserLogic(op.StatefulBatchLogic):
         return self.DISCARD if self.step.is_empty(self.state) else self.RETAIN
 
 
-
 class ClickHouseSink(DynamicSink):
     """Hands each worker's batches of collected items to a writer built in that worker's thread
     (`make_writer()`, e.g. analytics.store.RawEvents over its own client)."""
@@ -79,3 +78,15 @@ class _WriterPartition(StatelessSinkPartition):
 
     def write_batch(self, batches: list[list[dict]]) -> None:
         self.writer.write(item for batch in batches for item in batch)
+
+
+def built_on_demand(build: Callable[[], Dataflow]) -> Callable[[str], Dataflow]:
+    """A module `__getattr__` that builds `flow` from the environment only when `bytewax.run
+    module:flow` asks for it, so importing the module needs no running services."""
+
+    def module_getattr(name: str) -> Dataflow:
+        if name == "flow":
+            return build()
+        raise AttributeError(name)
+
+    return module_getattr

@@ -14,7 +14,6 @@ import json
 import os
 import uuid
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qsl
 
@@ -27,15 +26,17 @@ from starlette.responses import JSONResponse, RedirectResponse, Response, Stream
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from gateway import metrics
 from gateway.auth import AuthError, TokenVerifier, issue_token
 from gateway.center import BadRequest, Center
-from flows.schedule import ScheduleError, next_digest_at, parse_zone, quiet_until
-from gateway import metrics
 from gateway.hub import HEARTBEAT, RESYNC, Hub, Inbox
 from gateway.openapi import OPENAPI
 from gateway.publisher import Publisher
-from notifyflow import settings
-from notifyflow.requests import device_record, preferences_record
+from kernel import logs, settings
+from kernel.clock import utcnow
+from kernel.requests import device_record, preferences_record
+from kernel.schedule import ScheduleError, next_digest_at, parse_zone, quiet_until
+from kernel.topics import DEVICES, ENGAGEMENT, PREFERENCES, PRESENCE
 from schemas import CodecError
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"  # the browser client, served as it is
@@ -54,6 +55,7 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
     embedded default's demo page uses it; never enable it where real users are.
     `vapid_public_key` (or VAPID_PUBLIC_KEY): the application server key of the Web Push sink's
     VAPID_PRIVATE_KEY, handed to browsers; the gateway never holds the private key."""
+    logs.install()
     config = config or settings.load()
     verifier = verifier or verifier_from_env()
     vapid_public_key = check_vapid_public_key(vapid_public_key or os.environ.get("VAPID_PUBLIC_KEY") or None)
@@ -154,7 +156,7 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
         user, body = caller(request), await json_body(request)
         record = preferences_record(**{**body, "user_id": user, "updated_at": utcnow(), "deleted": False})
         check_schedules(record)
-        publisher.publish("notify.preferences", record)  # validates: unknown or mistyped fields are refused
+        publisher.publish(PREFERENCES, record)  # validates: unknown or mistyped fields are refused
         saved = preferences_json(record)
         await center.fetch("INSERT INTO preferences (user_id, settings, updated_at) VALUES (%s, %s, now()) "
                            "ON CONFLICT (user_id) DO UPDATE SET settings = EXCLUDED.settings, updated_at = now()",
@@ -167,7 +169,7 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
         if not isinstance(body.get("device_id"), str) or not isinstance(body.get("platform"), str):
             raise BadRequest("device_id and platform are required")
         record = device_record(**{**body, "user_id": user, "registered_at": utcnow(), "active": True})
-        publisher.publish("notify.devices", record)
+        publisher.publish(DEVICES, record)
         await center.fetch(
             "INSERT INTO devices (user_id, device_id, platform, token, web_push, app_version, active) "
             "VALUES (%s, %s, %s, %s, %s, %s, true) ON CONFLICT (user_id, device_id) DO UPDATE SET "
@@ -183,7 +185,7 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
                                   "RETURNING platform, token", [user, device_id])
         if not rows:
             return JSONResponse({"error": "not found"}, status_code=404)
-        publisher.publish("notify.devices", device_record(user, device_id, rows[0]["platform"],
+        publisher.publish(DEVICES, device_record(user, device_id, rows[0]["platform"],
                                                           token=rows[0]["token"], active=False))
         return Response(status_code=204)
 
@@ -194,7 +196,7 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
         if not rows:
             return JSONResponse({"error": "not found"}, status_code=404)
         content = rows[0]["content"] or {}
-        publisher.publish("notify.engagement", {
+        publisher.publish(ENGAGEMENT, {
             "notification_id": body["notification_id"], "user_id": user, "action": body.get("action"),
             "action_id": body.get("action_id"), "device_id": body.get("device_id"),
             "channel": body.get("channel", "in_app"), "at": utcnow(), "campaign_id": content.get("campaign_id"),
@@ -202,7 +204,7 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
         return Response(status_code=202)
 
     def presence(user: str, device_id: str, status: str) -> None:
-        publisher.publish("notify.presence", {"user_id": user, "device_id": device_id, "status": status,
+        publisher.publish(PRESENCE, {"user_id": user, "device_id": device_id, "status": status,
                                               "at": utcnow(), "gateway_id": gateway_id})
 
     async def sync(user: str, event: str, rows: list[dict]) -> None:
@@ -361,10 +363,6 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
         return await app(scope, receive, send)
 
     return gateway
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 async def json_body(request: Request) -> dict:

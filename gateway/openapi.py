@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from kernel.topics import DEVICES, ENGAGEMENT, PREFERENCES
+
 
 def _ref(name: str) -> dict:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -59,11 +61,11 @@ OPENAPI = {
         "/api/preferences": {
             "get": {"summary": "The caller's preferences (defaults until first saved)",
                     "responses": {"200": _json(_ref("Preferences")), **ERRORS}},
-            "put": {"summary": "Replace the caller's preferences; published to notify.preferences",
+            "put": {"summary": f"Replace the caller's preferences; published to {PREFERENCES}",
                     "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Preferences")}}},
                     "responses": {"200": _json(_ref("Preferences")), **ERRORS}}},
         "/api/devices": {"post": {
-            "summary": "Register a push token or Web Push subscription; published to notify.devices",
+            "summary": f"Register a push token or Web Push subscription; published to {DEVICES}",
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Device")}}},
             "responses": {"201": _json({"type": "object"}, "Registered"), **ERRORS}}},
         "/api/devices/{device_id}": {"delete": {
@@ -75,7 +77,7 @@ OPENAPI = {
             "responses": {"200": _json({"type": "object", "properties": {
                 "vapid_public_key": {"type": ["string", "null"]}}}, "Push settings"), **ERRORS}}},
         "/api/engagement": {"post": {
-            "summary": "Report opened, clicked (with action_id), dismissed...; published to notify.engagement",
+            "summary": f"Report opened, clicked (with action_id), dismissed...; published to {ENGAGEMENT}",
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Engagement")}}},
             "responses": {"202": {"description": "Accepted"}, **ERRORS}}},
         "/events": {"get": {

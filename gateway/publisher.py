@@ -4,7 +4,7 @@ records on their topics, keyed by user like every other producer."""
 from __future__ import annotations
 
 from connectors.kafka import producer
-from infra.topics import codec_for
+from kernel.topics import codec_for
 
 
 class Publisher:

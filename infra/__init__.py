@@ -1,1 +1,1 @@
-"""Local stack, migrations and topic map of notifyflow."""
+"""Data, no code: SQL migrations, ClickHouse DDL, templates, sample users and requests, the Grafana dashboard."""

@@ -1,6 +1,2 @@
-"""notifyflow: real-time notifications as Bytewax dataflows."""
-
-from notifyflow import logs
-
-# Every process (flows, gateway, CLI) imports this package before it logs anything.
-logs.install()
+"""notifyflow's shell: the `notifyflow` command, the demo, the local stack and flow runners, and
+on-call's tools (user export and erasure, retention, dead-letter replay)."""

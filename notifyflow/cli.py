@@ -9,13 +9,9 @@ import json
 import os
 import signal
 import sys
-import tempfile
 import threading
-import time
 from collections import Counter
-from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -25,19 +21,22 @@ import redis
 import typer
 from clickhouse_connect.driver.exceptions import ProgrammingError
 from confluent_kafka import KafkaException
-from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
-from connectors.kafka import TopicReader, produce_all, producer, read_topic
-from infra.flows import AnalyticsProcess, FlowError, FlowProcess, delivery_flow
-from infra.stack import LocalStack, StackError
-from infra.topics import LANES, OUTBOX_TOPICS, codec_for
+from connectors.kafka import read_topic
+from kernel import logs, settings
+from kernel.clock import parse_time
+from kernel.requests import from_json, notification_request
+from kernel.topics import DLQ, EVENTS, codec_for
+from notifyflow import demo as demo_run
 from notifyflow import dlq as dead_letters
 from notifyflow import retention as retention_job
-from notifyflow import settings, userdata
-from notifyflow.requests import (device_record, from_json, notification_request, parse_time, preferences_record,
-                                 routing_key)
+from notifyflow import userdata
+from notifyflow.console import console, err_console, printable
+from notifyflow.processes import FlowError
+from notifyflow.publish import publish_requests
+from notifyflow.stack import StackError, running_stack
 from schemas import CodecError
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
@@ -51,31 +50,11 @@ dlq_app = typer.Typer(help="Dead letters: list them grouped by stage and reason,
 app.add_typer(dlq_app, name="dlq")
 user_app = typer.Typer(help="GDPR: export or erase everything stored about a user.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
-console = Console()
-err_console = Console(stderr=True)
-SAMPLES = resources.files("infra") / "samples" / "notifications.json"
-USERS = resources.files("infra") / "samples" / "users.json"
-OUTPUT_TOPICS = ("notify.status", "notify.dlq", *OUTBOX_TOPICS)
 ANALYTICS_URL = os.environ.get("NOTIFYFLOW_ANALYTICS_URL", "http://127.0.0.1:8100")
 
 
 class UserError(Exception):
     """A mistake the user can fix; printed as one line, never as a traceback."""
-
-
-@contextmanager
-def running_stack():
-    """The local stack with a progress display while it starts; its URLs exported to this process."""
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True) as bar:
-        task = bar.add_task("starting the local stack")
-        stack = LocalStack(on_step=lambda step: bar.update(task, description=step))
-        stack.start()
-    try:
-        os.environ.update(stack.urls)
-        yield stack
-    finally:
-        stack.stop()
-        console.print("local stack stopped")
 
 
 @stack_app.command("up")
@@ -99,110 +78,11 @@ def stack_up() -> None:
             settings.stack_file().unlink(missing_ok=True)
 
 
-def describe_target(request: dict) -> str:
-    if request.get("user_id"):
-        return request["user_id"]
-    audience = request.get("audience") or {}
-    if audience.get("user_ids"):
-        return ", ".join(audience["user_ids"])
-    return f"segment {audience['segment']}" if audience.get("segment") else f"topic {audience.get('topic')}"
-
-
-def publish(config: settings.Settings, requests: list[dict]) -> None:
-    codec = codec_for("notify.events", config.schema_registry_url)
-    records = [(routing_key(request), codec.encode(request)) for request in requests]
-    produce_all(producer(config.kafka_bootstrap_servers), "notify.events", records)
-    for request in requests:
-        console.print(f"sent {request['id']} ({request['priority']}, {request['category']}) "
-                      f"to {describe_target(request)}")
-
-
 @app.command()
 def demo() -> None:
     """Start the local stack, the notification flow, the in-app delivery flows and analytics, send the
     samples, and show what the flows decided, what reached the notification center, and the analytics."""
-    with running_stack(), tempfile.TemporaryDirectory(prefix="notifyflow-demo-") as scratch, ExitStack() as flows:
-        config, work = settings.load(), Path(scratch)
-        users = json.loads(USERS.read_text())
-        publish_records(config, "notify.preferences", [preferences_record(**p) for p in users["preferences"]])
-        publish_records(config, "notify.devices", [device_record(**d) for d in users["devices"]])
-        with console.status("starting the notification flow, the in-app delivery flows and analytics"):
-            running = [flows.enter_context(FlowProcess("notifications", work / "recovery", work / "flow.log"))]
-            running += [flows.enter_context(FlowProcess(delivery_flow("in_app", lane), work / f"in-app-{lane}",
-                                                        work / f"in-app-{lane}.log")) for lane in LANES]
-            analytics = flows.enter_context(AnalyticsProcess(work / "analytics-recovery", work / "analytics.log"))
-            time.sleep(5)  # let the flow read the user state first: nothing orders two topics
-        with TopicReader(config.kafka_bootstrap_servers, list(OUTPUT_TOPICS)) as reader:
-            publish(config, [from_json(item) for item in json.loads(SAMPLES.read_text())])
-            outputs = collect(reader, running, config)
-        show_outputs(outputs)
-        show_notification_center(config)
-        show_analytics(analytics, statuses=sum(topic == "notify.status" for topic, _ in outputs))
-
-
-def collect(reader: TopicReader, flows: list[FlowProcess], config: settings.Settings) -> list[tuple[str, dict]]:
-    """What the flows write, until they have been quiet for a few seconds."""
-    outputs, quiet_since, deadline = [], time.monotonic(), time.monotonic() + 60
-    with console.status("waiting for the flows"):
-        while time.monotonic() - quiet_since < (3 if outputs else 20) and time.monotonic() < deadline:
-            messages = reader.poll(0.5)
-            if not messages:
-                for flow in flows:
-                    flow.check()
-            for message in messages:
-                quiet_since = time.monotonic()
-                outputs.append((message.topic(), codec_for(message.topic(), config.schema_registry_url)
-                                .decode(message.value())))
-    return outputs
-
-
-def show_notification_center(config: settings.Settings) -> None:
-    table = Table("user", "title", "body", "merged", "unread", title="notification center (PostgreSQL)")
-    with psycopg.connect(config.database_url) as db:
-        for row in db.execute("SELECT user_id, title, body, merge_count, read_at IS NULL FROM notifications "
-                              "ORDER BY user_id, created_at"):
-            table.add_row(row[0], row[1], row[2], str(row[3]), "yes" if row[4] else "no")
-    console.print(table)
-
-
-def show_analytics(analytics: AnalyticsProcess, statuses: int) -> None:
-    """The statuses per channel as ClickHouse rolled them up, once the analytics flow has them all."""
-    deadline = time.monotonic() + 30
-    with console.status("waiting for analytics"):
-        while analytics.sql("SELECT count() FROM notifyflow.events_raw")[0][0] < statuses:
-            analytics.check()
-            if time.monotonic() > deadline:
-                raise FlowError(f"analytics did not store {statuses} statuses within 30 s; see {analytics.log}")
-            time.sleep(0.5)
-    table = Table("channel", "requested", "merged", "delivered", "deferred", "dropped",
-                  title="analytics (ClickHouse rollups per channel)")
-    for row in analytics.sql("SELECT if(channel = '', '(none)', channel), sum(requested), sum(merged), sum(delivered),"
-                             " sum(deferred), sum(dropped) FROM notifyflow.kpi_minute GROUP BY channel ORDER BY 1"):
-        table.add_row(*(str(value) for value in row))
-    console.print(table)
-
-
-def show_outputs(outputs: list[tuple[str, dict]]) -> None:
-    jobs = Table("user", "channel", "lane", "title", "body", "then, if unseen",
-                 title="delivery jobs (notify.outbox.<channel>.<lane>)")
-    for topic, job in outputs:
-        if topic.startswith("notify.outbox."):
-            fallback = ", ".join(f"{f['channel']} after {f['after_seconds'] // 60} min" for f in job["fallback"])
-            jobs.add_row(job["user_id"], job["channel"], job["lane"], job["title"], job["body"], fallback)
-    console.print(jobs)
-    other = Table("user", "outcome", "reason", title="not sent now (notify.status, notify.dlq)")
-    for topic, value in outputs:
-        if topic == "notify.dlq":
-            other.add_row(printable(value["original_key"]), f"dead letter ({value['stage']})", value["reason"])
-        elif topic == "notify.status" and value["status"] not in ("requested", "merged", "sent", "delivered"):
-            other.add_row(value["user_id"], value["status"], value["reason"] or "")
-    console.print(other)
-
-
-def publish_records(config: settings.Settings, topic: str, records: list[dict]) -> None:
-    codec = codec_for(topic, config.schema_registry_url)
-    produce_all(producer(config.kafka_bootstrap_servers), topic,
-                [(record["user_id"].encode(), codec.encode(record)) for record in records])
+    demo_run.run()
 
 
 @app.command()
@@ -229,20 +109,12 @@ def send(
                                          priority=priority, type=type) for _ in range(count)]
     else:
         raise UserError("give --user and --title, or --file")
-    publish(config, requests)
-
-
-def printable(value):
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
-    raise TypeError(f"cannot print {type(value).__name__}")
+    publish_requests(config, requests)
 
 
 @app.command()
 def tail(
-    topic: Annotated[str, typer.Argument(help="Topic to read, e.g. notify.events.")],
+    topic: Annotated[str, typer.Argument(help=f"Topic to read, e.g. {EVENTS}.")],
     max_messages: Annotated[Optional[int], typer.Option("--max", help="Stop after this many.")] = None,
     idle: Annotated[float, typer.Option(help="Stop after this many seconds without a record.")] = 3.0,
 ) -> None:
@@ -285,7 +157,7 @@ def dlq(
 
 
 def read_dead_letters(config: settings.Settings, idle: float) -> list[dict]:
-    with err_console.status("reading notify.dlq"):
+    with err_console.status(f"reading {DLQ}"):
         return dead_letters.read(config, idle)
 
 
@@ -318,7 +190,7 @@ def dlq_replay(
         published = dead_letters.replay(config, [letter for letter in chosen if dead_letters.replayable(letter)],
                                         dry_run=dry_run)
     table = Table("source topic", "would replay" if dry_run else "replayed",
-                  title=f"{len(chosen)} dead letters match ({len(letters)} in notify.dlq)")
+                  title=f"{len(chosen)} dead letters match ({len(letters)} in {DLQ})")
     for name, n in sorted(published.items()):
         table.add_row(name, str(n))
     console.print(table)
@@ -425,16 +297,16 @@ def analytics(
     """Run the analytics flow and serve the dashboard (http://HOST:PORT/) until Ctrl-C."""
     if ctx.invoked_subcommand is not None:
         return
-    from analytics import process
+    from notifyflow import analytics_process
 
     config = settings.load()
     try:
-        options = process.options(recovery or settings.home() / "analytics-recovery", host=host, port=port,
+        options = analytics_process.options(recovery or settings.home() / "analytics-recovery", host=host, port=port,
                                   snapshot_s=snapshot, epsilon=epsilon)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     try:
-        process.run(config, options, on_step=lambda step: console.print(f"[dim]{step}[/]"))
+        analytics_process.run(config, options, on_step=lambda step: console.print(f"[dim]{step}[/]"))
     except OSError as exc:
         if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
             raise
@@ -464,6 +336,7 @@ def analytics_sql(
 
 
 def main() -> None:
+    logs.install()
     try:
         app()
     except (UserError, settings.SettingsError, StackError, FlowError, CodecError, KafkaException, KeyError,

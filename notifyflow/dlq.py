@@ -18,8 +18,8 @@ import psycopg
 
 from connectors import postgres
 from connectors.kafka import produce_all, producer, read_topic
-from infra.topics import BY_NAME, codec_for, spec_for
-from notifyflow.settings import Settings
+from kernel.settings import Settings
+from kernel.topics import BY_NAME, DLQ, codec_for, spec_for
 
 
 class SelectionError(ValueError):
@@ -78,9 +78,9 @@ def replayable(letter: dict) -> bool:
 
 
 def read(config: Settings, idle_timeout_s: float) -> list[dict]:
-    codec = codec_for("notify.dlq", config.schema_registry_url)
+    codec = codec_for(DLQ, config.schema_registry_url)
     return [codec.decode(message.value())
-            for message in read_topic(config.kafka_bootstrap_servers, "notify.dlq", idle_timeout_s=idle_timeout_s,
+            for message in read_topic(config.kafka_bootstrap_servers, DLQ, idle_timeout_s=idle_timeout_s,
                                       deadline_s=600)]
 
 

@@ -26,11 +26,10 @@ from analytics import pseudonym
 from analytics.server import MAX_ROWS
 from connectors import postgres, redis
 from connectors.kafka import produce_all, producer, read_topic
-from infra.topics import CHANNELS, codec_for
-from notifyflow.requests import device_record, preferences_record
-from notifyflow.settings import Settings
+from kernel.requests import device_record, preferences_record
+from kernel.settings import Settings
+from kernel.topics import CHANNELS, DEVICES, PREFERENCES, PRESENCE, USER_STATE_TOPICS, codec_for
 
-COMPACTED_TOPICS = ("notify.preferences", "notify.devices", "notify.presence")
 # The user's rows per table. Delivery claims name a notification, not a user: the user's are
 # those of the user's notifications, so they go before the notifications they point to.
 USER_ROWS = {
@@ -61,9 +60,9 @@ def is_claim_of(key: str, user_id: str) -> bool:
 
 def latest_records(config: Settings, user_id: str, idle_timeout_s: float) -> dict[str, list[dict]]:
     """The user's latest record on each compacted topic: one for preferences, one per device otherwise."""
-    latest: dict[str, dict] = {topic: {} for topic in COMPACTED_TOPICS}
-    codecs = {topic: codec_for(topic, config.schema_registry_url) for topic in COMPACTED_TOPICS}
-    for message in read_topic(config.kafka_bootstrap_servers, list(COMPACTED_TOPICS), idle_timeout_s=idle_timeout_s,
+    latest: dict[str, dict] = {topic: {} for topic in USER_STATE_TOPICS}
+    codecs = {topic: codec_for(topic, config.schema_registry_url) for topic in USER_STATE_TOPICS}
+    for message in read_topic(config.kafka_bootstrap_servers, list(USER_STATE_TOPICS), idle_timeout_s=idle_timeout_s,
                               deadline_s=600):
         if message.key() == user_id.encode():
             record = codecs[message.topic()].decode(message.value())
@@ -113,7 +112,7 @@ def export(config: Settings, user_id: str, *, idle_timeout_s: float = 3.0,
     with postgres.connect(config.database_url) as db:
         stored_preferences = [stored for (stored,) in db.execute(
             "SELECT settings FROM preferences WHERE user_id = %s", (user_id,)).fetchall()]
-        rows = postgres_rows(db, user_id, addresses(kafka["notify.preferences"] + stored_preferences))
+        rows = postgres_rows(db, user_id, addresses(kafka[PREFERENCES] + stored_preferences))
     on_step("reading Redis")
     return {"user_id": user_id, "postgres": rows,
             "redis": {"delivery_claims": claim_keys(redis.client(config.redis_url), user_id)}, "kafka": kafka}
@@ -123,12 +122,12 @@ def tombstones(user_id: str, data: dict, now: datetime) -> list[tuple[str, dict]
     """(topic, record) that make the latest records on the compacted topics hold nothing but ids, and
     make the flows forget the user. The preferences tombstone is the one flows erase on; the others
     only retire a device or a connection, so no order among them matters (nothing orders topics anyway)."""
-    devices = {d["device_id"]: d["platform"] for d in data["postgres"]["devices"] + data["kafka"]["notify.devices"]}
-    out = [("notify.devices", device_record(user_id, device_id, platform, registered_at=now, active=False))
+    devices = {d["device_id"]: d["platform"] for d in data["postgres"]["devices"] + data["kafka"][DEVICES]}
+    out = [(DEVICES, device_record(user_id, device_id, platform, registered_at=now, active=False))
            for device_id, platform in sorted(devices.items())]
-    out += [("notify.presence", {"user_id": user_id, "device_id": p["device_id"], "status": "offline", "at": now,
-                                 "gateway_id": None}) for p in data["kafka"]["notify.presence"]]
-    return out + [("notify.preferences", preferences_record(user_id, updated_at=now, deleted=True))]
+    out += [(PRESENCE, {"user_id": user_id, "device_id": p["device_id"], "status": "offline", "at": now,
+                        "gateway_id": None}) for p in data["kafka"][PRESENCE]]
+    return out + [(PREFERENCES, preferences_record(user_id, updated_at=now, deleted=True))]
 
 
 def erase(config: Settings, user_id: str, *, idle_timeout_s: float = 3.0,
@@ -141,10 +140,10 @@ def erase(config: Settings, user_id: str, *, idle_timeout_s: float = 3.0,
     # notification center) before the rows go.
     records = tombstones(user_id, data, datetime.now(UTC))
     client = producer(config.kafka_bootstrap_servers)
-    for topic in COMPACTED_TOPICS:
+    for topic in USER_STATE_TOPICS:
         codec = codec_for(topic, config.schema_registry_url)
         produce_all(client, topic, [(user_id.encode(), codec.encode(r)) for t, r in records if t == topic])
-    counts = {f"kafka {topic} tombstones": sum(t == topic for t, _ in records) for topic in COMPACTED_TOPICS}
+    counts = {f"kafka {topic} tombstones": sum(t == topic for t, _ in records) for topic in USER_STATE_TOPICS}
     on_step("deleting from PostgreSQL")
     params = {"user": user_id, "addresses": [row["address"] for row in data["postgres"]["email_suppressions"]]}
     with postgres.connect(config.database_url) as db, db.transaction():

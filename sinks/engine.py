@@ -2,7 +2,7 @@
 permanent-failure handling and fallback to the next channel. The provider only knows how to
 send one batch; everything around it is here, the same for every channel.
 
-It runs as a per-shard step of the delivery flow (the UserStep shape): jobs waiting for a retry
+It runs as a per-shard step of the delivery flow (a KeyedStep): jobs waiting for a retry
 live in the shard's state with a timer, so they survive a restart and never block the others.
 """
 
@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from flows.steps import UserStep
-from infra.topics import codec_for, outbox_topic
+from kernel import records
+from kernel.keyed import KeyedStep
+from kernel.records import Outgoing, status_record
+from kernel.topics import DEVICES, codec_for, outbox_topic
 from sinks.circuit import Breakers
 from sinks.claims import FRESH, RESUMED, SENT
-from sinks.jobs import status, status_record
+from sinks.jobs import status
 from sinks.retry import RetryPolicy, RetryQueue
-
 
 MAX_TARGETS_PER_JOB = 100
 
@@ -74,7 +75,7 @@ class Claims(Protocol):
 
 
 @dataclass
-class Delivery(UserStep):
+class Delivery(KeyedStep):
     provider: Provider
     claims: Claims
     breakers: Breakers
@@ -87,7 +88,7 @@ class Delivery(UserStep):
         # open: per job, targets still in flight and whether any was reached (fallback needs all to fail)
         return {"waiting": RetryQueue(), "open": {}, "collecting": [], "collect_until": None}
 
-    def process(self, state: dict, jobs: list[dict], now: datetime) -> list[tuple[str, bytes, dict]]:
+    def process(self, state: dict, jobs: list[dict], now: datetime) -> list[Outgoing]:
         if not self.batch_window_s:
             return self.start(state, jobs, now)
         state["collecting"] += jobs
@@ -97,11 +98,11 @@ class Delivery(UserStep):
             return self.flush(state, now)
         return []
 
-    def flush(self, state: dict, now: datetime) -> list[tuple[str, bytes, dict]]:
+    def flush(self, state: dict, now: datetime) -> list[Outgoing]:
         jobs, state["collecting"], state["collect_until"] = state["collecting"], [], None
         return self.start(state, jobs, now)
 
-    def start(self, state: dict, jobs: list[dict], now: datetime) -> list[tuple[str, bytes, dict]]:
+    def start(self, state: dict, jobs: list[dict], now: datetime) -> list[Outgoing]:
         """Claim every target of the jobs and send the ones not sent or in hand already."""
         sends, out = [], []
         for job in jobs:
@@ -137,7 +138,7 @@ class Delivery(UserStep):
         times = [t for t in (state["waiting"].next_due(), state["collect_until"]) if t is not None]
         return datetime.fromtimestamp(min(times), UTC) if times else None
 
-    def release(self, state: dict, now: datetime) -> list[tuple[str, bytes, dict]]:
+    def release(self, state: dict, now: datetime) -> list[Outgoing]:
         due, out = state["waiting"].pop_due(now.timestamp()), []
         for send in (send for send in due if expired(send.job, now)):  # it waited out an outage
             self.finish(state, send.job, reached=False)
@@ -158,7 +159,7 @@ class Delivery(UserStep):
     def is_empty(self, state: dict) -> bool:
         return not state["waiting"] and not state["open"] and not state["collecting"]
 
-    def attempt(self, sends: list[Send], state: dict, now: datetime) -> list[tuple[str, bytes, dict]]:
+    def attempt(self, sends: list[Send], state: dict, now: datetime) -> list[Outgoing]:
         """Send through each send's provider, a batch at a time, past the circuit breaker of each
         send's circuit (its provider; for webhooks, its tenant's endpoint)."""
         groups: dict[str, tuple[Provider, list[Send]]] = {}
@@ -240,10 +241,10 @@ class Delivery(UserStep):
         out.append(status_record(status(job, result.state, now, attempt=send.attempt, device=send.device,
                                         provider=provider or self.provider.name, reason=result.reason)))
         if result.state == "token_invalid" and send.device:
-            out.append(("notify.devices", job["user_id"].encode(), forget_device(job, send.device, now)))
+            out.append((DEVICES, job["user_id"].encode(), forget_device(job, send.device, now)))
         # Dead-lettered only with nowhere else to go: the next channel takes it, or a device was reached.
         if not job["fallback"] and (result.outcome == "transient" or result.state == "failed"):
-            out.append(("notify.dlq", job["user_id"].encode(), dead_letter(job, result, send.attempt, now)))
+            out.append(dead_letter(job, result, send.attempt, now))
         nothing_reached = state is None or self.finish(state, job, reached=False)
         if job["fallback"] and nothing_reached:
             out.append(fallback_job(job))
@@ -267,15 +268,15 @@ def forget_device(job: dict, device: dict, now: datetime) -> dict:
             "registered_at": now, "active": False}
 
 
-def dead_letter(job: dict, result: Result, attempts: int, now: datetime) -> dict:
+def dead_letter(job: dict, result: Result, attempts: int, now: datetime) -> Outgoing:
     """The job's own bytes, so on-call can replay it as it was once the provider is fixed."""
     topic = outbox_topic(job["channel"], job["lane"])
-    return {"original": codec_for(topic).encode(job), "original_key": job["user_id"].encode(), "topic": topic,
-            "partition": -1, "offset": -1, "stage": f"deliver_{job['channel']}", "reason": result.reason or "failed",
-            "attempts": attempts, "first_seen": job["created_at"], "last_seen": now, "schema": None}
+    source = records.source(topic, -1, -1, job["user_id"].encode(), codec_for(topic).encode(job))
+    return records.dead_letter(records.rejected(source, f"deliver_{job['channel']}", result.reason or "failed"), now,
+                               attempts=attempts, first_seen=job["created_at"])
 
 
-def fallback_job(job: dict) -> tuple[str, bytes, dict]:
+def fallback_job(job: dict) -> Outgoing:
     """The same notification on the next channel of its chain, at once: this one failed."""
     step, rest = job["fallback"][0], job["fallback"][1:]
     channel = step["channel"]

@@ -8,10 +8,11 @@ from __future__ import annotations
 import os
 
 import pytest
-from gateway_harness import serve_gateway
 
-from infra.stack import LocalStack
-from notifyflow.settings import SERVICE_VARS
+from kernel.settings import SERVICE_VARS
+from notifyflow.stack import LocalStack
+
+from gateway_harness import serve_gateway
 
 
 @pytest.fixture(scope="session")

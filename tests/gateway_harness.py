@@ -11,9 +11,9 @@ import uvicorn
 
 from gateway.app import SERVER_OPTIONS, create_app
 from gateway.auth import TokenVerifier
-from infra.stack import free_port
-from infra.topics import codec_for
-from notifyflow import settings
+from kernel import settings
+from kernel.topics import codec_for
+from notifyflow.stack import free_port
 
 GATEWAY_SECRET = "gateway-test-secret-of-32-bytes!"
 # Any P-256 public point does: browsers only pass it to their push service.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.stack import free_port
+from notifyflow.stack import free_port
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
@@ -127,10 +127,10 @@ def deliver(stack):
     - the center row in PostgreSQL, then the live publish on Redis."""
     from datetime import UTC, datetime
 
-    from gateway_harness import in_app_job
-
     from connectors import postgres, redis
     from sinks.in_app import InAppSink
+
+    from gateway_harness import in_app_job
 
     sink = InAppSink(postgres.connect(stack.urls["DATABASE_URL"]), redis.client(stack.urls["REDIS_URL"]))
 

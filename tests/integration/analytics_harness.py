@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from infra.flows import AnalyticsProcess
+from notifyflow.processes import AnalyticsProcess
 
 SECRET = "test-analytics-secret-0123456789"
 

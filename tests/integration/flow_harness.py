@@ -9,11 +9,12 @@ import uuid
 from collections.abc import Callable
 
 from connectors.kafka import TopicReader, produce_all, producer
-from infra.flows import FlowProcess
-from infra.topics import OUTBOX_TOPICS, codec_for
-from notifyflow.requests import device_record, notification_request
-from notifyflow.requests import preferences_record as preferences  # noqa: F401 (re-exported for tests)
+from kernel.requests import device_record, notification_request
+from kernel.requests import preferences_record as preferences  # noqa: F401 (re-exported for tests)
+from kernel.topics import OUTBOX_TOPICS, codec_for
+from notifyflow.processes import FlowProcess
 from schemas import CodecError
+
 from gateway_harness import in_app_job  # noqa: F401 (one builder for every test dir)
 
 OUTPUT_TOPICS = ["notify.status", "notify.dlq", *OUTBOX_TOPICS]

@@ -11,8 +11,8 @@ from analytics.pseudonym import UserKeys
 from analytics.rows import Rows
 from analytics.store import RawEvents, erase, stored_offsets
 from connectors import clickhouse
-from infra.migrate import migrate_clickhouse
-from infra.topics import codec_for
+from kernel.topics import codec_for
+from notifyflow.migrate import migrate_clickhouse
 
 KEYS = UserKeys(b"store-test-secret-0123456789")
 # Raw rows live 90 days (TTL), so the test writes around the last midnight.

@@ -9,8 +9,8 @@ import uuid
 import pytest
 
 from connectors.kafka import produce_all, producer, read_topic
-from infra.topics import codec_for, registry_client
-from notifyflow.requests import notification_request, routing_key
+from kernel.requests import notification_request, routing_key
+from kernel.topics import codec_for, registry_client
 from schemas import CodecError
 
 

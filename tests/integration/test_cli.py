@@ -15,9 +15,9 @@ import websockets
 
 from connectors.kafka import produce_all, producer
 from gateway.auth import issue_token
-from infra.stack import free_port, stop_process, wait_until
-from infra.topics import codec_for
-from notifyflow.settings import SERVICE_VARS
+from kernel.settings import SERVICE_VARS
+from kernel.topics import codec_for
+from notifyflow.stack import free_port, stop_process, wait_until
 
 
 def notifyflow(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

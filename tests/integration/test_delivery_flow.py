@@ -4,12 +4,12 @@ when the delivery flow replays its whole input."""
 
 from __future__ import annotations
 
-
 import psycopg
-from flow_harness import Outputs, live_events, publish, publish_raw, request, statuses, unique
 
 from connectors import redis as redis_connector
-from infra.flows import FlowProcess, delivery_flow
+from notifyflow.processes import FlowProcess, delivery_flow
+
+from flow_harness import Outputs, live_events, publish, publish_raw, request, statuses, unique
 
 
 def test_requests_reach_the_notification_center_once(stack, tmp_path):

@@ -8,12 +8,13 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-from flow_harness import Outputs, jobs, publish, publish_raw, request, unique
-from test_cli import notifyflow
 
 from connectors.kafka import read_topic
 from flows.validate import MAX_CLOCK_SKEW
-from infra.flows import FlowProcess
+from notifyflow.processes import FlowProcess
+
+from flow_harness import Outputs, jobs, publish, publish_raw, request, unique
+from test_cli import notifyflow
 
 
 def test_a_dead_letter_is_replayed_once_after_the_cause_is_gone(stack, tmp_path):

@@ -4,10 +4,11 @@ unsubscribe headers; a hard bounce suppresses the address for the next one."""
 from __future__ import annotations
 
 import psycopg
-from flow_harness import Outputs, preferences, publish, request, statuses, unique
 
-from infra.flows import FlowProcess, delivery_flow
-from infra.peers.smtp import SmtpServer
+from notifyflow.processes import FlowProcess, delivery_flow
+from peers.smtp import SmtpServer
+
+from flow_harness import Outputs, preferences, publish, request, statuses, unique
 
 
 def test_critical_alerts_arrive_by_email_and_bounces_suppress_the_address(stack, tmp_path):

@@ -14,10 +14,10 @@ import psycopg
 import pytest
 
 from connectors import redis
-from infra.peers.aws import MotoServer
-from infra.peers.smtp import SmtpServer
-from infra.stack import free_port
-from infra.topics import codec_for
+from kernel.topics import codec_for
+from notifyflow.stack import free_port
+from peers.aws import MotoServer
+from peers.smtp import SmtpServer
 from sinks.circuit import Breakers
 from sinks.claims import RedisClaims
 from sinks.email import EmailProvider, PostgresSuppressions, unsubscribe_token

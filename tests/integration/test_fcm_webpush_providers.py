@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from connectors import redis
-from infra.peers.fcm import FcmService, fcm_app
-from infra.peers.webpush import WebPushService
-from infra.topics import codec_for, outbox_topic
+from kernel.topics import codec_for, outbox_topic
+from peers.fcm import FcmService, fcm_app
+from peers.webpush import WebPushService
 from sinks.circuit import Breakers
 from sinks.claims import RedisClaims
 from sinks.engine import Delivery

@@ -3,9 +3,9 @@ once, by one process, in order."""
 
 from __future__ import annotations
 
-from flow_harness import Outputs, jobs, publish, request, statuses, unique
+from notifyflow.processes import FlowProcess
 
-from infra.flows import FlowProcess
+from flow_harness import Outputs, jobs, publish, request, statuses, unique
 
 
 def test_two_processes_share_the_users_without_duplicates(stack, tmp_path):

@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
-from flow_harness import Outputs, jobs, preferences, publish, request, statuses, unique
+from notifyflow.processes import FlowProcess
 
-from infra.flows import FlowProcess
+from flow_harness import Outputs, jobs, preferences, publish, request, statuses, unique
 
 SNAPSHOT_S = 1
 

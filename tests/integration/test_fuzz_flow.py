@@ -9,13 +9,14 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-from flow_harness import Outputs, request
 
-from flows import validate
-from infra.flows import FlowProcess, delivery_flow
-from infra.topics import LANES, codec_for
 from connectors.kafka import produce_all, producer
-from notifyflow.requests import device_record, preferences_record
+from flows import validate
+from kernel.requests import device_record, preferences_record
+from kernel.topics import LANES, codec_for
+from notifyflow.processes import FlowProcess, delivery_flow
+
+from flow_harness import Outputs, request
 
 RECORDS = 10_000
 SCRIPTS = ['<script>alert(1)</script>', '<img src=x onerror=alert(1)>', '"><svg onload=alert(1)>',

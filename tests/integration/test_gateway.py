@@ -15,18 +15,18 @@ import httpx
 import psycopg
 import pytest
 import websockets
-from flow_harness import in_app_job, unique
-from gateway_harness import GATEWAY_SECRET as SECRET
-from gateway_harness import GATEWAY_VAPID_PUBLIC_KEY, serve_gateway
 
 from connectors import postgres, redis
 from connectors.kafka import TopicReader
 from gateway.app import check_vapid_public_key
 from gateway.auth import issue_token
-from infra.topics import codec_for
-from notifyflow.settings import SettingsError
+from kernel.settings import SettingsError
+from kernel.topics import codec_for
 from sinks.in_app import InAppSink
 
+from flow_harness import in_app_job, unique
+from gateway_harness import GATEWAY_SECRET as SECRET
+from gateway_harness import GATEWAY_VAPID_PUBLIC_KEY, serve_gateway
 
 
 @pytest.fixture

@@ -9,18 +9,19 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from analytics_harness import SECRET, analytics_process, wait_for
-from analytics_harness import status as analytics_status
-from flow_harness import Outputs, device, jobs, preferences, publish, request, statuses, unique
 from psycopg.types.json import Jsonb
-from test_cli import notifyflow
 
 from analytics.pseudonym import UserKeys
 from connectors import redis
-from infra.flows import FlowProcess
-from infra.stack import free_port
+from kernel.settings import SERVICE_VARS
 from notifyflow import userdata
-from notifyflow.settings import SERVICE_VARS
+from notifyflow.processes import FlowProcess
+from notifyflow.stack import free_port
+
+from analytics_harness import SECRET, analytics_process, wait_for
+from analytics_harness import status as analytics_status
+from flow_harness import Outputs, device, jobs, preferences, publish, request, statuses, unique
+from test_cli import notifyflow
 
 NOW = datetime.now(UTC)
 

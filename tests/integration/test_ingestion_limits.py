@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from flow_harness import Outputs, publish, request, statuses, unique
+from kernel.topics import codec_for
+from notifyflow.processes import FlowProcess
 
-from infra.flows import FlowProcess
-from infra.topics import codec_for
+from flow_harness import Outputs, publish, request, statuses, unique
 
 
 def outcomes(outputs: Outputs, batch: list[dict]) -> list[str]:

@@ -9,10 +9,10 @@ import psycopg
 import pytest
 
 from flows.render import catalog_from_env
-from infra.flows import FlowProcess
-from infra.topics import codec_for
-from flow_harness import (Outputs, device, jobs, preferences, publish, publish_raw, request,
-                                            statuses, unique)
+from kernel.topics import codec_for
+from notifyflow.processes import FlowProcess
+
+from flow_harness import Outputs, device, jobs, preferences, publish, publish_raw, request, statuses, unique
 
 
 @pytest.fixture(scope="module")

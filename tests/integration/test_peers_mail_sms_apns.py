@@ -16,9 +16,9 @@ import httpx
 import jwt
 import pytest
 
-from infra.peers.apns import ApnsService
-from infra.peers.aws import MotoServer
-from infra.peers.smtp import SmtpServer
+from peers.apns import ApnsService
+from peers.aws import MotoServer
+from peers.smtp import SmtpServer
 
 # -- APNs -----------------------------------------------------------------------------------------
 

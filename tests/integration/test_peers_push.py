@@ -17,8 +17,8 @@ from py_vapid import Vapid
 from py_vapid.utils import b64urlencode
 from pywebpush import WebPushException, webpush
 
-from infra.peers.fcm import FcmService, fcm_app
-from infra.peers.webpush import WebPushService, subscription_info
+from peers.fcm import FcmService, fcm_app
+from peers.webpush import WebPushService, subscription_info
 
 SUB = "mailto:ops@example.com"
 

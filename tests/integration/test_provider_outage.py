@@ -10,11 +10,12 @@ import time
 from datetime import timedelta
 
 import pytest
-from flow_harness import Outputs, jobs, statuses, unique
-
-from infra.flows import FlowProcess, delivery_flow
-from infra.peers.webhook import WebhookReceiver
 from test_webhook_delivery import endpoint, job, send
+
+from notifyflow.processes import FlowProcess, delivery_flow
+from peers.webhook import WebhookReceiver
+
+from flow_harness import Outputs, jobs, statuses, unique
 
 OUTAGE_S = 60.0
 DELAYS = (1, 2, 4, 8, 16)  # the default retry policy

@@ -8,14 +8,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from flow_harness import Outputs, device, preferences, publish, request, statuses, unique
 
-from infra.flows import FlowProcess, delivery_flow
-from infra.peers import push_settings
-from infra.peers.apns import ApnsService
-from infra.peers.fcm import FcmService
-from infra.peers.webpush import WebPushService
-from notifyflow.requests import device_record
+from kernel.requests import device_record
+from notifyflow.processes import FlowProcess, delivery_flow
+from peers import push_settings
+from peers.apns import ApnsService
+from peers.fcm import FcmService
+from peers.webpush import WebPushService
+
+from flow_harness import Outputs, device, preferences, publish, request, statuses, unique
 
 
 @pytest.fixture

@@ -14,19 +14,21 @@ from urllib.parse import parse_qs
 import botocore.awsrequest
 import jwt
 import pytest
-from flow_harness import unique
 
 from connectors import redis
-from infra.peers.apns import ApnsService
-from infra.peers.aws import MotoServer
-from infra.topics import codec_for
+from kernel.records import status_record
+from kernel.topics import codec_for
+from peers.apns import ApnsService
+from peers.aws import MotoServer
 from sinks.apns import ApnsProvider
 from sinks.circuit import Breakers
 from sinks.claims import RedisClaims
 from sinks.engine import Delivery
-from sinks.jobs import status, status_record
+from sinks.jobs import status
 from sinks.retry import RetryPolicy
 from sinks.sms import SmsProvider
+
+from flow_harness import unique
 
 
 def job(channel: str, user: str, **fields) -> dict:

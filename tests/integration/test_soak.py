@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 
 from bench.soak import run
-from infra.stack import LocalStack
-from notifyflow.settings import SERVICE_VARS
+from kernel.settings import SERVICE_VARS
+from notifyflow.stack import LocalStack
 
 
 def test_killed_and_restarted_flows_lose_nothing_and_show_nothing_twice(tmp_path):

@@ -10,9 +10,9 @@ import redis
 from confluent_kafka.admin import AdminClient
 
 from connectors import clickhouse
-from infra.migrate import MIGRATIONS, migrate_clickhouse, migrate_postgres
-from infra.stack import LocalStack, StackError, free_port
-from infra.topics import TOPICS
+from kernel.topics import TOPICS
+from notifyflow.migrate import MIGRATIONS, migrate_clickhouse, migrate_postgres
+from notifyflow.stack import LocalStack, StackError, free_port
 
 PG_TABLES = {"notifications", "preferences", "devices", "audience_members", "delivery_claims", "schema_migrations"}
 

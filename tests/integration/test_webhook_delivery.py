@@ -9,14 +9,15 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import psycopg
 import pytest
-from flow_harness import Outputs, jobs, publish_raw, statuses, unique
 from standardwebhooks import Webhook
 
-from infra.flows import FlowProcess, delivery_flow
-from infra.peers.webhook import WebhookReceiver
-from infra.stack import free_port
-from infra.topics import codec_for
+from kernel.topics import codec_for
+from notifyflow.processes import FlowProcess, delivery_flow
+from notifyflow.stack import free_port
+from peers.webhook import WebhookReceiver
 from sinks.webhook import payload
+
+from flow_harness import Outputs, jobs, publish_raw, statuses, unique
 
 TOPIC = "notify.outbox.webhook.normal"
 

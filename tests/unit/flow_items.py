@@ -1,6 +1,6 @@
 """Builders for the unit tests of the notification flow's plain step modules.
 
-Requests start from `notifyflow.requests.notification_request` and get every field it leaves
+Requests start from `kernel.requests.notification_request` and get every field it leaves
 out at its Avro default (read from the schema itself, so a new field cannot be forgotten).
 Items at a given stage are produced by running the real steps, in the order
 `flows/notifications.py` wires them, on real Avro bytes: tests then keep matching the pipeline.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,14 +18,15 @@ import schemas
 from flows import audience, channels, outbox, preferences
 from flows.dedup import DedupMerge
 from flows.digest import Digest
-from flows.intake import EVENTS, Intake
+from flows.intake import Intake
 from flows.quiet_hours import QuietHours
 from flows.rate_limit import RateLimit
 from flows.render import render
 from flows.templates import TemplateCatalog
 from flows.user_state import JoinUserState, default_preferences, view
-from infra.topics import codec_for
-from notifyflow.requests import notification_request, routing_key
+from kernel.keyed import Each
+from kernel.requests import notification_request, routing_key
+from kernel.topics import EVENTS, codec_for
 
 # A Friday, on whole milliseconds so it survives an Avro round trip unchanged.
 NOW = datetime(2024, 5, 17, 12, 0, tzinfo=UTC)
@@ -193,10 +194,11 @@ class Pipeline:
         self.catalog = catalog or sample_catalog()
         self.steps = {"join_user_state": JoinUserState(), "dedup_merge": DedupMerge(),
                       "quiet_hours": QuietHours(), "rate_limit": RateLimit(), "digest": Digest()}
-        self.maps: dict[str, Callable[[dict], dict]] = {
-            "apply_preferences": preferences.apply,
-            "render_template": lambda item: render(self.catalog, item),
-            "select_channels": channels.select,
+        # The stateless steps, wrapped as the flow wraps them (finished items pass untouched).
+        self.maps: dict[str, Each] = {
+            "apply_preferences": Each(preferences.apply),
+            "render_template": Each(lambda item: render(self.catalog, item)),
+            "select_channels": Each(channels.select),
         }
         self.states: dict[tuple[str, str], dict] = {}
         self.offset = 0
@@ -233,7 +235,7 @@ class Pipeline:
         if stage == "expand_audience":
             return audience.expand(items, self.members_of)
         if stage in self.maps:
-            return [self.maps[stage](item) for item in items]
+            return self.maps[stage].process({}, items, now)
         by_user: dict[str, list[dict]] = {}
         for item in items:
             assert isinstance(item["user_id"], str), f"the flow keys by user id, got {item['user_id']!r}"
@@ -272,7 +274,7 @@ def item_at(stage: str, req: dict | None = None, *, now: datetime = NOW, catalog
 
 
 def records_of(items: Iterable[dict], now: datetime = NOW) -> list[tuple[str, bytes | None, dict]]:
-    return [record for item in items for record in outbox.records(item, now)]
+    return [record for item in items for record in outbox.outgoing(item, now)]
 
 
 def decode_round_trip(record: dict, topic: str = EVENTS) -> dict:

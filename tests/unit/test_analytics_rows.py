@@ -10,9 +10,9 @@ import pytest
 from analytics import lag
 from analytics.pseudonym import UserKeys, from_env
 from analytics.rows import COLUMNS, Rows, masked, source_partition
-from infra.stack import free_port
-from infra.topics import codec_for
-from notifyflow.requests import preferences_record
+from kernel.requests import preferences_record
+from kernel.topics import codec_for
+from notifyflow.stack import free_port
 
 NOW = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
 KEYS = UserKeys(b"unit-test-secret-0123456789", timedelta(days=30))

@@ -14,7 +14,7 @@ import aiosmtplib
 import botocore.exceptions
 import pytest
 
-from infra.topics import codec_for
+from kernel.topics import codec_for
 from sinks.email import (DEFAULT_FROM, DEFAULT_UNSUBSCRIBE_URL, DEV_UNSUBSCRIBE_SECRET, EmailProvider, Mail,
                          SmtpTransport, message_id, render, ses_result, smtp_result, unsubscribe_token,
                          valid_unsubscribe)

@@ -7,7 +7,7 @@ import copy
 import random
 from datetime import UTC, datetime, timedelta
 
-from infra.topics import codec_for, outbox_topic
+from kernel.topics import codec_for, outbox_topic
 from sinks.circuit import Breakers
 from sinks.engine import Delivery, Result, Send
 from sinks.retry import RetryPolicy

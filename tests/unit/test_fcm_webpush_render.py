@@ -17,17 +17,10 @@ from firebase_admin import exceptions, messaging
 from py_vapid import Vapid
 from pywebpush import WebPushException
 
-from infra.topics import codec_for, outbox_topic
+from kernel.topics import codec_for, outbox_topic
 from sinks.engine import Result, Send
 from sinks.fcm import FcmProvider, fcm_result, render_fcm
-from sinks.webpush import (
-    MAX_PAYLOAD_BYTES,
-    WebPushProvider,
-    load_vapid_key,
-    render_webpush,
-    topic,
-    webpush_result,
-)
+from sinks.webpush import MAX_PAYLOAD_BYTES, WebPushProvider, load_vapid_key, render_webpush, topic, webpush_result
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 SUBSCRIPTION = {"endpoint": "https://push.example.com/sub/1", "p256dh": "p256dh-1", "auth": "auth-1"}

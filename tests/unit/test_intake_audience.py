@@ -4,12 +4,13 @@ from datetime import timedelta
 
 import pytest
 
-from flow_items import (NOW, MembersOf, Pipeline, audience_of, device, encode, fan_out, preferences_record,
-                        presence, request)
 from flows import audience
-from flows.intake import USER_STATE_TOPICS, Intake
-from infra.topics import codec_for
+from flows.intake import Intake
+from kernel.topics import USER_STATE_TOPICS, codec_for
 from schemas import CodecError
+
+from flow_items import (NOW, MembersOf, Pipeline, audience_of, device, encode, fan_out, preferences_record, presence,
+                        request)
 
 
 def consume(value: bytes, topic: str = "notify.events", key: bytes | None = b"alice", now=NOW,

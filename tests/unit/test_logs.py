@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from notifyflow.logs import redact
+from kernel import logs
+from kernel.logs import redact
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbmEifQ.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
 
@@ -30,7 +31,7 @@ def test_redact(line, masked):
 
 
 def test_every_record_is_masked_with_its_arguments_and_traceback(caplog):
-    import notifyflow  # noqa: F401  (installs the masking record factory)
+    logs.install()
 
     with caplog.at_level(logging.INFO):
         logging.getLogger("tests.access").info('%s - "GET %s HTTP/1.1" %d', "127.0.0.1", f"/events?token={JWT}", 200)

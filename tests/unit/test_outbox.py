@@ -1,17 +1,20 @@
 """flows/render.py (the render step) and flows/outbox.py (jobs, statuses and dead letters), with every
 record the end of the flow produces encoded by the real codec of its topic."""
 
+import functools
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from flow_items import (NOW, Pipeline, action, channel_settings, device, digest_settings, encode, fan_out,
-                        item_at, quiet_hours, records_of, request, web_push_subscription)
 from flows import outbox
-from flows.outbox import lane_for, records
+from flows.outbox import lane_for, outgoing
 from flows.render import render
 from flows.templates import TemplateCatalog
-from infra.topics import CHANNELS, LANES, codec_for, outbox_topic
+from kernel.keyed import Each
+from kernel.topics import CHANNELS, LANES, codec_for, outbox_topic
+
+from flow_items import (NOW, Pipeline, action, channel_settings, device, digest_settings, encode, fan_out, item_at,
+                        quiet_hours, records_of, request, web_push_subscription)
 
 LATER = NOW + timedelta(seconds=2)  # when the outbox step runs
 
@@ -53,7 +56,7 @@ def test_template_errors_become_render_dead_letters(req, reason):
     item = item_at("render_template", req, catalog=BROKEN)
     assert (item["outcome"], item["stage"], item["reason"]) == ("dead_letter", "render", reason)
     assert "rendered" not in item
-    (record,) = records(item, LATER)
+    (record,) = outgoing(item, LATER)
     assert record == ("notify.dlq", b"alice", {
         "original": encode(req), "original_key": b"alice", "topic": "notify.events", "partition": 0,
         "offset": item["source"]["offset"], "stage": "render", "reason": reason, "attempts": 1,
@@ -63,7 +66,8 @@ def test_template_errors_become_render_dead_letters(req, reason):
 
 def test_finished_items_are_not_rendered():
     done = {"outcome": "dropped", "reason": "x"}
-    assert render(BROKEN, done) is done
+    [passed] = Each(functools.partial(render, BROKEN)).process({}, [done], LATER)
+    assert passed is done
 
 
 # --- lanes ------------------------------------------------------------------------------------
@@ -111,7 +115,7 @@ def test_one_job_per_sent_channel_and_a_requested_status_each():
                   metadata={"deep_link": "myapp://thread/9", "payload": {"thread": "9"},
                             "expires_at": NOW + timedelta(days=1)})
     item = routed(req, devices=[device("alice", "phone-1")], email="alice@example.com")
-    out = records(item, LATER)
+    out = outgoing(item, LATER)
     assert [(topic, key) for topic, key, _ in out] == [
         ("notify.outbox.in_app.normal", b"alice"), ("notify.status", b"alice"),
         ("notify.outbox.push.normal", b"alice"), ("notify.status", b"alice")]
@@ -144,7 +148,7 @@ def test_contact_addresses_per_channel():
     browser = device("alice", "browser-1", platform="web", token=None, web_push=web_push_subscription())
     item = routed(request(priority="critical", channels=["push", "email", "sms", "webhook", "in_app"]),
                   devices=[device("alice", "phone-1"), browser], email="alice@example.com", phone="+15550100")
-    jobs = {job["channel"]: job for topic, _, job in records(item, LATER) if topic != "notify.status"}
+    jobs = {job["channel"]: job for topic, _, job in outgoing(item, LATER) if topic != "notify.status"}
     assert set(jobs) == set(CHANNELS)
     assert {c: j["address"] for c, j in jobs.items()} == {
         "push": None, "email": "alice@example.com", "sms": "+15550100", "webhook": None, "in_app": None}
@@ -153,7 +157,7 @@ def test_contact_addresses_per_channel():
         {"device_id": "browser-1", "platform": "web", "token": None, "web_push": web_push_subscription()}]
     assert all(j["devices"] == jobs["push"]["devices"] for j in jobs.values())
     assert all(j["lane"] == "critical" for j in jobs.values())
-    assert {t for t, _, _ in records(item, LATER)} == {outbox_topic(c, "critical") for c in CHANNELS} | {
+    assert {t for t, _, _ in outgoing(item, LATER)} == {outbox_topic(c, "critical") for c in CHANNELS} | {
         "notify.status"}
 
 
@@ -163,7 +167,7 @@ def test_merges_are_updates_with_a_merged_status():
                              metadata={"created_at": NOW + timedelta(minutes=m)}) for m in (0, 1))
     pipeline.run(first)
     (merged,) = pipeline.run(second, now=NOW + timedelta(minutes=1))
-    out = records(merged, LATER)
+    out = outgoing(merged, LATER)
     jobs = [job for topic, _, job in out if topic != "notify.status"]
     statuses = [s for topic, _, s in out if topic == "notify.status"]
     assert [j["job_id"] for j in jobs] == [f"{first['id']}:alice:in_app:1", f"{first['id']}:alice:push:1"]
@@ -175,7 +179,7 @@ def test_merges_are_updates_with_a_merged_status():
 
 def test_campaign_variant_is_reported():
     item = routed(request(metadata={"campaign_id": "spring-24"}))
-    (job_record, status_record) = records(item, LATER)
+    (job_record, status_record) = outgoing(item, LATER)
     assert job_record[0] == "notify.outbox.in_app.bulk"
     assert job_record[2]["variant"] in ("A", "B") and job_record[2]["campaign_id"] == "spring-24"
     assert status_record[2]["variant"] == job_record[2]["variant"]
@@ -188,7 +192,7 @@ def test_digest_job():
     pipeline.run(*reqs)
     due = datetime(2024, 5, 18, 9, tzinfo=UTC)
     (digest,) = pipeline.release(due)
-    ((topic, key, job), (status_topic, _, status)) = records(digest, LATER)
+    ((topic, key, job), (status_topic, _, status)) = outgoing(digest, LATER)
     assert (topic, key) == ("notify.outbox.email.bulk", b"alice")
     assert job["job_id"] == "digest:alice:20240518T0900:alice:email:0"
     assert (job["kind"], job["priority"], job["category"], job["address"]) == (
@@ -203,7 +207,7 @@ def test_digest_job():
 
 
 def only_status(item):
-    (record,) = records(item, LATER)
+    (record,) = outgoing(item, LATER)
     topic, key, status = record
     assert topic == "notify.status"
     assert roundtrip(topic, status) == status
@@ -266,7 +270,7 @@ def test_statuses_without_a_user_are_keyed_by_the_message_key():
 def test_decode_dead_letter_keeps_the_original_bytes_and_key():
     pipeline = Pipeline()
     (item,) = [pipeline.message("notify.events", b"some-key", b"\xff\x00garbage")]
-    (record,) = records(item, LATER)
+    (record,) = outgoing(item, LATER)
     assert record == ("notify.dlq", b"some-key", {
         "original": b"\xff\x00garbage", "original_key": b"some-key", "topic": "notify.events", "partition": 0,
         "offset": item["source"]["offset"], "stage": "decode", "reason": item["reason"], "attempts": 1,
@@ -277,7 +281,7 @@ def test_decode_dead_letter_keeps_the_original_bytes_and_key():
 def test_validate_dead_letter_without_a_key():
     req = request(content={"image_url": "http://cdn.example.com/a.png"})
     item = Pipeline().message("notify.events", None, encode(req))
-    ((topic, key, dead),) = records(item, LATER)
+    ((topic, key, dead),) = outgoing(item, LATER)
     assert (topic, key, dead["original"], dead["original_key"], dead["stage"], dead["reason"]) == (
         "notify.dlq", None, encode(req), None, "validate",
         "content.image_url: scheme 'http' is not allowed; use https")

@@ -2,10 +2,11 @@
 
 import pytest
 
-from flow_items import (category_settings, channel_settings, device, item_at, request, user_view,
-                        web_push_subscription)
 from flows import channels, preferences
-from infra.topics import CHANNELS
+from kernel.keyed import Each
+from kernel.topics import CHANNELS
+
+from flow_items import category_settings, channel_settings, device, item_at, request, user_view, web_push_subscription
 
 ALL = list(CHANNELS)
 
@@ -105,7 +106,8 @@ def test_override_to_critical_still_needs_marketing_consent():
 
 def test_finished_items_are_passed_through_as_they_are():
     done = {"outcome": "deduplicated", "reason": "x"}
-    assert preferences.apply(done) is done
+    [passed] = Each(preferences.apply).process({}, [done], None)
+    assert passed is done
 
 
 # --- channel selection --------------------------------------------------------------------------
@@ -247,4 +249,5 @@ def test_score():
 
 def test_finished_items_pass_channel_selection_untouched():
     done = {"outcome": "dropped", "reason": "x"}
-    assert channels.select(done) is done
+    [passed] = Each(channels.select).process({}, [done], None)
+    assert passed is done

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flows.schedule import MAX_QUIET, ScheduleError, next_digest_at, quiet_until
+from kernel.schedule import MAX_QUIET, ScheduleError, next_digest_at, quiet_until
 
 UTC = timezone.utc
 ZONES = ["UTC", "Europe/Lisbon", "Europe/Berlin", "America/New_York", "America/Los_Angeles",

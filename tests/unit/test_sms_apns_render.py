@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infra.topics import codec_for
+from kernel.topics import codec_for
 from sinks.apns import (MAX_PAYLOAD_BYTES, TOKEN_REFRESH_S, ApnsProvider, collapse_id, encode, render_apns,
                         response_result)
 from sinks.engine import Result

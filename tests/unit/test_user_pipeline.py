@@ -1,4 +1,4 @@
-"""The notification flow's per-user pipeline (flows/steps.py UserPipeline, wired as
+"""The notification flow's per-user pipeline (kernel/keyed.py KeyedPipeline, wired as
 flows/notifications.py wires it) across its steps: an erasure tombstone drops all of a user's state,
 so nothing held back is released later and no window of the erased user decides anything after it;
 a dead letter leaves nothing behind, so its replay after a fix is processed as new."""
@@ -6,23 +6,24 @@ a dead letter leaves nothing behind, so its replay after a fix is processed as n
 import functools
 from datetime import timedelta
 
-from flow_items import (NOW, TEMPLATES, Pipeline, device, digest_settings, preferences_record,
-                        request, sample_catalog, user_records, user_state_item)
 from flows import channels, preferences
 from flows.dedup import DedupMerge
 from flows.digest import Digest
 from flows.quiet_hours import QuietHours
 from flows.rate_limit import RateLimit
 from flows.render import render
-from flows.steps import Each, UserPipeline, finished
 from flows.templates import TemplateCatalog
 from flows.user_state import JoinUserState
+from kernel.keyed import Each, KeyedPipeline, finished
+
+from flow_items import (NOW, TEMPLATES, Pipeline, device, digest_settings, preferences_record, request, sample_catalog,
+                        user_records, user_state_item)
 
 TOMBSTONE = user_state_item("notify.preferences", preferences_record("alice", deleted=True))
 
 
-def pipeline() -> UserPipeline:
-    return UserPipeline([
+def pipeline() -> KeyedPipeline:
+    return KeyedPipeline([
         ("join_user_state", JoinUserState()),
         ("dedup_merge", DedupMerge()),
         ("apply_preferences", Each(preferences.apply)),

@@ -6,7 +6,7 @@ from fnmatch import fnmatchcase
 
 import pytest
 
-from infra.topics import codec_for
+from kernel.topics import codec_for
 from notifyflow.dlq import Selection, SelectionError, replayable, select
 from notifyflow.userdata import addresses, claim_pattern, is_claim_of, tombstones
 from sinks.engine import Send

@@ -32,8 +32,8 @@ import trustme
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from infra.peers.recording import Recording
-from infra.stack import free_port
+from notifyflow.stack import free_port
+from peers.recording import Recording
 
 MAX_PAYLOAD_BYTES = 4096
 MAX_COLLAPSE_ID_BYTES = 64

@@ -15,11 +15,15 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
+from rich.progress import Progress, SpinnerColumn, TextColumn
+
 from connectors import clickhouse
-from infra.migrate import migrate_clickhouse, migrate_postgres
-from infra.topics import ensure_topics
+from connectors.kafka import ensure_topics
+from notifyflow.console import console
+from notifyflow.migrate import migrate_clickhouse, migrate_postgres
 
 READY_TIMEOUT_S = 60.0
 
@@ -221,3 +225,18 @@ class LocalStack:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+@contextmanager
+def running_stack():
+    """The local stack with a progress display while it starts; its URLs exported to this process."""
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True) as bar:
+        task = bar.add_task("starting the local stack")
+        stack = LocalStack(on_step=lambda step: bar.update(task, description=step))
+        stack.start()
+    try:
+        os.environ.update(stack.urls)
+        yield stack
+    finally:
+        stack.stop()
+        console.print("local stack stopped")

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import psycopg
 
+import infra
 from connectors import clickhouse
 
-MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATIONS = Path(infra.__file__).parent / "migrations"
 CLICKHOUSE_DATABASE = "notifyflow"
 # Any constant works; it only has to be the same for every launcher migrating the database.
 _PG_LOCK_ID = 0x6E6F7469

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from infra.stack import free_port
+from notifyflow.stack import free_port
 
 
 class Server(ThreadingHTTPServer):

@@ -1,8 +1,9 @@
-"""The shape every per-user stage shares, so the dataflow wires them all the same way.
+"""The shape every keyed stage shares, so a dataflow wires them all the same way.
 
-A stage sees one user's items in arrival order together with that user's state (a plain,
-picklable dict it owns). It returns what goes downstream now, and may hold items back
-until `due` (quiet hours, schedules, digests), when `release` hands them on.
+A keyed step sees the items of one key (a user, a tenant, a delivery shard) in arrival order,
+together with that key's state (a plain, picklable dict it owns). It returns what goes
+downstream now, and may hold items back until `due` (quiet hours, schedules, digests,
+retries), when `release` hands them on.
 
 Items are dicts: `request` (the NotificationRequested, addressed to one `user_id`), `source`
 (where its bytes came from, for dead-lettering) and, once decided, `outcome` and `reason`.
@@ -15,12 +16,12 @@ from __future__ import annotations
 from datetime import datetime
 
 
-class UserStep:
+class KeyedStep:
     def new_state(self) -> dict:
         return {}
 
     def process(self, state: dict, items: list[dict], now: datetime) -> list[dict]:
-        """Handle each unfinished item; finished ones pass through in place, keeping the user's order."""
+        """Handle each unfinished item; finished ones pass through in place, keeping the order."""
         out = []
         for item in items:
             if item.get("outcome"):
@@ -42,7 +43,7 @@ class UserStep:
         return not any(state.values())
 
     def forgets(self, item: dict) -> bool:
-        """True for an item after which nothing of the user may remain (the erasure tombstone)."""
+        """True for an item after which nothing of the key may remain (a user's erasure tombstone)."""
         return False
 
     def forget(self, state: dict, item: dict) -> None:
@@ -54,8 +55,8 @@ def finished(item: dict, outcome: str, reason: str | None = None, **extra) -> di
     return {**item, "outcome": outcome, "reason": reason, **extra}
 
 
-class Each(UserStep):
-    """A stateless step (item -> item) in a chain of per-user steps."""
+class Each(KeyedStep):
+    """A stateless step (item -> item) in a chain of keyed steps."""
 
     def __init__(self, function) -> None:
         self.function = function
@@ -67,16 +68,16 @@ class Each(UserStep):
         return True
 
 
-class UserPipeline(UserStep):
-    """Named per-user steps run in order as one: one state per user, one snapshot, one timer.
+class KeyedPipeline(KeyedStep):
+    """Named keyed steps run in order as one: one state per key, one snapshot, one timer.
 
     What a step releases later (quiet hours, digests) continues through the steps after it.
     """
 
-    def __init__(self, steps: list[tuple[str, UserStep]]) -> None:
+    def __init__(self, steps: list[tuple[str, KeyedStep]]) -> None:
         self.steps = steps
         # Asked about every item, so only the steps that can recognise an erasure are asked.
-        self.forgetters = [step for _, step in steps if type(step).forgets is not UserStep.forgets]
+        self.forgetters = [step for _, step in steps if type(step).forgets is not KeyedStep.forgets]
 
     def new_state(self) -> dict:
         return {name: step.new_state() for name, step in self.steps}
@@ -84,7 +85,7 @@ class UserPipeline(UserStep):
     def process(self, state: dict, items: list[dict], now: datetime, start: int = 0) -> list[dict]:
         for at, item in enumerate(items):
             if any(step.forgets(item) for step in self.forgetters):
-                # Erasure drops the user's state in every step, not only the one that reads the
+                # Erasure drops the state in every step, not only the one that reads the
                 # tombstone: held-back notifications, digests, dedup and rate windows all go.
                 out = self.process(state, items[:at], now, start)
                 state.update(self.new_state())

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from firebase_admin import credentials, messaging
 from requests.adapters import HTTPAdapter
 
-from infra.peers.recording import HttpPeer
+from peers.recording import HttpPeer
 from sinks.fcm import use_endpoint
 
 FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"

@@ -10,8 +10,6 @@ import functools
 import os
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from schemas import AvroCodec
@@ -28,6 +26,17 @@ class TopicSpec:
         return {"cleanup.policy": "compact"} if self.compacted else {}
 
 
+# The one place topic names are written; everything else uses these names.
+EVENTS = "notify.events"
+PREFERENCES = "notify.preferences"
+DEVICES = "notify.devices"
+PRESENCE = "notify.presence"
+STATUS = "notify.status"
+ENGAGEMENT = "notify.engagement"
+DLQ = "notify.dlq"
+# Latest state per user, compacted; the notification flow joins them with the user's requests.
+USER_STATE_TOPICS = (PREFERENCES, DEVICES, PRESENCE)
+
 CHANNELS = ("push", "email", "sms", "webhook", "in_app")
 # Separate lanes so a bulk campaign never queues ahead of a critical alert.
 LANES = ("critical", "high", "normal", "bulk")
@@ -41,14 +50,14 @@ OUTBOX_TOPICS = tuple(outbox_topic(channel, lane) for channel in CHANNELS for la
 
 
 TOPICS = (
-    TopicSpec("notify.events", "NotificationRequested"),
-    # Latest state per user; a record with deleted=true is the erasure tombstone.
-    TopicSpec("notify.preferences", "PreferencesUpdated", compacted=True),
-    TopicSpec("notify.devices", "DeviceRegistered", compacted=True),
-    TopicSpec("notify.presence", "PresenceChanged", compacted=True),
-    TopicSpec("notify.status", "DeliveryStatus"),
-    TopicSpec("notify.engagement", "EngagementEvent"),
-    TopicSpec("notify.dlq", "DeadLetter"),
+    TopicSpec(EVENTS, "NotificationRequested"),
+    # A preferences record with deleted=true is the erasure tombstone.
+    TopicSpec(PREFERENCES, "PreferencesUpdated", compacted=True),
+    TopicSpec(DEVICES, "DeviceRegistered", compacted=True),
+    TopicSpec(PRESENCE, "PresenceChanged", compacted=True),
+    TopicSpec(STATUS, "DeliveryStatus"),
+    TopicSpec(ENGAGEMENT, "EngagementEvent"),
+    TopicSpec(DLQ, "DeadLetter"),
 ) + tuple(TopicSpec(topic, "DeliveryJob") for topic in OUTBOX_TOPICS)
 
 BY_NAME = {spec.name: spec for spec in TOPICS}
@@ -63,28 +72,6 @@ def spec_for(topic: str) -> TopicSpec:
         return BY_NAME[topic]
     except KeyError:
         raise KeyError(f"unknown topic {topic!r}; known topics: {', '.join(BY_NAME)}") from None
-
-
-def ensure_topics(bootstrap_servers: str, topics=TOPICS) -> list[str]:
-    """Create the topics that do not exist yet; returns the names created."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
-    existing = set(admin.list_topics(timeout=10).topics)
-    wanted = [
-        NewTopic(spec.name, num_partitions=spec.partitions or default_partitions(),
-                 replication_factor=1, config=spec.config())
-        for spec in topics if spec.name not in existing
-    ]
-    if not wanted:
-        return []
-    created = []
-    for name, future in admin.create_topics(wanted, operation_timeout=10).items():
-        try:
-            future.result()
-            created.append(name)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # another launcher won the race
-                raise
-    return created
 
 
 @functools.cache

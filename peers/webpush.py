@@ -26,7 +26,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from infra.peers.recording import HttpPeer
+from peers.recording import HttpPeer
 
 MAX_PAYLOAD_BYTES = 4096  # RFC 8030 7.2: services must accept 4096 bytes and may refuse more (413)
 MAX_VAPID_LIFETIME_S = 24 * 3600  # RFC 8292 2: exp must be no more than 24 hours ahead

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from infra.stack import free_port
+from notifyflow.stack import free_port
 
 
 class Recording:

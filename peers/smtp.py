@@ -16,7 +16,7 @@ import threading
 
 from aiosmtpd.controller import Controller
 
-from infra.stack import free_port
+from notifyflow.stack import free_port
 
 BOUNCE_REPLY = "550 5.1.1 user unknown"
 DEFER_REPLY = "451 4.3.0 try again later"

@@ -21,7 +21,7 @@ import urllib.request
 import boto3
 from moto.server import ThreadedMotoServer
 
-from infra.stack import free_port
+from notifyflow.stack import free_port
 
 REGION = "us-east-1"
 

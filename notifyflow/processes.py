@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from infra.stack import free_port, stop_process, wait_until
+from notifyflow.stack import free_port, stop_process, wait_until
 
 FLOWS = {"notifications": "flows.notifications:flow"}
 

@@ -24,10 +24,10 @@ from analytics.pseudonym import UserKeys
 from analytics.server import serve
 from connectors import clickhouse
 from flows import analytics
-from flows.wiring import utcnow
-from infra.flows import init_recovery
-from infra.migrate import migrate_clickhouse
-from notifyflow import settings
+from kernel import settings
+from kernel.clock import utcnow
+from notifyflow.migrate import migrate_clickhouse
+from notifyflow.processes import init_recovery
 
 LAG_EVERY_S = 10.0
 

@@ -6,15 +6,10 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+from kernel.clock import parse_time
+
 # Fields of NotificationRequested that are timestamps, as paths into the record.
 TIMESTAMP_PATHS = (("metadata", "created_at"), ("metadata", "expires_at"), ("scheduled_at",))
-
-
-def parse_time(value):
-    if isinstance(value, str):
-        parsed = datetime.fromisoformat(value)
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    return value
 
 
 def notification_request(*, user_id: str | None = None, title: str, body: str,

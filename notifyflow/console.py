@@ -1,0 +1,20 @@
+"""Where the shell prints: results on stdout, progress and errors on stderr."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def printable(value):
+    """JSON for what JSON lacks: times as ISO-8601, bytes as base64."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    raise TypeError(f"cannot print {type(value).__name__}")
