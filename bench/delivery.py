@@ -46,7 +46,9 @@ from peers.webpush import WebPushService
 from sinks.apns import ApnsProvider, load_key
 from sinks.circuit import Breakers
 from sinks.claims import RedisClaims
-from sinks.email import EmailProvider, PostgresSuppressions, SesTransport, SmtpTransport
+from sinks.email import EmailProvider
+from sinks.email_suppressions import PostgresSuppressions
+from sinks.email_transports import SesTransport, SmtpTransport
 from sinks.engine import Delivery
 from sinks.fcm import FcmProvider
 from sinks.in_app import InAppSink

@@ -29,7 +29,8 @@ from kernel.topics import CHANNELS, LANES, codec_for, outbox_topic
 from sinks import jobs
 from sinks.circuit import Breakers
 from sinks.claims import RedisClaims
-from sinks.email import EmailProvider, PostgresSuppressions
+from sinks.email import EmailProvider
+from sinks.email_suppressions import PostgresSuppressions
 from sinks.engine import Delivery
 from sinks.in_app import InAppSink
 from sinks.push import PushProviders

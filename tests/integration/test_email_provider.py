@@ -20,7 +20,9 @@ from peers.aws import MotoServer
 from peers.smtp import SmtpServer
 from sinks.circuit import Breakers
 from sinks.claims import RedisClaims
-from sinks.email import EmailProvider, PostgresSuppressions, unsubscribe_token
+from sinks.email import EmailProvider
+from sinks.email_message import unsubscribe_token
+from sinks.email_suppressions import PostgresSuppressions
 from sinks.engine import Delivery
 from sinks.retry import RetryPolicy
 

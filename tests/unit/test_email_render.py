@@ -1,6 +1,6 @@
-"""sinks/email.py without a network: the rendered message as a receiver parses it, the signed
-unsubscribe links, what SMTP replies and SES errors mean, configuration, and the provider's
-suppression handling over a recording transport."""
+"""sinks/email.py and its message and transports without a network: the rendered message as a
+receiver parses it, the signed unsubscribe links, what SMTP replies and SES errors mean,
+configuration, and the provider's suppression handling over a recording transport."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import botocore.exceptions
 import pytest
 
 from kernel.topics import codec_for
-from sinks.email import (DEFAULT_FROM, DEFAULT_UNSUBSCRIBE_URL, DEV_UNSUBSCRIBE_SECRET, EmailProvider, Mail,
-                         SmtpTransport, message_id, render, ses_result, smtp_result, unsubscribe_token,
-                         valid_unsubscribe)
+from sinks.email import DEFAULT_FROM, DEFAULT_UNSUBSCRIBE_URL, EmailProvider
+from sinks.email_message import DEV_UNSUBSCRIBE_SECRET, message_id, render, unsubscribe_token, valid_unsubscribe
+from sinks.email_transports import Mail, SmtpTransport, ses_result, smtp_result
 from sinks.engine import Result, Send
 
 TOPIC = "notify.outbox.email.normal"
