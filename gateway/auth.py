@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 import jwt
+from starlette.requests import Request
 
 LEEWAY_S = 30  # clocks of the token issuer and the gateway drift a little
 
@@ -34,6 +35,12 @@ class TokenVerifier:
         if not isinstance(claims["sub"], str) or not claims["sub"]:
             raise AuthError("token names no user")
         return claims["sub"]
+
+    def user_of_request(self, request: Request) -> str:
+        """The user of a bearer token, or else of ?token= (an EventSource cannot set headers)."""
+        header = request.headers.get("authorization", "")
+        token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else None
+        return self.user_of(token or request.query_params.get("token"))
 
 
 def issue_token(user_id: str, key: str, algorithm: str = "HS256", ttl_s: int = 3600, **claims) -> str:

@@ -39,6 +39,15 @@ def as_json(row: dict) -> dict:
             "archived": row["archived"], "deleted": row["deleted"]}
 
 
+def parse_seq(value: str | None) -> int | None:
+    """A non-negative number from a query parameter or header; None when absent."""
+    if value is None or value == "":
+        return None
+    if not value.isdigit():
+        raise BadRequest(f"expected a number, got {value[:20]!r}")
+    return int(value)
+
+
 def encode_cursor(row: dict) -> str:
     return base64.urlsafe_b64encode(f"{row['created_at'].isoformat()}|{row['id']}".encode()).decode()
 
@@ -112,7 +121,22 @@ class Center:
                                 [user])
         return rows[0]["seq"]
 
+    async def attribution(self, user: str, notification_id: str | None) -> dict | None:
+        """What an engagement report carries of the notification (category, campaign, variant);
+        None when the caller has no such notification."""
+        rows = await self.fetch("SELECT category, content FROM notifications WHERE user_id = %s AND id = %s",
+                                [user, notification_id])
+        if not rows:
+            return None
+        content = rows[0]["content"] or {}
+        return {"category": rows[0]["category"], "campaign_id": content.get("campaign_id"),
+                "variant": content.get("variant")}
+
     async def fetch(self, query: str, params: list) -> list[dict]:
-        async with self.pool.connection() as connection, connection.cursor(row_factory=dict_row) as cursor:
-            await cursor.execute(query, params)
-            return await cursor.fetchall() if cursor.description else []
+        return await fetch(self.pool, query, params)
+
+
+async def fetch(pool: AsyncConnectionPool, query: str, params: list) -> list[dict]:
+    async with pool.connection() as connection, connection.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(query, params)
+        return await cursor.fetchall() if cursor.description else []

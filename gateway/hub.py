@@ -21,6 +21,9 @@ BACKLOG = 1000  # a connection this far behind is too slow to keep; it reconnect
 HEARTBEAT_S = 15.0
 RESYNC = {"event": "resync"}
 HEARTBEAT = {"event": "heartbeat"}
+# What a client may do to its notifications (Center.set_state's changes), and the event that
+# tells the user's other devices.
+CHANGES = {"read": "notification.read", "unread": "notification.unread", "archive": "notification.archived"}
 
 
 class Inbox:
@@ -106,6 +109,11 @@ class Hub:
 
     async def publish(self, user: str, event: dict) -> None:
         await self.redis.publish(user_channel(user), json.dumps(event))
+
+    async def publish_changes(self, user: str, change: str, rows: list[dict]) -> None:
+        """Every open device of the user learns of a change made on one of them."""
+        for row in rows:
+            await self.publish(user, {"event": CHANGES[change], "event_seq": row["event_seq"], "notification": row})
 
     async def heartbeats(self) -> None:
         while True:

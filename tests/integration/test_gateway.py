@@ -191,7 +191,7 @@ def test_a_delete_made_while_a_device_was_offline_is_replayed_and_sticks(gateway
 
 
 def test_a_device_that_missed_too_much_reloads_instead_of_replaying(gateway, sink, monkeypatch):
-    monkeypatch.setattr("gateway.app.REPLAY_LIMIT", 2)
+    monkeypatch.setattr("gateway.live.REPLAY_LIMIT", 2)
     user = unique("lag")
     sink(in_app_job(user, "old"))
     with api(gateway, user) as client:

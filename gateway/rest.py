@@ -1,0 +1,154 @@
+"""The HTTP API: the notification center, preferences, devices, engagement reports, and the
+service endpoints (health, metrics, OpenAPI, the demo's token and home page). Every /api request
+is the token's user's; a change made here reaches the user's open devices through the hub."""
+
+from __future__ import annotations
+
+import json
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from gateway import metrics
+from gateway.auth import TokenVerifier, issue_token
+from gateway.center import BadRequest, Center, parse_seq
+from gateway.hub import CHANGES, Hub
+from gateway.openapi import OPENAPI
+from gateway.publisher import Publisher
+from gateway.store import Store
+from kernel.clock import utcnow
+from kernel.requests import device_record, preferences_record
+from kernel.schedule import next_digest_at, parse_zone, quiet_until
+from kernel.topics import DEVICES, ENGAGEMENT, PREFERENCES
+
+NOT_FOUND = {"error": "not found"}
+
+
+class Rest:
+    def __init__(self, center: Center, store: Store, hub: Hub, publisher: Publisher, verifier: TokenVerifier,
+                 vapid_public_key: str | None) -> None:
+        self.center, self.store, self.hub, self.publisher = center, store, hub, publisher
+        self.verifier, self.vapid_public_key = verifier, vapid_public_key
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def prometheus(self, request: Request) -> Response:
+        return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(OPENAPI)
+
+    async def demo_token(self, request: Request) -> Response:
+        user = request.query_params.get("user", "")
+        if not user or self.verifier.algorithm != "HS256":
+            raise BadRequest("demo tokens need ?user= and an HS256 secret")
+        return JSONResponse({"user": user, "token": issue_token(user, self.verifier.key, ttl_s=8 * 3600)})
+
+    async def home(self, request: Request) -> Response:
+        return RedirectResponse("/static/demo.html")
+
+    async def push_config(self, request: Request) -> Response:
+        self.verifier.user_of_request(request)
+        return JSONResponse({"vapid_public_key": self.vapid_public_key})
+
+    async def list_notifications(self, request: Request) -> Response:
+        user, q = self.verifier.user_of_request(request), request.query_params
+        return JSONResponse(await self.center.page(user, limit=parse_seq(q.get("limit")) or 20,
+                                                   cursor=q.get("cursor"), category=q.get("category"),
+                                                   state=q.get("state", "inbox")))
+
+    async def unread_count(self, request: Request) -> Response:
+        return JSONResponse(await self.center.unread_counts(self.verifier.user_of_request(request)))
+
+    async def change(self, request: Request) -> Response:
+        user, action = self.verifier.user_of_request(request), request.path_params["action"]
+        if action not in CHANGES:
+            return JSONResponse({"error": f"unknown action {action}"}, status_code=404)
+        rows = await self.center.set_state(user, [request.path_params["id"]], action)
+        if not rows:  # not the caller's, or no such notification: the same answer either way
+            return JSONResponse(NOT_FOUND, status_code=404)
+        await self.hub.publish_changes(user, action, rows)
+        return JSONResponse(rows[0])
+
+    async def read_all(self, request: Request) -> Response:
+        user = self.verifier.user_of_request(request)
+        rows = await self.center.read_all(user, request.query_params.get("category"))
+        await self.hub.publish_changes(user, "read", rows)
+        return JSONResponse({"read": len(rows)})
+
+    async def delete(self, request: Request) -> Response:
+        user, notification_id = self.verifier.user_of_request(request), request.path_params["id"]
+        event_seq = await self.center.delete(user, notification_id)
+        if event_seq is None:
+            return JSONResponse(NOT_FOUND, status_code=404)
+        await self.hub.publish(user, {"event": "notification.deleted", "event_seq": event_seq,
+                                      "notification": {"id": notification_id, "deleted": True}})
+        return Response(status_code=204)
+
+    async def get_preferences(self, request: Request) -> Response:
+        user = self.verifier.user_of_request(request)
+        saved = await self.store.preferences(user)
+        return JSONResponse(saved if saved is not None else preferences_json(preferences_record(user)))
+
+    async def put_preferences(self, request: Request) -> Response:
+        user, body = self.verifier.user_of_request(request), await json_body(request)
+        record = preferences_record(**{**body, "user_id": user, "updated_at": utcnow(), "deleted": False})
+        check_schedules(record)
+        self.publisher.publish(PREFERENCES, record)  # validates: unknown or mistyped fields are refused
+        saved = preferences_json(record)
+        await self.store.save_preferences(user, saved)
+        await self.hub.publish(user, {"event": "preferences.updated", "preferences": saved})
+        return JSONResponse(saved)
+
+    async def register_device(self, request: Request) -> Response:
+        user, body = self.verifier.user_of_request(request), await json_body(request)
+        if not isinstance(body.get("device_id"), str) or not isinstance(body.get("platform"), str):
+            raise BadRequest("device_id and platform are required")
+        record = device_record(**{**body, "user_id": user, "registered_at": utcnow(), "active": True})
+        self.publisher.publish(DEVICES, record)
+        await self.store.register_device(user, record)
+        return JSONResponse({"device_id": record["device_id"], "active": True}, status_code=201)
+
+    async def remove_device(self, request: Request) -> Response:
+        user, device_id = self.verifier.user_of_request(request), request.path_params["device_id"]
+        device = await self.store.deactivate_device(user, device_id)
+        if device is None:
+            return JSONResponse(NOT_FOUND, status_code=404)
+        self.publisher.publish(DEVICES, device_record(user, device_id, device["platform"], token=device["token"],
+                                                      active=False))
+        return Response(status_code=204)
+
+    async def engagement(self, request: Request) -> Response:
+        user, body = self.verifier.user_of_request(request), await json_body(request)
+        attribution = await self.center.attribution(user, body.get("notification_id"))
+        if attribution is None:
+            return JSONResponse(NOT_FOUND, status_code=404)
+        self.publisher.publish(ENGAGEMENT, {
+            "notification_id": body["notification_id"], "user_id": user, "action": body.get("action"),
+            "action_id": body.get("action_id"), "device_id": body.get("device_id"),
+            "channel": body.get("channel", "in_app"), "at": utcnow(), **attribution})
+        return Response(status_code=202)
+
+
+async def json_body(request: Request) -> dict:
+    try:
+        body = await request.json()
+    except json.JSONDecodeError:
+        raise BadRequest("the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
+
+
+def check_schedules(record: dict) -> None:
+    """Quiet hours and digest settings must be usable before the flows rely on them."""
+    parse_zone(record["timezone"], "timezone")
+    quiet_until(record["quiet_hours"], utcnow())
+    if record["digest"]:
+        next_digest_at(record["digest"], utcnow())
+
+
+def preferences_json(record: dict) -> dict:
+    return {key: value for key, value in record.items() if key not in ("updated_at", "deleted")}
