@@ -11,7 +11,7 @@ import hashlib
 import json
 from datetime import datetime, timedelta
 
-from flows.policy import policy_for
+from kernel.policy import policy_for
 from kernel.keyed import KeyedStep, finished
 
 WINDOW = timedelta(minutes=5)

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from markupsafe import escape
 
-from flows.policy import policy_for
+from kernel.policy import policy_for
 from kernel.keyed import KeyedStep, finished
 from kernel.schedule import ScheduleError, next_digest_at
 

@@ -74,6 +74,7 @@ def job(item: dict, channel: str, lane: str) -> dict:
         "collapse_key": item["notification_id"],
         "created_at": metadata["created_at"],
         "expires_at": metadata["expires_at"],
+        "presentation": prefs["presentation"],
     }
 
 

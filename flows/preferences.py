@@ -6,7 +6,7 @@ everything) but never a legal requirement such as marketing consent.
 
 from __future__ import annotations
 
-from flows.policy import policy_for
+from kernel.policy import policy_for
 from kernel.keyed import finished
 from kernel.topics import CHANNELS
 

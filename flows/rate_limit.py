@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from flows.policy import USER_PER_HOUR, policy_for
+from kernel.policy import USER_PER_HOUR, policy_for
 from kernel.keyed import KeyedStep, finished
 
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)

@@ -20,7 +20,7 @@ def default_preferences(user_id: str) -> dict:
     """What a user who never opened the settings gets: everything on, no marketing without consent."""
     return {"user_id": user_id, "enabled": True, "quiet_hours": None, "digest": None, "channels": {},
             "categories": {}, "marketing_consent": False, "email": None, "phone": None, "locale": None,
-            "timezone": "UTC", "deleted": False}
+            "timezone": "UTC", "deleted": False, "presentation": None}
 
 
 class JoinUserState(KeyedStep):

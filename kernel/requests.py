@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime
 
 from kernel.clock import parse_time
+from kernel.topics import CHANNELS
 
 # Fields of NotificationRequested that are timestamps, as paths into the record.
 TIMESTAMP_PATHS = (("metadata", "created_at"), ("metadata", "expires_at"), ("scheduled_at",))
@@ -53,7 +54,7 @@ def preferences_record(user_id: str, **fields) -> dict:
     """A PreferencesUpdated record: everything on, no marketing consent, unless `fields` say otherwise."""
     record = {"user_id": user_id, "updated_at": datetime.now(UTC), "deleted": False, "enabled": True,
               "quiet_hours": None, "digest": None, "channels": {}, "categories": {}, "marketing_consent": False,
-              "email": None, "phone": None, "locale": None, "timezone": "UTC", **fields}
+              "email": None, "phone": None, "locale": None, "timezone": "UTC", "presentation": None, **fields}
     record["updated_at"] = parse_time(record["updated_at"])
     return record
 
@@ -64,3 +65,14 @@ def device_record(user_id: str, device_id: str, platform: str, **fields) -> dict
               "app_version": None, "registered_at": datetime.now(UTC), "active": True, **fields}
     record["registered_at"] = parse_time(record["registered_at"])
     return record
+
+
+def without_channel(preferences: dict, category: str, channel: str, *, withdraw_consent: bool) -> dict:
+    """The user's preferences with `channel` turned off for `category` and every other setting kept
+    (an unsubscribe link); `withdraw_consent` also withdraws marketing consent."""
+    current = preferences["categories"].get(category) or {"enabled": True, "channels": [], "priority_override": None}
+    kept = [c for c in (current["channels"] or CHANNELS) if c != channel]
+    categories = {**preferences["categories"], category: {**current, "channels": kept, "enabled": bool(kept)
+                                                          and current["enabled"]}}
+    return {**preferences, "categories": categories,
+            "marketing_consent": preferences["marketing_consent"] and not withdraw_consent}

@@ -11,7 +11,8 @@ import logging
 from collections.abc import Mapping
 from email.utils import parseaddr
 
-from sinks.email_message import DEV_UNSUBSCRIBE_SECRET, is_https, message_id, render
+from kernel.unsubscribe import DEV_SECRET, secret_from_env
+from sinks.email_message import is_https, message_id, render
 from sinks.email_suppressions import Suppressions, normal
 from sinks.email_transports import Mail, SesTransport, SmtpTransport, Transport
 from sinks.engine import Result, Send
@@ -27,7 +28,7 @@ class EmailProvider:
 
     def __init__(self, transport: Transport, suppressions: Suppressions, *, sender: str = DEFAULT_FROM,
                  unsubscribe_url: str = DEFAULT_UNSUBSCRIBE_URL,
-                 unsubscribe_secret: str = DEV_UNSUBSCRIBE_SECRET) -> None:
+                 unsubscribe_secret: str = DEV_SECRET) -> None:
         self.envelope_from = parseaddr(sender)[1]
         if "@" not in self.envelope_from:
             raise ValueError(f"EMAIL_FROM must be an address like 'Notifications <notify@example.com>', "
@@ -58,7 +59,7 @@ class EmailProvider:
             log.warning("UNSUBSCRIBE_SECRET is not set: unsubscribe links are signed with the public dev secret")
         return cls(transport, suppressions, sender=environ.get("EMAIL_FROM") or DEFAULT_FROM,
                    unsubscribe_url=environ.get("UNSUBSCRIBE_URL") or DEFAULT_UNSUBSCRIBE_URL,
-                   unsubscribe_secret=environ.get("UNSUBSCRIBE_SECRET") or DEV_UNSUBSCRIBE_SECRET)
+                   unsubscribe_secret=secret_from_env(environ))
 
     def targets(self, job: dict) -> list[dict | None]:
         return [None] if job["address"] else []

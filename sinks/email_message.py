@@ -4,21 +4,17 @@ a signed link nobody can forge for another user."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 import string
 import textwrap
 from email.header import Header
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import format_datetime, parseaddr
+from email.utils import format_datetime
 from html import escape
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import urlsplit
 
-# Only good for the local stack: anyone reading this file could forge unsubscribe links with it.
-DEV_UNSUBSCRIBE_SECRET = "notifyflow-dev-unsubscribe-secret"
+from kernel.unsubscribe import DEV_SECRET, Unsubscribe
+
 # 7-bit clean, so every SMTP server and SES take the bytes as they are. Headers set with `set_raw`
 # are never refolded: Python 3.11's folder RFC 2047-encodes an over-long List-Unsubscribe URL
 # (receivers then cannot use it) and drops the spaces between encoded words of long non-ASCII
@@ -30,12 +26,10 @@ _UNSUBSCRIBE_LABEL = {"en": "Unsubscribe", "fr": "Se désabonner", "de": "Abbest
                       "es": "Cancelar suscripción", "pt": "Cancelar inscrição", "it": "Annulla iscrizione"}
 
 
-def render(job: dict, sender: str, unsubscribe_base: str, *,
-           secret: str = DEV_UNSUBSCRIBE_SECRET) -> EmailMessage:
+def render(job: dict, sender: str, unsubscribe_base: str, *, secret: str = DEV_SECRET) -> EmailMessage:
     """The multipart/alternative message for one email job."""
-    token = unsubscribe_token(job["user_id"], job["category"], secret)
-    link = unsubscribe_link(unsubscribe_base, job["user_id"], job["category"], token)
-    mailto = unsubscribe_mailto(sender, job["user_id"], job["category"], token)
+    unsubscribe = Unsubscribe.for_email(job["user_id"], job["category"], job["notification_id"], job["created_at"])
+    link, mailto = unsubscribe.link(unsubscribe_base, secret), unsubscribe.mailto(sender, secret)
     label = _UNSUBSCRIBE_LABEL.get(job["locale"].split("-")[0].lower(), _UNSUBSCRIBE_LABEL["en"])
 
     message = EmailMessage(policy=POLICY)
@@ -123,24 +117,3 @@ def message_id(job_id: str) -> str:
     """`<job_id@notifyflow>`, with what a msg-id may not hold (":" in every job id) %-escaped."""
     left = "".join(c if c in _ATEXT else "".join(f"%{b:02X}" for b in c.encode()) for c in job_id)
     return f"<{left}@notifyflow>"
-
-
-def unsubscribe_token(user_id: str, category: str, secret: str) -> str:
-    """128 bits of HMAC-SHA256 over (user, category): enough to be unforgeable, short in a URL."""
-    mac = hmac.new(secret.encode(), json.dumps([user_id, category]).encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(mac[:16]).rstrip(b"=").decode()
-
-
-def valid_unsubscribe(user_id: str, category: str, token: str, secret: str) -> bool:
-    """For the endpoint behind UNSUBSCRIBE_URL: is this (u, c, t) one we signed?"""
-    return hmac.compare_digest(token.encode(), unsubscribe_token(user_id, category, secret).encode())
-
-
-def unsubscribe_link(base: str, user_id: str, category: str, token: str) -> str:
-    return base + ("&" if "?" in base else "?") + urlencode({"u": user_id, "c": category, "t": token},
-                                                          quote_via=quote)
-
-
-def unsubscribe_mailto(sender: str, user_id: str, category: str, token: str) -> str:
-    domain = parseaddr(sender)[1].rpartition("@")[2]
-    return f"mailto:unsubscribe@{domain}?subject=" + quote(f"unsubscribe {user_id} {category} {token}", safe="")

@@ -33,7 +33,7 @@ RETURNING id, user_id, event_seq, (xmax = 0) AS inserted
 """
 # What the browser renders besides title and body; never the user's address or device tokens.
 CONTENT_FIELDS = ("html_body", "image_url", "icon", "badge", "actions", "deep_link", "payload", "locale",
-                  "variant", "campaign_id", "digest_items", "fallback")
+                  "variant", "campaign_id", "digest_items", "fallback", "presentation")
 
 
 def row(job: dict) -> dict:

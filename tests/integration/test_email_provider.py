@@ -15,13 +15,13 @@ import pytest
 
 from connectors import redis
 from kernel.topics import codec_for
+from kernel.unsubscribe import Unsubscribe
 from notifyflow.stack import free_port
 from peers.aws import MotoServer
 from peers.smtp import SmtpServer
 from sinks.circuit import Breakers
 from sinks.claims import RedisClaims
 from sinks.email import EmailProvider
-from sinks.email_message import unsubscribe_token
 from sinks.email_suppressions import PostgresSuppressions
 from sinks.engine import Delivery
 from sinks.retry import RetryPolicy
@@ -103,13 +103,15 @@ def test_sends_the_exact_message_once_and_a_replay_sends_nothing(stack, smtp, sm
     assert out[0][2]["channel"] == "email" and out[0][2]["device_id"] is None
     [record] = addressed_to(smtp, address)
     assert record["mail_from"] == "notifications@notifyflow.test"
-    message, token = record["message"], unsubscribe_token(user, "ci", SECRET)
-    link = f"{UNSUBSCRIBE}?u={user}&c=ci&t={token}"
+    unsubscribe = Unsubscribe.for_email(user, "ci", sent["notification_id"], sent["created_at"])
+    message, token = record["message"], unsubscribe.token(SECRET)
+    words = f"{sent['notification_id']}%20{unsubscribe.expires}"
+    link = f"{UNSUBSCRIBE}?u={user}&c=ci&n={sent['notification_id']}&e={unsubscribe.expires}&t={token}"
     assert {name: str(message[name]).strip() for name in message.keys() if name != "Content-Type"} == {
         "From": SENDER, "To": address, "Subject": "Build #42 failed", "Date": format_datetime(sent["created_at"]),
         "Message-ID": f"<{sent['job_id'].replace(':', '%3A')}@notifyflow>", "X-Notifyflow-Job": sent["job_id"],
         "List-Unsubscribe": f"<{link}>, <mailto:unsubscribe@notifyflow.test?subject=unsubscribe%20{user}%20ci%20"
-                            f"{token}>",
+                            f"{words}%20{token}>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click", "Auto-Submitted": "auto-generated",
         "MIME-Version": "1.0"}
     assert [part.get_content_type() for part in message.iter_parts()] == ["text/plain", "text/html"]
@@ -240,12 +242,13 @@ def test_ses_sends_the_rendered_message(stack, aws):
     assert record["source"] == "notifications@notifyflow.test"
     assert set(record["destinations"]) == {address}
     message = email.message_from_string(record["raw_data"], policy=email.policy.default)
-    token = unsubscribe_token(sent["user_id"], "ci", SECRET)
+    unsubscribe = Unsubscribe.for_email(sent["user_id"], "ci", sent["notification_id"], sent["created_at"])
+    link = f"{UNSUBSCRIBE}?u={sent['user_id']}&c=ci&n={sent['notification_id']}&e={unsubscribe.expires}" \
+           f"&t={unsubscribe.token(SECRET)}"
     assert (message["Subject"], message["To"], message["X-Notifyflow-Job"], message["List-Unsubscribe-Post"]) == (
         "Réunion déplacée", address, sent["job_id"], "List-Unsubscribe=One-Click")
-    assert message["List-Unsubscribe"].startswith(f"<{UNSUBSCRIBE}?u={sent['user_id']}&c=ci&t={token}>, <mailto:")
-    assert text(message, "plain") == (f"Jeudi, salle 4\n\n-- \nSe désabonner: "
-                                      f"{UNSUBSCRIBE}?u={sent['user_id']}&c=ci&t={token}\n")
+    assert message["List-Unsubscribe"].startswith(f"<{link}>, <mailto:")
+    assert text(message, "plain") == f"Jeudi, salle 4\n\n-- \nSe désabonner: {link}\n"
     assert "<div><p>Jeudi, salle 4</p></div>" in text(message, "html")
 
 

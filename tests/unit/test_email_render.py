@@ -15,8 +15,9 @@ import botocore.exceptions
 import pytest
 
 from kernel.topics import codec_for
+from kernel.unsubscribe import DEV_SECRET, Unsubscribe, UnsubscribeError, verify
 from sinks.email import DEFAULT_FROM, DEFAULT_UNSUBSCRIBE_URL, EmailProvider
-from sinks.email_message import DEV_UNSUBSCRIBE_SECRET, message_id, render, unsubscribe_token, valid_unsubscribe
+from sinks.email_message import message_id, render
 from sinks.email_transports import Mail, SmtpTransport, ses_result, smtp_result
 from sinks.engine import Result, Send
 
@@ -48,8 +49,11 @@ def content(mail, kind: str) -> str:
     return mail.get_body((kind,)).get_content().replace("\r\n", "\n")
 
 
-def token(user="u-1", category="ci") -> str:
-    return unsubscribe_token(user, category, "dev-secret")
+EXPIRES = int(CREATED.timestamp()) + 90 * 86400  # links work for 90 days after the email
+
+
+def token(user="u-1", category="ci", notification="n-1", secret="dev-secret") -> str:
+    return Unsubscribe(user, category, notification, EXPIRES).token(secret)
 
 
 def test_the_message_a_receiver_gets():
@@ -61,20 +65,21 @@ def test_the_message_a_receiver_gets():
         "From": SENDER, "To": "ana@example.com", "Subject": "Build #42 failed",
         "Date": "Tue, 04 Mar 2025 05:06:07 +0000", "Message-ID": "<n-1%3Au-1%3Aemail%3A0@notifyflow>",
         "X-Notifyflow-Job": "n-1:u-1:email:0",
-        "List-Unsubscribe": f"<{BASE}?u=u-1&c=ci&t={t}>, "
-                            f"<mailto:unsubscribe@notifyflow.test?subject=unsubscribe%20u-1%20ci%20{t}>",
+        "List-Unsubscribe": f"<{BASE}?u=u-1&c=ci&n=n-1&e={EXPIRES}&t={t}>, "
+                            f"<mailto:unsubscribe@notifyflow.test?subject=unsubscribe%20u-1%20ci%20n-1%20{EXPIRES}%20{t}>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click", "Auto-Submitted": "auto-generated"}
     assert mail.get_content_type() == "multipart/alternative"
     assert [part.get_content_type() for part in mail.iter_parts()] == ["text/plain", "text/html"]
     assert content(mail, "plain") == (
-        f"3 tests failed\n\nhttps://ci.example.com/42\n\n-- \nUnsubscribe: {BASE}?u=u-1&c=ci&t={t}\n")
+        f"3 tests failed\n\nhttps://ci.example.com/42\n\n-- \nUnsubscribe: {BASE}?u=u-1&c=ci&n=n-1&e={EXPIRES}&t={t}\n")
     assert content(mail, "html") == (
         '<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1"><title>Build #42 failed</title></head>\n'
         '<body style="margin:0;padding:24px;font-family:Arial,Helvetica,sans-serif;color:#1f2328">\n'
         "<div><p>3 tests <b>failed</b></p></div>\n"
         '<p><a href="https://ci.example.com/42">https://ci.example.com/42</a></p>\n'
-        f'<p style="margin-top:32px;font-size:12px;color:#6e7781"><a href="{BASE}?u=u-1&amp;c=ci&amp;t={t}" '
+        f'<p style="margin-top:32px;font-size:12px;color:#6e7781"><a href="{BASE}?u=u-1&amp;c=ci&amp;n=n-1&amp;'
+        f'e={EXPIRES}&amp;t={t}" '
         'style="color:#6e7781">Unsubscribe</a></p>\n</body>\n</html>\n')
 
 
@@ -121,7 +126,7 @@ def test_long_and_non_ascii_headers_arrive_intact():
     assert mail["Bcc"] is None
     assert mail["X-Notifyflow-Job"] == f"n-{'x' * 40}:{user}:email:0"
     https, mailto = mail["List-Unsubscribe"].split(", ")
-    assert https == f"<{BASE}?u={user}&c={category}&t={unsubscribe_token(user, category, DEV_UNSUBSCRIBE_SECRET)}>"
+    assert https == f"<{BASE}?u={user}&c={category}&n=n-1&e={EXPIRES}&t={token(user, category, secret=DEV_SECRET)}>"
     assert mailto.startswith("<mailto:unsubscribe@notifyflow.test?subject=unsubscribe%20")
     assert "Se désabonner: https://" in content(mail, "plain")
 
@@ -133,13 +138,21 @@ def test_message_id_is_stable_and_valid_for_any_job_id():
         assert header == message_id(job_id) and not header.defects
 
 
-def test_unsubscribe_tokens_cannot_be_forged():
-    t = token("u-1", "ci")
-    assert valid_unsubscribe("u-1", "ci", t, "dev-secret")
-    assert not valid_unsubscribe("u-2", "ci", t, "dev-secret")
-    assert not valid_unsubscribe("u-1", "marketing", t, "dev-secret")
-    assert not valid_unsubscribe("u-1", "ci", t, "other-secret")
-    assert not valid_unsubscribe("u-1", "ci", "ünïcode", "dev-secret")
+def test_unsubscribe_links_cannot_be_forged_altered_or_used_after_they_expire():
+    link = {"u": "u-1", "c": "ci", "n": "n-1", "e": str(EXPIRES), "t": token()}
+    assert verify(link, "dev-secret", CREATED) == Unsubscribe("u-1", "ci", "n-1", EXPIRES)
+    for altered in ({"u": "u-2"}, {"c": "marketing"}, {"n": "n-2"}, {"e": str(EXPIRES + 86400)}, {"t": "ünïcode"}):
+        with pytest.raises(UnsubscribeError, match="signature") as refused:
+            verify({**link, **altered}, "dev-secret", CREATED)
+        assert refused.value.status == 403
+    with pytest.raises(UnsubscribeError, match="signature"):
+        verify(link, "other-secret", CREATED)
+    with pytest.raises(UnsubscribeError, match="expired") as expired:
+        verify(link, "dev-secret", datetime.fromtimestamp(EXPIRES + 1, UTC))
+    assert expired.value.status == 403
+    with pytest.raises(UnsubscribeError, match="lacks t") as malformed:
+        verify({**link, "t": ""}, "dev-secret", CREATED)
+    assert malformed.value.status == 400
     # Field boundaries are part of what is signed: ("a b", "c") is not ("a", "b c").
     assert token("a b", "c") != token("a", "b c")
 
@@ -148,8 +161,8 @@ def test_the_unsubscribe_link_carries_awkward_ids_safely():
     user, category = "ana&c=all", "ci/builds"
     mail = received(render(job(user_id=user, category=category), SENDER, BASE + "?lang=en"))
     url = mail["List-Unsubscribe"].split(", ")[0][1:-1]
-    assert parse_qs(urlsplit(url).query) == {"lang": ["en"], "u": [user], "c": [category],
-                                             "t": [unsubscribe_token(user, category, DEV_UNSUBSCRIBE_SECRET)]}
+    assert parse_qs(urlsplit(url).query) == {"lang": ["en"], "u": [user], "c": [category], "n": ["n-1"],
+                                             "e": [str(EXPIRES)], "t": [token(user, category, secret=DEV_SECRET)]}
 
 
 def provider(transport=None, suppressions=None) -> EmailProvider:

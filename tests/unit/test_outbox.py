@@ -132,7 +132,7 @@ def test_one_job_per_sent_channel_and_a_requested_status_each():
         "devices": [{"device_id": "phone-1", "platform": "android", "token": "fcm-token-1", "web_push": None}],
         "address": None, "fallback": [{"channel": "email", "after_seconds": 300, "address": "alice@example.com"}],
         "digest_items": [],
-        "collapse_key": req["id"], "created_at": NOW, "expires_at": NOW + timedelta(days=1)}
+        "collapse_key": req["id"], "created_at": NOW, "expires_at": NOW + timedelta(days=1), "presentation": None}
     in_app = out[0][2]
     # Every job carries the push targets, so a failed channel can fall back to push.
     assert in_app == {**push, "job_id": f"{req['id']}:alice:in_app:0", "channel": "in_app"}
