@@ -9,12 +9,11 @@ used at once, and how many wait in the fallback chain, depends on priority.
 from __future__ import annotations
 
 from kernel.keyed import finished
+from kernel.policy import escalation_delays
 
 INTERRUPTIVE = ("push", "email", "sms", "webhook")
 BASE_SCORE = {"push": 3.0, "email": 2.0, "sms": 1.0, "webhook": 2.5}
 SENT_NOW = {"critical": len(INTERRUPTIVE), "high": 1, "normal": 1, "low": 0}
-# Escalation delays for the fallback chain: unseen after 5 minutes, then 30, then an hour.
-ESCALATION_S = (300, 1800, 3600)
 
 
 def available(channel: str, item: dict) -> bool:
@@ -30,11 +29,12 @@ def available(channel: str, item: dict) -> bool:
     return True
 
 
-def score(channel: str, item: dict) -> float:
+def score(channel: str, item: dict, now: bool = True) -> float:
+    """How good `channel` is for the item: to send `now`, or later if what was sent goes unseen."""
     points = BASE_SCORE[channel]
     if item["priority"] == "critical" and channel == "sms":
         points += 2.5  # costly and intrusive: only worth it when it is urgent
-    if item["user"]["online"] and channel == "push":
+    if now and item["user"]["online"] and channel == "push":
         points -= 1.5  # the user is looking at the app already; the in-app toast tells them
     order = list(item["user"]["preferences"]["channels"])
     if channel in order:
@@ -43,6 +43,8 @@ def score(channel: str, item: dict) -> float:
 
 
 def select(item: dict) -> dict:
+    if item.get("escalation"):  # its channel was chosen when it escalated
+        return keep_route(item)
     hints = item["request"]["channels"]
     allowed = [c for c in item["channels"] if available(c, item) and (not hints or c in hints)]
     if not allowed:
@@ -58,8 +60,20 @@ def select(item: dict) -> dict:
     send = (["in_app"] if "in_app" in allowed else []) + ranked[:now_count]
     if not send:
         send = ranked[:1]
-    later = [c for c in ranked if c not in send]
-    fallback = [] if item["priority"] == "low" else [
-        {"channel": channel, "after_seconds": ESCALATION_S[min(i, len(ESCALATION_S) - 1)]}
-        for i, channel in enumerate(later)]
+    # Unseen after all, the user is not looking at the app: presence no longer argues against push.
+    later = sorted((c for c in ranked if c not in send), key=lambda c: -score(c, item, now=False))
+    delays = escalation_delays(item["request"]["category"], item["priority"])
+    fallback = [{"channel": channel, "after_seconds": delays[min(i, len(delays) - 1)]}
+                for i, channel in enumerate(later)] if delays else []
     return {**item, "route": {"send": send, "fallback": fallback}}
+
+
+def keep_route(item: dict) -> dict:
+    """A held digest or escalation goes out where it was routed, if the user still allows that channel
+    and can be reached there; a digest falls back to the notification center."""
+    send = [c for c in item["route"]["send"] if c in item["channels"] and available(c, item)]
+    if not send and item.get("digest_items") and "in_app" in item["channels"]:
+        send = ["in_app"]
+    if not send:
+        return finished(item, "dropped", f"{', '.join(item['route']['send'])} no longer allowed or reachable")
+    return {**item, "route": {**item["route"], "send": send}}

@@ -11,8 +11,8 @@ import hashlib
 import json
 from datetime import datetime, timedelta
 
-from kernel.policy import policy_for
 from kernel.keyed import KeyedStep, finished
+from kernel.policy import policy_for
 
 WINDOW = timedelta(minutes=5)
 # Long enough to catch an upstream re-publishing the same request after its own retries.

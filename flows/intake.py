@@ -1,8 +1,9 @@
 """Turns a consumed Kafka message into the item the per-user stages work on.
 
 Notification requests are decoded and validated; user-state records (preferences, devices,
-presence) become updates for the user's state. What cannot be decoded or is invalid
-becomes a dead letter carrying the original bytes.
+presence) become updates for the user's state, and engagement (what the user did with a
+notification) a signal. What cannot be decoded or is invalid becomes a dead letter carrying
+the original bytes.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from datetime import datetime
 from flows import validate
 from kernel import records
 from kernel.keyed import finished
-from kernel.topics import EVENTS, USER_STATE_TOPICS, codec_for
+from kernel.topics import ENGAGEMENT, EVENTS, USER_STATE_TOPICS, codec_for
 from schemas import CodecError
 
 
 class Intake:
     def __init__(self, schema_registry_url: str | None = None) -> None:
-        self.codecs = {topic: codec_for(topic, schema_registry_url) for topic in (EVENTS, *USER_STATE_TOPICS)}
+        self.codecs = {topic: codec_for(topic, schema_registry_url)
+                       for topic in (EVENTS, ENGAGEMENT, *USER_STATE_TOPICS)}
 
     def item(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes,
              now: datetime, timestamp: tuple[int, int] | None = None) -> dict:
@@ -29,6 +31,8 @@ class Intake:
             record = self.codecs[topic].decode(value)
         except CodecError as exc:
             return records.rejected(source, "decode", exc.reason)
+        if topic == ENGAGEMENT:
+            return {"kind": "engagement", "user_id": record["user_id"], "record": record}
         if topic != EVENTS:
             return {"kind": "user_state", "topic": topic, "user_id": record["user_id"], "record": record}
         if reason := validate.problem(record, now):

@@ -5,7 +5,8 @@
 Each line below is one step; what the step does lives in the module it names. The per-user
 steps are keyed by user id and run as one stateful operator, so a user's notifications stay
 in order on one worker and all of that user's state is snapshotted once, together with the
-input offsets (recovery resumes both together).
+input offsets (recovery resumes both together). What the user does (notify.engagement) reaches
+the same operator in order with their requests: it cancels escalations and applies unsubscribes.
 """
 
 from __future__ import annotations
@@ -20,17 +21,19 @@ from connectors.postgres import AudienceMembers
 from flows import audience, channels, outbox, preferences
 from flows.dedup import DedupMerge
 from flows.digest import Digest
+from flows.escalation import Escalation
 from flows.ingestion import IngestionLimit, IngestionLimits, tenant_of
 from flows.intake import Intake
 from flows.quiet_hours import QuietHours
 from flows.rate_limit import RateLimit
 from flows.render import catalog_from_env, render
+from flows.templates import TemplateCatalog
 from flows.user_state import JoinUserState
 from flows.wiring import Encoder, built_on_demand, kafka_sink, keyed_steps
 from kernel import logs, settings
 from kernel.clock import utcnow
 from kernel.keyed import Each, KeyedPipeline
-from kernel.topics import EVENTS, USER_STATE_TOPICS
+from kernel.topics import ENGAGEMENT, EVENTS, USER_STATE_TOPICS
 
 
 def build(config: settings.Settings | None = None) -> Dataflow:
@@ -42,31 +45,37 @@ def build(config: settings.Settings | None = None) -> Dataflow:
     encode = Encoder(config.schema_registry_url)
 
     flow = Dataflow("notifications")
-    messages = op.input("read_topics", flow, KafkaSource(brokers, [EVENTS, *USER_STATE_TOPICS]))
+    messages = op.input("read_topics", flow, KafkaSource(brokers, [EVENTS, ENGAGEMENT, *USER_STATE_TOPICS]))
     items = op.map("decode_and_validate", messages, lambda m: intake.item(
         m.topic, m.partition, m.offset, m.key, m.value, utcnow(), m.timestamp))
     rejected = op.branch("split_rejected", items, lambda item: bool(item.get("outcome")))
-    kinds = op.branch("split_user_state", rejected.falses, lambda item: item["kind"] == "user_state")
+    kinds = op.branch("split_user_state", rejected.falses, lambda item: item["kind"] != "notification")
     by_tenant = op.key_on("key_by_tenant", kinds.falses, tenant_of)
     admitted = op.key_rm("drop_tenant_key", keyed_steps("limit_ingestion", by_tenant, ingestion_limit))
     over_limit = op.branch("split_over_limit", admitted, lambda item: bool(item.get("outcome")))
     per_user = op.flat_map_batch("expand_audience", over_limit.falses, functools.partial(
         audience.expand, members_of=AudienceMembers(config.database_url)))
     keyed = op.key_on("key_by_user", op.merge("with_user_state", kinds.trues, per_user), lambda i: i["user_id"])
-    decided = keyed_steps("per_user_steps", keyed, KeyedPipeline([
-        ("join_user_state", JoinUserState()),
-        ("dedup_merge", DedupMerge()),
-        ("apply_preferences", Each(preferences.apply)),
-        ("quiet_hours", QuietHours()),
-        ("render_template", Each(functools.partial(render, catalog))),
-        ("select_channels", Each(channels.select)),
-        ("rate_limit", RateLimit()),
-        ("digest", Digest()),
-    ]))
+    decided = keyed_steps("per_user_steps", keyed, per_user_steps(catalog))
     done = op.merge("with_rejected", rejected.trues, over_limit.trues, op.key_rm("drop_user_key", decided))
     outgoing = op.flat_map("to_outbox_records", done, lambda item: outbox.outgoing(item, utcnow()))
     op.output("write_topics", op.map("encode", outgoing, encode), kafka_sink(brokers))
     return flow
+
+
+def per_user_steps(catalog: TemplateCatalog) -> KeyedPipeline:
+    """One user's requests, state and engagement, in order, as one stateful step."""
+    return KeyedPipeline([
+        ("join_user_state", JoinUserState()),
+        ("dedup_merge", DedupMerge()),
+        ("apply_preferences", Each(preferences.apply, recheck=preferences.apply)),
+        ("quiet_hours", QuietHours()),
+        ("render_template", Each(functools.partial(render, catalog))),
+        ("select_channels", Each(channels.select, recheck=channels.keep_route)),
+        ("rate_limit", RateLimit()),
+        ("digest", Digest()),
+        ("escalate_if_unseen", Escalation()),
+    ])
 
 
 __getattr__ = built_on_demand(build)

@@ -1,5 +1,6 @@
 """The end of the notification flow: delivery jobs for the outbox lanes, a status for every
-outcome, and dead letters with the original bytes."""
+outcome (on one channel when the outcome concerns only that channel), and dead letters with
+the original bytes."""
 
 from __future__ import annotations
 
@@ -26,8 +27,10 @@ def outgoing(item: dict, now: datetime) -> list[Outgoing]:
     outcome = item.get("outcome")
     if outcome == "dead_letter":
         return [records.dead_letter(item, now)]
+    if outcome == "published":  # a record a step publishes as it is (the user's new preferences)
+        return [item["outgoing"]]
     if outcome:
-        return [records.status_record(status(item, outcome, None, now), item["source"]["key"])]
+        return [records.status_record(status(item, outcome, item.get("outcome_channel"), now), item["source"]["key"])]
     lane, out, key = lane_for(item), [], item["user_id"].encode()
     for channel in item["route"]["send"]:
         out.append((outbox_topic(channel, lane), key, job(item, channel, lane)))

@@ -1,13 +1,16 @@
 """Applies what the user asked for: global switch, categories, channels, marketing consent.
 
 Critical notifications bypass the user's opt-outs (a security alert reaches a user who muted
-everything) but never a legal requirement such as marketing consent.
+everything) but never a legal requirement such as marketing consent. The same check runs again
+on whatever was held back (quiet hours, schedules, digests, escalations) when it is released:
+an opt-out made while it waited wins.
 """
 
 from __future__ import annotations
 
-from kernel.policy import policy_for
+from flows.digest import with_entries
 from kernel.keyed import finished
+from kernel.policy import policy_for
 from kernel.topics import CHANNELS
 
 PRIORITIES = ("low", "normal", "high", "critical")
@@ -33,7 +36,23 @@ def apply(item: dict) -> dict:
         channels = [channel for channel in channels if channel in category_settings["channels"]]
     if not channels:
         return finished(item, "dropped", f"every channel is turned off for {category}")
+    if item.get("digest_items"):
+        return digest_still_wanted({**item, "priority": priority, "channels": channels}, prefs)
     return {**item, "priority": priority, "channels": channels}
+
+
+def digest_still_wanted(digest: dict, prefs: dict) -> dict:
+    """A digest keeps the entries whose categories the user still wants (and has consented to)."""
+    kept = [entry for entry in digest["digest_items"] if category_wanted(prefs, entry["category"])]
+    if not kept:
+        return finished(digest, "dropped", "the user turned off everything this digest held")
+    return digest if kept == digest["digest_items"] else with_entries(digest, kept)
+
+
+def category_wanted(prefs: dict, category: str) -> bool:
+    settings = prefs["categories"].get(category)
+    return ((not policy_for(category).consent_required or prefs["marketing_consent"])
+            and (settings is None or settings["enabled"]))
 
 
 def channel_allows(prefs: dict, channel: str, category: str, priority: str) -> bool:

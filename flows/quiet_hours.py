@@ -1,6 +1,6 @@
 """Quiet hours and scheduled sends: hold a notification until the user's quiet window ends
 (or until its scheduled_at), instead of dropping it. Critical notifications are never held
-by quiet hours."""
+by quiet hours. An escalation that comes due in quiet hours waits for them to end too."""
 
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ class QuietHours(KeyedStep):
         state["held"].append({"until": until, "item": item})
         return [finished(item, "deferred", f"held until {until.isoformat()}")]
 
+    def recheck(self, state: dict, item: dict, now: datetime) -> list[dict]:
+        return self.handle(state, item, now) if item.get("escalation") else [item]
+
     def due(self, state: dict) -> datetime | None:
         return min((held["until"] for held in state["held"]), default=None)
 
@@ -29,7 +32,15 @@ class QuietHours(KeyedStep):
         ready = sorted((held for held in state["held"] if held["until"] <= now), key=lambda held: held["until"])
         state["held"] = [held for held in state["held"] if held["until"] > now]
         out = []
+        # Several steps of one notification's escalation chain came due in the quiet window: the
+        # user gets the furthest one only, not a burst of channels at once when it ends.
+        furthest = {held["item"]["notification_id"]: held["item"] for held in ready if held["item"].get("escalation")}
         for held in ready:
+            if held["item"].get("escalation") and furthest[held["item"]["notification_id"]] is not held["item"]:
+                superseding = furthest[held["item"]["notification_id"]]["escalation"]["channel"]
+                out.append(finished(held["item"], "dropped", f"superseded by the {superseding} escalation",
+                                    outcome_channel=held["item"]["escalation"]["channel"]))
+                continue
             if is_expired(held["item"]["request"], now):
                 out.append(finished(held["item"], "expired", "expired while held"))
                 continue

@@ -2,15 +2,16 @@
 
 Windows run on the request's created_at so replays decide the same. Critical notifications
 and updates to a notification the user already has are never capped. The excess goes to
-the user's digest or is dropped, as the category's policy says.
+the user's digest or is dropped, as the category's policy says. An escalation is another
+interruption: it counts, at the time it goes out.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from kernel.policy import USER_PER_HOUR, policy_for
 from kernel.keyed import KeyedStep, finished
+from kernel.policy import USER_PER_HOUR, policy_for
 
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 
@@ -23,7 +24,7 @@ class RateLimit(KeyedStep):
         if item["priority"] == "critical" or item["revision"] > 0:
             return [item]
         request = item["request"]
-        at, category = request["metadata"]["created_at"], request["category"]
+        at, category = now if item.get("escalation") else request["metadata"]["created_at"], request["category"]
         state["sent"] = [(t, c) for t, c in state["sent"] if at - t < DAY]
         if reason := over_cap(state["sent"], at, category):
             if policy_for(category).excess == "digest":
@@ -31,6 +32,9 @@ class RateLimit(KeyedStep):
             return [finished(item, "rate_limited", reason)]
         state["sent"].append((at, category))
         return [item]
+
+    def recheck(self, state: dict, item: dict, now: datetime) -> list[dict]:
+        return self.handle(state, item, now) if item.get("escalation") else [item]
 
 
 def over_cap(sent: list[tuple[datetime, str]], at: datetime, category: str) -> str | None:

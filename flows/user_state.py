@@ -1,14 +1,18 @@
 """Joins each notification with its user's latest preferences, devices and presence.
 
 The compacted user-state topics feed this stage's state; notifications leave it carrying a
-snapshot of that state, so later stages decide without any lookup of their own.
+snapshot of that state, so later stages decide without any lookup of their own. What was held
+back gets a fresh snapshot when it is released. An unsubscribe (from an email's one-click link)
+changes the preferences here at once and publishes them, merged, as the user's new preferences.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from kernel.keyed import KeyedStep
+from kernel.keyed import KeyedStep, finished
+from kernel.policy import policy_for
+from kernel.requests import preferences_record, without_channel
 from kernel.topics import DEVICES, PREFERENCES
 
 # Gateways repeat "online" for every connected device (the gateway's PRESENCE_REFRESH_S); a device
@@ -38,6 +42,26 @@ class JoinUserState(KeyedStep):
 
     def forgets(self, item: dict) -> bool:
         return item["kind"] == "user_state" and item["topic"] == PREFERENCES and item["record"]["deleted"]
+
+    def recheck(self, state: dict, item: dict, now: datetime) -> list[dict]:
+        return [{**item, "user": view(state, item["user_id"], now)}]
+
+    def hears(self, item: dict) -> bool:
+        return item["kind"] == "engagement" and item["record"]["action"] == "unsubscribed"
+
+    def hear(self, state: dict, item: dict, now: datetime) -> list[dict]:
+        engagement = item["record"]
+        if not engagement["category"]:
+            return []
+        current = state["preferences"] or default_preferences(item["user_id"])
+        merged = preferences_record(**{
+            **without_channel(current, engagement["category"], engagement["channel"] or "email",
+                              withdraw_consent=policy_for(engagement["category"]).consent_required),
+            "updated_at": now, "deleted": False})
+        state["preferences"] = merged
+        return [finished({"kind": "preferences", "user_id": item["user_id"]}, "published",
+                         f"unsubscribed from {engagement['category']} by {engagement['channel'] or 'email'}",
+                         outgoing=(PREFERENCES, item["user_id"].encode(), merged))]
 
 
 def apply_update(state: dict, topic: str, record: dict) -> None:

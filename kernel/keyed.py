@@ -3,12 +3,15 @@
 A keyed step sees the items of one key (a user, a tenant, a delivery shard) in arrival order,
 together with that key's state (a plain, picklable dict it owns). It returns what goes
 downstream now, and may hold items back until `due` (quiet hours, schedules, digests,
-retries), when `release` hands them on.
+retries, escalations), when `release` hands them on.
 
 Items are dicts: `request` (the NotificationRequested, addressed to one `user_id`), `source`
 (where its bytes came from, for dead-lettering) and, once decided, `outcome` and `reason`.
 An item with an outcome is finished: stages pass it through untouched and the end of the
 flow turns it into a status or a dead letter.
+
+Signals are what the key's user did (engagement): steps that `hear` them learn from them;
+they are not work and go no further.
 """
 
 from __future__ import annotations
@@ -49,6 +52,19 @@ class KeyedStep:
     def forget(self, state: dict, item: dict) -> None:
         """The item ended as a dead letter after this step saw it: undo what the step remembers of it."""
 
+    def hears(self, item: dict) -> bool:
+        """True for a signal this step learns from."""
+        return False
+
+    def hear(self, state: dict, item: dict, now: datetime) -> list[dict]:
+        """Learn from a signal; returns finished items the step emits because of it (usually none)."""
+        return []
+
+    def recheck(self, state: dict, item: dict, now: datetime) -> list[dict]:
+        """An item a later step held back is due: what becomes of it here as things are now? (The
+        user may have changed their preferences, gone quiet or engaged meanwhile.) By default, nothing."""
+        return [item]
+
 
 def finished(item: dict, outcome: str, reason: str | None = None, **extra) -> dict:
     """A copy of the item carrying its final outcome (a DeliveryStatus state, or `dead_letter`)."""
@@ -56,13 +72,17 @@ def finished(item: dict, outcome: str, reason: str | None = None, **extra) -> di
 
 
 class Each(KeyedStep):
-    """A stateless step (item -> item) in a chain of keyed steps."""
+    """A stateless step (item -> item) in a chain of keyed steps; `recheck` (item -> item), if given,
+    decides on items a later step held back, for checks that must hold when they go out too."""
 
-    def __init__(self, function) -> None:
-        self.function = function
+    def __init__(self, function, recheck=None) -> None:
+        self.function, self.recheck_function = function, recheck
 
     def handle(self, state: dict, item: dict, now: datetime) -> list[dict]:
         return [self.function(item)]
+
+    def recheck(self, state: dict, item: dict, now: datetime) -> list[dict]:
+        return [self.recheck_function(item)] if self.recheck_function else [item]
 
     def is_empty(self, state: dict) -> bool:
         return True
@@ -71,25 +91,38 @@ class Each(KeyedStep):
 class KeyedPipeline(KeyedStep):
     """Named keyed steps run in order as one: one state per key, one snapshot, one timer.
 
-    What a step releases later (quiet hours, digests) continues through the steps after it.
+    What a step releases later (quiet hours, digests, escalations) is first rechecked by the steps
+    before it, as things are now, then continues through the steps after it.
     """
 
     def __init__(self, steps: list[tuple[str, KeyedStep]]) -> None:
         self.steps = steps
-        # Asked about every item, so only the steps that can recognise an erasure are asked.
+        # Asked about every item, so only the steps that can recognise an erasure or a signal are asked.
         self.forgetters = [step for _, step in steps if type(step).forgets is not KeyedStep.forgets]
+        self.listeners = [(name, step) for name, step in steps if type(step).hears is not KeyedStep.hears]
 
     def new_state(self) -> dict:
         return {name: step.new_state() for name, step in self.steps}
 
     def process(self, state: dict, items: list[dict], now: datetime, start: int = 0) -> list[dict]:
-        for at, item in enumerate(items):
+        out, work = [], []
+        for item in items:
             if any(step.forgets(item) for step in self.forgetters):
                 # Erasure drops the state in every step, not only the one that reads the
                 # tombstone: held-back notifications, digests, dedup and rate windows all go.
-                out = self.process(state, items[:at], now, start)
+                out += self.run(state, work, now, start)
+                work = []
                 state.update(self.new_state())
-                return out + self.process(state, items[at + 1:], now, start)
+            elif listening := [(name, step) for name, step in self.listeners if step.hears(item)]:
+                out += self.run(state, work, now, start)  # in order: what came before it first
+                work = []
+                for name, step in listening:
+                    out += step.hear(state[name], item, now)
+            else:
+                work.append(item)
+        return out + self.run(state, work, now, start)
+
+    def run(self, state: dict, items: list[dict], now: datetime, start: int) -> list[dict]:
         for name, step in self.steps[start:]:
             if not items:
                 break
@@ -108,8 +141,15 @@ class KeyedPipeline(KeyedStep):
         out = []
         for index, (name, step) in enumerate(self.steps):
             if (due := step.due(state[name])) is not None and due <= now:
-                out.extend(self.process(state, step.release(state[name], now), now, start=index + 1))
+                released = self.recheck_before(state, index, step.release(state[name], now), now)
+                out.extend(self.run(state, released, now, start=index + 1))
         return out
+
+    def recheck_before(self, state: dict, index: int, items: list[dict], now: datetime) -> list[dict]:
+        for name, step in self.steps[:index]:
+            items = [kept for item in items
+                     for kept in ([item] if item.get("outcome") else step.recheck(state[name], item, now))]
+        return items
 
     def is_empty(self, state: dict) -> bool:
         return all(step.is_empty(state[name]) for name, step in self.steps)

@@ -1,9 +1,13 @@
-"""Per-category delivery policy: how duplicates merge, how often a user may be told, and what
-happens to the excess. Categories not listed get DEFAULT."""
+"""Per-category delivery policy: how duplicates merge, how often a user may be told, what happens to
+the excess, and how soon an unseen notification escalates. Categories not listed get DEFAULT."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
+
+# Seconds after the first send: unseen by then, the next channel of the chain is tried.
+ESCALATION = {"high": (120, 900, 1800), "normal": (300, 1800, 3600)}
 
 
 @dataclass(frozen=True)
@@ -14,6 +18,8 @@ class CategoryPolicy:
     excess: str = "digest"  # digest | drop: what a capped notification becomes
     consent_required: bool = False  # a legal requirement: not even critical notifications bypass it
     digestible: bool = True  # may wait for the user's digest instead of going out now
+    # Per priority; low priority never escalates, critical goes out on every channel at once.
+    escalation: dict[str, tuple[int, ...]] = field(default_factory=lambda: ESCALATION)
 
 
 DEFAULT = CategoryPolicy(per_hour=30)
@@ -22,7 +28,7 @@ POLICIES = {
     "social": CategoryPolicy(merge="accumulate", per_hour=20),
     "ci": CategoryPolicy(merge="replace", per_hour=30),
     "marketing": CategoryPolicy(merge="replace", per_day=2, excess="drop", consent_required=True),
-    "security": CategoryPolicy(merge="replace", digestible=False),
+    "security": CategoryPolicy(merge="replace", digestible=False, escalation={"high": (60, 300), "normal": (120, 900)}),
     "billing": CategoryPolicy(merge="replace", digestible=False),
 }
 # Across all categories: no one wants more than this many interruptions an hour.
@@ -31,3 +37,11 @@ USER_PER_HOUR = 60
 
 def policy_for(category: str) -> CategoryPolicy:
     return POLICIES.get(category, DEFAULT)
+
+
+def escalation_delays(category: str, priority: str, scale: float | None = None) -> tuple[int, ...]:
+    """When each next channel is tried if the notification is still unseen, in seconds after the first
+    send. NOTIFYFLOW_ESCALATION_SCALE (default 1) multiplies them: 0.01 turns 5 minutes into 3 s for
+    demos and tests."""
+    scale = float(os.environ.get("NOTIFYFLOW_ESCALATION_SCALE", "1")) if scale is None else scale
+    return tuple(max(1, round(delay * scale)) for delay in policy_for(category).escalation.get(priority, ()))

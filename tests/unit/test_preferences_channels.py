@@ -131,9 +131,9 @@ def chain(*pairs):
 
 
 def test_online_normal_goes_to_the_app_first_and_escalates_if_unseen():
-    # Online, the push is worth less than the email: the user is looking at the app already.
+    # Online, only the toast goes now; unseen, the user is not looking after all: push, then email.
     assert route(request(), devices=[PHONE], online=True, email=EMAIL) == {
-        "send": ["in_app"], "fallback": chain(("email", 300), ("push", 1800))}
+        "send": ["in_app"], "fallback": chain(("push", 300), ("email", 1800))}
 
 
 def test_offline_normal_adds_the_best_interruptive_channel():
@@ -145,24 +145,31 @@ def test_fallback_chain_delays_grow_and_stop_at_an_hour():
     req = request(channels=["push", "email", "sms", "webhook", "in_app"])
     assert route(req, devices=[PHONE], email=EMAIL, phone="+15550100") == {
         "send": ["in_app", "push"], "fallback": chain(("webhook", 300), ("email", 1800), ("sms", 3600))}
-    # Online: push drops behind email and sms is last; everything waits behind the toast.
+    # Online: everything waits behind the toast; unseen, push comes first again and sms is last.
     assert route(req, devices=[PHONE], online=True, email=EMAIL, phone="+15550100") == {
         "send": ["in_app"],
-        "fallback": chain(("webhook", 300), ("email", 1800), ("push", 3600), ("sms", 3600))}
+        "fallback": chain(("push", 300), ("webhook", 1800), ("email", 3600), ("sms", 3600))}
 
 
-def test_high_priority_sends_one_interruptive_channel_even_when_online():
+def test_high_priority_sends_one_interruptive_channel_even_when_online_and_escalates_sooner():
     assert route(request(priority="high"), devices=[PHONE], online=True, email=EMAIL) == {
-        "send": ["in_app", "email"], "fallback": chain(("push", 300))}
+        "send": ["in_app", "email"], "fallback": chain(("push", 120))}
     assert route(request(priority="high"), devices=[PHONE], email=EMAIL) == {
-        "send": ["in_app", "push"], "fallback": chain(("email", 300))}
+        "send": ["in_app", "push"], "fallback": chain(("email", 120))}
+
+
+def test_escalation_delays_come_from_the_category_policy_and_a_scale_shortens_them(monkeypatch):
+    assert route(request(category="security"), devices=[PHONE], email=EMAIL)["fallback"] == chain(("email", 120))
+    assert route(request(priority="low"), devices=[PHONE], email=EMAIL)["fallback"] == []
+    monkeypatch.setenv("NOTIFYFLOW_ESCALATION_SCALE", "0.01")
+    assert route(request(), devices=[PHONE], email=EMAIL)["fallback"] == chain(("email", 3))
 
 
 def test_sms_is_worth_it_only_when_urgent():
     user = {"devices": [PHONE], "email": EMAIL, "phone": "+15550100"}
     assert route(request(priority="critical"), **user)["send"] == ["in_app", "sms", "push", "email"]
     assert route(request(priority="high"), **user) == {
-        "send": ["in_app", "push"], "fallback": chain(("email", 300), ("sms", 1800))}
+        "send": ["in_app", "push"], "fallback": chain(("email", 120), ("sms", 900))}
     # Routine news never escalates to a text message, unless the sender asked for SMS.
     assert route(request(priority="normal"), **user) == {
         "send": ["in_app", "push"], "fallback": chain(("email", 300))}

@@ -6,14 +6,9 @@ a dead letter leaves nothing behind, so its replay after a fix is processed as n
 import functools
 from datetime import timedelta
 
-from flows import channels, preferences
-from flows.dedup import DedupMerge
-from flows.digest import Digest
-from flows.quiet_hours import QuietHours
-from flows.rate_limit import RateLimit
+from flows.notifications import per_user_steps
 from flows.render import render
 from flows.templates import TemplateCatalog
-from flows.user_state import JoinUserState
 from kernel.keyed import Each, KeyedPipeline, finished
 
 from flow_items import (NOW, TEMPLATES, Pipeline, device, digest_settings, preferences_record, request, sample_catalog,
@@ -23,16 +18,7 @@ TOMBSTONE = user_state_item("notify.preferences", preferences_record("alice", de
 
 
 def pipeline() -> KeyedPipeline:
-    return KeyedPipeline([
-        ("join_user_state", JoinUserState()),
-        ("dedup_merge", DedupMerge()),
-        ("apply_preferences", Each(preferences.apply)),
-        ("quiet_hours", QuietHours()),
-        ("render_template", Each(functools.partial(render, sample_catalog()))),
-        ("select_channels", Each(channels.select)),
-        ("rate_limit", RateLimit()),
-        ("digest", Digest()),
-    ])
+    return per_user_steps(sample_catalog())
 
 
 def keyed(*requests) -> list[dict]:
@@ -53,7 +39,7 @@ def test_a_tombstone_drops_what_every_step_holds_and_the_timers_with_it():
         request(title="later", scheduled_at=NOW + timedelta(hours=1)),  # held until scheduled_at
         request(title="for the digest", priority="low", category="social")), NOW)
     assert [item.get("outcome") for item in out] == [None, "deferred", "digested"]
-    assert state["quiet_hours"]["held"] and state["digest"]["entries"] and state["rate_limit"]["sent"]
+    assert state["quiet_hours"]["held"] and state["digest"][""]["entries"] and state["rate_limit"]["sent"]
     assert len(state["dedup_merge"]["windows"]) == 3 and state["join_user_state"]["devices"]
     assert steps.due(state) == NOW + timedelta(hours=1)
 
