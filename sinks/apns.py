@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from sinks.engine import Result, Send
+from sinks.jobs import presentation
 from sinks.retry import parse_retry_after
 
 DEFAULT_URL = "https://api.push.apple.com"
@@ -60,7 +61,10 @@ def render_apns(job: dict, device: dict, topic: str) -> tuple[dict[str, str], di
     badge = job["badge"] or ""
     if badge.isascii() and badge.isdigit():
         aps["badge"] = int(badge)
-    if job["priority"] in {"high", "critical"}:
+    # Only urgent notifications ring, and only for a user who keeps push sound on. iOS has no
+    # per-notification vibration switch: the device vibrates with the sound as its Sounds & Haptics
+    # settings say, so the vibration preference has nothing to set here.
+    if job["priority"] in {"high", "critical"} and presentation(job)["sound"]:
         aps["sound"] = "default"
     if category := action_category(job["actions"]):
         aps["category"] = category

@@ -16,6 +16,7 @@ import firebase_admin
 from firebase_admin import credentials, exceptions, messaging
 
 from sinks.engine import Result, Send
+from sinks.jobs import presentation
 from sinks.retry import parse_retry_after
 
 PLATFORMS = {"android", "desktop"}
@@ -49,12 +50,17 @@ def render_fcm(job: dict, token: str, now: datetime | None = None) -> messaging.
     """The FCM message for one device."""
     now = now or datetime.now(UTC)
     image = job["image_url"] if (job["image_url"] or "").startswith("https://") else None  # FCM fetches https only
+    wanted = presentation(job)
     android = messaging.AndroidConfig(
         collapse_key=job["collapse_key"],
         priority="high" if job["priority"] in ("high", "critical") else "normal",
         ttl=ttl_seconds(job, now),
-        # The tag makes a merge update replace the notification already in the tray.
-        notification=messaging.AndroidNotification(tag=job["collapse_key"], click_action=job["deep_link"]))
+        # The tag makes a merge update replace the notification already in the tray. Sound and
+        # vibration are said either way, since the FCM SDK reads a missing one as off: they decide on
+        # Android 7 and older and in the app's own handler; Android 8+ takes them from the channel.
+        notification=messaging.AndroidNotification(tag=job["collapse_key"], click_action=job["deep_link"],
+                                                   default_sound=wanted["sound"],
+                                                   default_vibrate_timings=wanted["vibration"]))
     # Device records hold registration tokens. firebase-admin 7.7 deprecates `token` for `fid`, but
     # `fid` addresses a Firebase Installation ID, which is not what our devices register.
     with warnings.catch_warnings():

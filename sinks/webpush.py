@@ -21,6 +21,7 @@ from py_vapid import Vapid
 from pywebpush import WebPushException, webpush
 
 from sinks.engine import Result, Send
+from sinks.jobs import presentation
 from sinks.retry import parse_retry_after
 
 DEFAULT_SUBJECT = "mailto:ops@notifyflow.local"
@@ -31,6 +32,7 @@ TIMEOUT_S = 10.0
 MAX_PAYLOAD_BYTES = 3800
 MAX_ACTIONS = 2  # what Chrome and Firefox show (Notification.maxActions)
 ELLIPSIS = "…"
+VIBRATION_PATTERN_MS = (200, 100, 200)  # buzz, pause, buzz, on devices that vibrate
 GONE = {404, 410}  # the subscription expired or the user revoked permission
 # Worth another try: the push service is busy or down, not refusing this message.
 TRANSIENT_STATUSES = {408, 425, 429, 500, 502, 503, 504}
@@ -55,6 +57,15 @@ def ttl_seconds(job: dict, now: datetime) -> int:
     return max(0, int((job["expires_at"] - now).total_seconds()))
 
 
+def alerting(wanted: Mapping) -> dict:
+    """The showNotification options for the user's sound and vibration. The Notifications API has
+    one switch for both (`silent`), and browsers refuse a vibration pattern beside it: with only one
+    of them off, sound still plays (vibration on), or the browser may still vibrate by default (sound on)."""
+    if wanted["vibration"]:
+        return {"vibrate": VIBRATION_PATTERN_MS}
+    return {} if wanted["sound"] else {"silent": True}
+
+
 def notification(job: dict) -> dict:
     """What the service worker shows: `showNotification(title, options)` plus the data it acts on."""
     shown = {"title": job["title"], "body": job["body"], "icon": job["icon"], "image": job["image_url"],
@@ -64,7 +75,7 @@ def notification(job: dict) -> dict:
                       if value is not None},
              "actions": [{"action": action["id"], "title": action["title"]} for action in job["actions"][:MAX_ACTIONS]],
              "renotify": job["revision"] > 0,  # a merge update alerts again instead of replacing silently
-             "requireInteraction": job["priority"] == "critical"}
+             "requireInteraction": job["priority"] == "critical", **alerting(presentation(job))}
     return {key: value for key, value in shown.items() if value is not None}
 
 

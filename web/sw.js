@@ -100,6 +100,12 @@ function toNotification(payload) {
     const url = safeUrl(value);
     if (url) options[field] = url;
   }
+  // The user's sound and vibration: silent mutes both, and showNotification refuses a vibration
+  // pattern beside it, so a pattern is passed only when the push is not silent.
+  if (p.silent === true) options.silent = true;
+  else if (Array.isArray(p.vibrate) && p.vibrate.every((ms) => Number.isInteger(ms) && ms >= 0)) {
+    options.vibrate = p.vibrate;
+  }
   if (options.tag === undefined) delete options.tag;
   const title = typeof p.title === 'string' && p.title ? p.title : 'New notification';
   return [title, options];

@@ -116,7 +116,8 @@ def test_fcm_delivers_the_exact_message_to_each_device_once(stack, fcm):
         "data": {"build": "42", "notification_id": sent["notification_id"], "category": "ci",
                  "deep_link": "app://builds/42", "actions": '[{"id":"view","title":"View","action":"open"}]'},
         "android": {"collapse_key": f"build-42-{user}", "priority": "high", "ttl": "3600s",
-                    "notification": {"tag": f"build-42-{user}", "click_action": "app://builds/42"}},
+                    "notification": {"tag": f"build-42-{user}", "click_action": "app://builds/42",
+                                     "default_sound": True, "default_vibrate_timings": True}},
     }
     assert received[desktop["token"]] == {**received[android["token"]], "token": desktop["token"]}
 
@@ -125,6 +126,23 @@ def test_fcm_delivers_the_exact_message_to_each_device_once(stack, fcm):
     assert outcomes(replayed) == [("notify.status", "deduplicated", "phone", 1, "already claimed"),
                                   ("notify.status", "deduplicated", "laptop", 1, "already claimed")]
     assert len(fcm.received) == 2 and fcm.rejected == []
+
+
+def test_fcm_tells_each_device_the_sound_and_vibration_its_user_chose(stack, fcm):
+    user, muted_phone, default_phone = unique("ko"), phone("muted"), phone("default")
+    muted = job(user, [muted_phone], priority="high", presentation={"sound": False, "vibration": False})
+    defaults = job(user, [default_phone], priority="high")  # a user who never chose: no presentation
+    delivery = engine(stack, FcmProvider(fcm_app(fcm), clock=lambda: NOW))
+
+    records = delivery.process(delivery.new_state(), [muted, defaults], NOW)
+
+    assert outcomes(records) == [("notify.status", "sent", "muted", 1, None),
+                                 ("notify.status", "sent", "default", 1, None)]
+    shown = {m["message"]["token"]: m["message"]["android"]["notification"] for m in fcm.wait_for(2)}
+    assert shown[muted_phone["token"]] == {"tag": muted["collapse_key"], "default_sound": False,
+                                           "default_vibrate_timings": False}
+    assert shown[default_phone["token"]] == {"tag": defaults["collapse_key"], "default_sound": True,
+                                             "default_vibrate_timings": True}
 
 
 def test_fcm_unregistered_token_is_forgotten_and_only_a_wholly_failed_job_falls_back(stack, fcm):
@@ -246,7 +264,7 @@ def test_web_push_delivers_the_exact_payload_the_browser_decrypts_once(stack, pu
         "badge": "https://ci.example.com/badge.png", "tag": f"build-42-{user}",
         "data": {"notification_id": sent["notification_id"], "url": "https://ci.example.com/42", "category": "ci"},
         "actions": [{"action": "view", "title": "View"}, {"action": "retry", "title": "Re-run"}],
-        "renotify": True, "requireInteraction": False}
+        "renotify": True, "requireInteraction": False, "vibrate": [200, 100, 200]}
     assert {k: v for k, v in message.items() if k != "payload"} == {
         "subscription": laptop["id"], "ttl": 1800, "urgency": "high", "topic": topic(f"build-42-{user}"),
         "vapid_sub": SUBJECT}

@@ -65,3 +65,17 @@ def test_merges_update_the_row_and_replays_change_nothing(stack, sink):
     assert [(e["event"], e["notification"]["revision"]) for e in events] == [
         ("notification.created", 0), ("notification.updated", 2)]
     assert events[1]["event_seq"] > events[0]["event_seq"]
+
+
+def test_the_users_presentation_travels_with_the_notification(stack, sink):
+    user, chosen_id, default_id = unique("cy"), unique("n"), unique("n")
+    pubsub = listen(stack, user)
+    chosen = in_app_job(user, chosen_id, presentation={"sound": False, "auto_dismiss": False, "duration_seconds": 12})
+    sink.deliver([chosen, in_app_job(user, default_id)], datetime.now(UTC))
+    # The toasts read it from the live event, the notification center from the stored content.
+    expected = {chosen_id: {"sound": False, "vibration": True, "auto_dismiss": False, "duration_seconds": 12},
+                default_id: None}  # never chosen: the client's defaults
+    stored = sink.connection.execute("SELECT id, content->'presentation' FROM notifications WHERE user_id = %s",
+                                     (user,)).fetchall()
+    assert dict(stored) == expected
+    assert {e["notification"]["id"]: e["notification"]["presentation"] for e in live_events(pubsub)} == expected

@@ -1,10 +1,11 @@
 """Push end to end, run as deployed: the notification flow and the push delivery flow, with an
 iPhone (APNs), an Android phone (FCM) and a browser (Web Push) — each device reached once, a
-dead browser subscription forgotten, and nothing sent twice after the delivery flow is killed
-and replays its whole input."""
+dead browser subscription forgotten, nothing sent twice after the delivery flow is killed and
+replays its whole input, and each platform told the user's choice of sound and vibration."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -38,26 +39,15 @@ def test_one_request_reaches_every_platform_once(stack, peers, tmp_path):
                                device_record(user, "laptop", "web", web_push=web),
                                device_record(user, "old-laptop", "web", web_push=dead)])
     publish("notify.preferences", [preferences(user, email=f"{user}@example.com")])
-    notifications = FlowProcess("notifications", tmp_path / "n", tmp_path / "notifications.log")
-    push = FlowProcess(delivery_flow("push", "high"), tmp_path / "push", tmp_path / "push.log", env=env)
-    outputs = Outputs(push)
-    try:
-        notifications.start()
-        outputs.settle()
-        push.start()
+    with running_flows(tmp_path, env) as (push, outputs):
         publish("notify.events", [request(user, "Build #42 failed", "3 tests failed on main", category="ci",
                                           priority="high", metadata={"deep_link": "https://ci.example.com/42"})])
         found = outputs.wait_for({user}, lambda f: len(delivered(f)) >= 4, timeout_s=90)
         push.kill()
         # A fresh recovery store: the push flow reads its lane again from the beginning.
-        push = FlowProcess(delivery_flow("push", "high"), tmp_path / "replay", tmp_path / "replay.log", env=env)
-        push.start()
-        replayed = outputs.wait_for({user}, lambda f: len([s for s in statuses(f) if s["status"] == "deduplicated"])
-                                    >= 3, timeout_s=90)
-    finally:
-        notifications.stop()
-        push.stop()
-        outputs.close()
+        with FlowProcess(delivery_flow("push", "high"), tmp_path / "replay", tmp_path / "replay.log", env=env):
+            replayed = outputs.wait_for({user}, lambda f: len([s for s in statuses(f)
+                                                              if s["status"] == "deduplicated"]) >= 3, timeout_s=90)
     by_device = {s["device_id"]: (s["status"], s["provider"]) for s in delivered(found)}
     assert by_device == {"iphone": ("sent", "apns"), "pixel": ("sent", "fcm"), "laptop": ("sent", "webpush"),
                          "old-laptop": ("token_invalid", "webpush")}
@@ -67,12 +57,57 @@ def test_one_request_reaches_every_platform_once(stack, peers, tmp_path):
     assert to_pixel["message"]["notification"] == {"title": "Build #42 failed", "body": "3 tests failed on main"}
     [to_laptop] = webpush.received
     assert json.loads(to_laptop["payload"])["data"]["url"] == "https://ci.example.com/42"
+    # Zoe never chose how pushes present themselves: the defaults, sound and vibration on.
+    assert alerting(to_iphone, to_pixel, to_laptop) == ("default", (True, True), {"vibrate": [200, 100, 200]})
     # The replay found every reached device already claimed and sent nothing again.
     assert sorted(s["device_id"] for s in statuses(replayed) if s["status"] == "deduplicated") == [
         "iphone", "laptop", "pixel"]
     assert (len(apns.received), len(fcm.received), len(webpush.received)) == (1, 1, 1)
 
 
+def test_a_user_who_turned_sound_and_vibration_off_gets_quiet_pushes_everywhere(stack, peers, tmp_path):
+    apns, fcm, webpush, env = peers
+    user, browser = unique("yan"), webpush.subscribe()
+    publish("notify.devices", [device(user, "iphone", "cd" * 32, platform="ios"), device(user, "pixel", "fcm-yan"),
+                               device_record(user, "laptop", "web", web_push={
+                                   key: browser[key] for key in ("endpoint", "p256dh", "auth")})])
+    publish("notify.preferences", [preferences(user, presentation={"sound": False, "vibration": False})])
+    with running_flows(tmp_path, env) as (_, outputs):
+        publish("notify.events", [request(user, "Deploy finished", "v42 is live", category="ci", priority="high")])
+        found = outputs.wait_for({user}, lambda f: len(delivered(f)) >= 3, timeout_s=90)
+    assert sorted(s["device_id"] for s in delivered(found) if s["status"] == "sent") == ["iphone", "laptop", "pixel"]
+    # No sound on the iPhone even for a high-priority push, none asked of Android, a silent browser notification.
+    [to_iphone], [to_pixel], [to_laptop] = apns.received, fcm.received, webpush.received
+    assert alerting(to_iphone, to_pixel, to_laptop) == (None, (False, False), {"silent": True})
+
+
+@contextlib.contextmanager
+def running_flows(tmp_path, env: dict):
+    """The notification flow, then the push delivery flow of the high lane (to the peers `env` names),
+    and what they write; both stopped on the way out."""
+    notifications = FlowProcess("notifications", tmp_path / "n", tmp_path / "notifications.log")
+    push = FlowProcess(delivery_flow("push", "high"), tmp_path / "push", tmp_path / "push.log", env=env)
+    outputs = Outputs(push)
+    try:
+        notifications.start()
+        outputs.settle()
+        push.start()
+        yield push, outputs
+    finally:
+        notifications.stop()
+        push.stop()
+        outputs.close()
+
+
 def delivered(outputs) -> list[dict]:
     """The push delivery flow's statuses (the notification flow's `requested` has no device)."""
     return [s for s in statuses(outputs) if s["channel"] == "push" and s["device_id"]]
+
+
+def alerting(to_iphone: dict, to_pixel: dict, to_laptop: dict) -> tuple:
+    """What each platform was told about sound and vibration: APNs sound, FCM's default sound and
+    vibration, the Web Push notification's silent and vibrate."""
+    shown = json.loads(to_laptop["payload"])
+    android = to_pixel["message"]["android"]["notification"]
+    return (to_iphone["payload"]["aps"].get("sound"), (android["default_sound"], android["default_vibrate_timings"]),
+            {key: shown[key] for key in ("silent", "vibrate") if key in shown})

@@ -20,6 +20,7 @@ from pywebpush import WebPushException
 from kernel.topics import codec_for, outbox_topic
 from sinks.engine import Result, Send
 from sinks.fcm import FcmProvider, fcm_result, render_fcm
+from sinks.jobs import presentation
 from sinks.webpush import MAX_PAYLOAD_BYTES, WebPushProvider, load_vapid_key, render_webpush, topic, webpush_result
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -75,7 +76,8 @@ def test_fcm_message_carries_everything_the_app_shows_and_acts_on():
                             '"action":"https://ci.example.com/42/retry","icon":"https://x/r.png"},'
                             '{"id":"mute","title":"Mute","action":"mute"}]'},
         "android": {"collapse_key": "build-42", "priority": "high", "ttl": "3630s",
-                    "notification": {"tag": "build-42", "click_action": "app://builds/42"}},
+                    "notification": {"tag": "build-42", "click_action": "app://builds/42",
+                                     "default_sound": True, "default_vibrate_timings": True}},
     }
 
 
@@ -85,9 +87,31 @@ def test_fcm_message_without_link_expiry_or_https_image_leaves_them_out():
         "token": "fcm-phone",
         "notification": {"title": "Build #42 failed", "body": "3 tests failed on main"},
         "data": {"notification_id": "n1", "category": "ci"},
-        "android": {"collapse_key": "build-42", "priority": "high", "notification": {"tag": "build-42"}},
+        "android": {"collapse_key": "build-42", "priority": "high",
+                    "notification": {"tag": "build-42", "default_sound": True, "default_vibrate_timings": True}},
     }
     assert v1_json(render_fcm(job(priority="low"), "t", NOW))["android"]["priority"] == "normal"
+
+
+# The user's push sound and vibration; a job without preferences means the schema's defaults (both on).
+SOUND_AND_VIBRATION = [None, {}, {"sound": False}, {"vibration": False}, {"sound": False, "vibration": False}]
+
+
+def wants(presentation: dict | None) -> tuple[bool, bool]:
+    return (presentation or {}).get("sound", True), (presentation or {}).get("vibration", True)
+
+
+def test_a_job_without_presentation_means_the_schemas_defaults():
+    assert presentation(job(presentation=None)) == job(presentation={})["presentation"]
+
+
+@pytest.mark.parametrize("preferences", SOUND_AND_VIBRATION)
+def test_fcm_asks_for_the_default_sound_and_vibration_only_when_the_user_wants_them(preferences):
+    sound, vibration = wants(preferences)
+    for priority in ("critical", "normal"):
+        android = v1_json(render_fcm(job(priority=priority, presentation=preferences), "t", NOW))["android"]
+        assert android["notification"] == {"tag": "build-42", "default_sound": sound,
+                                           "default_vibrate_timings": vibration}
 
 
 def test_fcm_ttl_counts_down_to_zero_and_is_capped_at_four_weeks():
@@ -164,7 +188,7 @@ def test_web_push_payload_is_what_the_service_worker_shows():
         "image": "https://x/42.png", "badge": "https://x/b.png", "tag": "build-42",
         "data": {"notification_id": "n1", "url": "https://ci.example.com/42", "category": "ci"},
         "actions": [{"action": "view", "title": "View"}, {"action": "retry", "title": "Re-run"}],
-        "renotify": True, "requireInteraction": True}
+        "renotify": True, "requireInteraction": True, "vibrate": [200, 100, 200]}
     assert (ttl, urgency, push_topic) == (600, "high", topic("build-42"))
 
 
@@ -173,9 +197,23 @@ def test_web_push_minimal_payload_leaves_absent_fields_out():
     assert json.loads(payload) == {
         "title": "Build #42 failed", "body": "3 tests failed on main", "tag": "build-42",
         "data": {"notification_id": "n1", "category": "ci"}, "actions": [],
-        "renotify": False, "requireInteraction": False}
+        "renotify": False, "requireInteraction": False, "vibrate": [200, 100, 200]}
     assert (ttl, urgency) == (86400, "normal")
     assert render_webpush(job(expires_at=NOW - timedelta(seconds=1)), NOW)[1] == 0
+
+
+@pytest.mark.parametrize(("preferences", "alerting"), [
+    (None, {"vibrate": [200, 100, 200]}),
+    ({}, {"vibrate": [200, 100, 200]}),
+    ({"sound": False}, {"vibrate": [200, 100, 200]}),  # the Notifications API cannot mute sound alone
+    ({"vibration": False}, {}),
+    ({"sound": False, "vibration": False}, {"silent": True}),
+])
+def test_web_push_is_silent_or_vibrates_as_the_user_wants(preferences, alerting):
+    for priority in ("critical", "normal"):
+        shown = json.loads(render_webpush(job(priority=priority, presentation=preferences), NOW)[0])
+        assert {key: shown[key] for key in ("silent", "vibrate") if key in shown} == alerting
+        assert shown["requireInteraction"] is (priority == "critical")
 
 
 @pytest.mark.parametrize(("lane", "priority", "expected"), [

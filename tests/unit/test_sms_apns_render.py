@@ -200,6 +200,27 @@ def test_render_apns_for_a_plain_bulk_notification():
                        "notification_id": "n-1", "payload": {}}
 
 
+@pytest.mark.parametrize(("priority", "preferences", "sound"), [
+    ("critical", None, "default"),
+    ("high", {}, "default"),
+    ("critical", {"vibration": False}, "default"),  # iOS vibrates with the sound; nothing to switch off
+    ("critical", {"sound": False}, None),
+    ("high", {"sound": False, "vibration": False}, None),
+    ("normal", None, None),  # only urgent notifications ring, whatever the preference
+    ("low", {"sound": True}, None),
+])
+def test_apns_sound_rings_for_urgent_notifications_of_users_who_keep_it_on(priority, preferences, sound):
+    _, payload = render_apns(job(priority=priority, presentation=preferences), IPHONE, "com.example.app")
+    assert payload["aps"].get("sound") == sound
+    # Muted, a critical notification still breaks through Focus.
+    assert payload["aps"].get("interruption-level") == ("time-sensitive" if priority == "critical" else None)
+
+
+def test_apns_payload_of_a_user_without_preferences_is_that_of_the_defaults():
+    assert render_apns(job(priority="critical", presentation=None), IPHONE, "com.example.app") == \
+        render_apns(job(priority="critical", presentation={}), IPHONE, "com.example.app")
+
+
 def test_apns_id_is_stable_per_job_and_device():
     other = {**IPHONE, "device_id": "d-ipad"}
     first = render_apns(job(), IPHONE, "t")[0]["apns-id"]
