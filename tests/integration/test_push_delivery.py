@@ -1,7 +1,8 @@
 """Push end to end, run as deployed: the notification flow and the push delivery flow, with an
 iPhone (APNs), an Android phone (FCM) and a browser (Web Push) — each device reached once, a
 dead browser subscription forgotten, nothing sent twice after the delivery flow is killed and
-replays its whole input, and each platform told the user's choice of sound and vibration."""
+replays its whole input, and each platform told the default sound and vibration (a user's own
+choice: tests/integration/test_preference_effects.py)."""
 
 from __future__ import annotations
 
@@ -63,22 +64,6 @@ def test_one_request_reaches_every_platform_once(stack, peers, tmp_path):
     assert sorted(s["device_id"] for s in statuses(replayed) if s["status"] == "deduplicated") == [
         "iphone", "laptop", "pixel"]
     assert (len(apns.received), len(fcm.received), len(webpush.received)) == (1, 1, 1)
-
-
-def test_a_user_who_turned_sound_and_vibration_off_gets_quiet_pushes_everywhere(stack, peers, tmp_path):
-    apns, fcm, webpush, env = peers
-    user, browser = unique("yan"), webpush.subscribe()
-    publish("notify.devices", [device(user, "iphone", "cd" * 32, platform="ios"), device(user, "pixel", "fcm-yan"),
-                               device_record(user, "laptop", "web", web_push={
-                                   key: browser[key] for key in ("endpoint", "p256dh", "auth")})])
-    publish("notify.preferences", [preferences(user, presentation={"sound": False, "vibration": False})])
-    with running_flows(tmp_path, env) as (_, outputs):
-        publish("notify.events", [request(user, "Deploy finished", "v42 is live", category="ci", priority="high")])
-        found = outputs.wait_for({user}, lambda f: len(delivered(f)) >= 3, timeout_s=90)
-    assert sorted(s["device_id"] for s in delivered(found) if s["status"] == "sent") == ["iphone", "laptop", "pixel"]
-    # No sound on the iPhone even for a high-priority push, none asked of Android, a silent browser notification.
-    [to_iphone], [to_pixel], [to_laptop] = apns.received, fcm.received, webpush.received
-    assert alerting(to_iphone, to_pixel, to_laptop) == (None, (False, False), {"silent": True})
 
 
 @contextlib.contextmanager
