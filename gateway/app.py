@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 
 from gateway.auth import AuthError, TokenVerifier
 from gateway.center import BadRequest, Center
+from gateway.engagement import Engagements
 from gateway.hub import Hub
 from gateway.live import PRESENCE_REFRESH_S, Live
 from gateway.publisher import Publisher
@@ -55,8 +56,9 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
                                kwargs={"autocommit": True})
     hub, center = Hub(config.redis_url), Center(pool)
     publisher = Publisher(config.kafka_bootstrap_servers, config.schema_registry_url)
-    live = Live(hub, center, publisher, verifier, gateway_id=uuid.uuid4().hex[:8])
-    rest = Rest(center, Store(pool), hub, publisher, verifier, vapid_public_key)
+    engagements, store = Engagements(publisher), Store(pool)
+    live = Live(hub, center, publisher, engagements, verifier, gateway_id=uuid.uuid4().hex[:8])
+    rest = Rest(center, store, hub, publisher, engagements, verifier, vapid_public_key)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
