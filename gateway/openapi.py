@@ -20,6 +20,12 @@ ERRORS = {"400": _json(_ref("Error"), "Invalid request; `error` says why"),
 ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 DEVICE = {"name": "device", "in": "query", "schema": {"type": "string"},
           "description": f"The device making the change, carried by the engagement published to {ENGAGEMENT}"}
+# The signed link of an email (kernel.unsubscribe): user, category, notification, expiry, signature.
+LINK = [{"name": name, "in": "query", "required": True, "schema": {"type": "string"}, "description": what}
+        for name, what in (("u", "user"), ("c", "category"), ("n", "the email's notification id"),
+                           ("e", "expiry, epoch seconds"), ("t", "signature"))]
+REFUSED = {"400": {"description": "Malformed link, or a POST without List-Unsubscribe=One-Click"},
+           "403": {"description": "Forged, altered or expired link; nothing changes"}}
 
 OPENAPI = {
     "openapi": "3.1.0",
@@ -95,6 +101,20 @@ OPENAPI = {
             "summary": "WebSocket: ?token=&last_event_id=&device=; sends the same events as /events, "
                        "accepts {\"type\": \"read\"|\"unread\"|\"archive\", \"ids\": [...]}",
             "responses": {"101": {"description": "Switching protocols"}}}},
+        "/unsubscribe": {
+            "get": {"summary": "One-click unsubscribe link of an email: a confirmation page with a button; changes "
+                               "nothing (mail scanners fetch links)", "security": [], "parameters": LINK,
+                    "responses": {"200": {"description": "HTML page with a form POSTing "
+                                                         "List-Unsubscribe=One-Click to the same URL"}, **REFUSED}},
+            "post": {"summary": f"RFC 8058 one-click unsubscribe, no login: turns the category's email off "
+                                f"(and marketing consent for categories that need it); an `unsubscribed` engagement "
+                                f"to {ENGAGEMENT}", "security": [], "parameters": LINK,
+                     "requestBody": {"required": True, "content": {
+                         media: {"schema": {"type": "object", "required": ["List-Unsubscribe"], "properties": {
+                             "List-Unsubscribe": {"const": "One-Click"}}}}
+                         for media in ("application/x-www-form-urlencoded", "multipart/form-data")}},
+                     "responses": {"200": {"description": "Unsubscribed: JSON, or an HTML page when the client "
+                                                          "accepts text/html"}, **REFUSED}}},
         "/health": {"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "OK"}}}},
         "/metrics": {"get": {"summary": "Prometheus metrics", "security": [],
                              "responses": {"200": {"description": "text/plain exposition format"}}}},
