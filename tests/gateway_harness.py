@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from contextlib import contextmanager
@@ -9,6 +10,7 @@ from datetime import UTC, datetime
 
 import uvicorn
 
+from connectors.kafka import TopicReader
 from gateway.app import SERVER_OPTIONS, create_app
 from gateway.auth import TokenVerifier
 from kernel import settings
@@ -53,3 +55,12 @@ def in_app_job(user: str, notification_id: str, revision: int = 0, **fields) -> 
                "created_at": datetime.now(UTC), **fields}
     codec = codec_for("notify.outbox.in_app.normal")
     return codec.decode(codec.encode(minimal))
+
+
+def records_for(user: str, topic: str, count: int, timeout_s: float = 15.0) -> list[dict]:
+    """The records of `user` on `topic`, once `count` have arrived (fewer when `timeout_s` ran out)."""
+    found, deadline = [], time.monotonic() + timeout_s
+    with TopicReader(os.environ["KAFKA_BOOTSTRAP_SERVERS"], [topic]) as reader:
+        while len(found) < count and time.monotonic() < deadline:
+            found += [codec_for(topic).decode(m.value()) for m in reader.poll(0.5) if m.key() == user.encode()]
+    return found

@@ -12,12 +12,12 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 import websockets
+from flow_harness import in_app_job, unique
+from gateway_harness import records_for
+from test_gateway import api, ws_url
 
 from connectors import postgres, redis
 from sinks.in_app import InAppSink
-
-from flow_harness import in_app_job, unique
-from test_gateway import api, records_for, ws_url
 
 ENGAGEMENT = "notify.engagement"
 

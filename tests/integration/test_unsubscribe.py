@@ -18,6 +18,8 @@ import pytest
 import trustme
 import websockets
 from analytics_harness import analytics_process, wait_for
+from flow_harness import Outputs, in_app_job, jobs, publish, request, statuses, unique
+from gateway_harness import GATEWAY_SECRET, records_for, serve_gateway
 
 from connectors import postgres, redis
 from gateway.auth import issue_token
@@ -25,10 +27,6 @@ from kernel.unsubscribe import Unsubscribe, secret_from_env
 from notifyflow.processes import FlowProcess, delivery_flow
 from peers.smtp import SmtpServer
 from sinks.in_app import InAppSink
-
-from flow_harness import Outputs, in_app_job, jobs, publish, request, statuses, unique
-from gateway_harness import GATEWAY_SECRET, serve_gateway
-from test_gateway import records_for
 
 pytestmark = pytest.mark.timeout(300)
 
