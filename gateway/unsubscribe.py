@@ -130,5 +130,6 @@ def page(status: int, title: str, text: str, form_html: str = "") -> HTMLRespons
     return HTMLResponse(
         f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{escape(title)}</title>'
+        '<link rel="icon" href="data:,">'  # no favicon request for a page that stands alone
         f"<style>{STYLE}</style></head><body><main><h1>{escape(title)}</h1><p>{escape(text)}</p>{form_html}"
         f"</main></body></html>", status_code=status, headers=HEADERS)
