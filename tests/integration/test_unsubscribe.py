@@ -18,13 +18,12 @@ import pytest
 import trustme
 import websockets
 from analytics_harness import analytics_process, wait_for
-from flow_harness import Outputs, in_app_job, jobs, publish, request, statuses, unique
+from flow_harness import Outputs, delivering, in_app_job, jobs, publish, request, statuses, unique
 from gateway_harness import GATEWAY_SECRET, records_for, serve_gateway
 
 from connectors import postgres, redis
 from gateway.auth import issue_token
 from kernel.unsubscribe import Unsubscribe, secret_from_env
-from notifyflow.processes import FlowProcess, delivery_flow
 from peers.smtp import SmtpServer
 from sinks.in_app import InAppSink
 
@@ -76,18 +75,8 @@ def mail_loop(stack, tmp_path_factory):
                                              unsubscribe_secret=SECRET) as gateway:
         env = {"SMTP_URL": f"smtp://{smtp.host}:{smtp.port}", "EMAIL_FROM": "news@notifyflow.local",
                "UNSUBSCRIBE_URL": f"{gateway}/unsubscribe", "UNSUBSCRIBE_SECRET": SECRET}
-        notifications = FlowProcess("notifications", workdir / "n", workdir / "notifications.log")
-        email = FlowProcess(delivery_flow("email", "normal"), workdir / "e", workdir / "email.log", env=env)
-        outputs = Outputs(email)
-        try:
-            notifications.start()
-            outputs.settle()
-            email.start()
+        with delivering("email", "normal", workdir, env) as outputs:
             yield MailLoop(smtp, gateway, trust, outputs)
-        finally:
-            notifications.stop()
-            email.stop()
-            outputs.close()
 
 
 def sent_by_email(outputs, notification_id: str) -> bool:
