@@ -14,7 +14,7 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/notifyflow demo
 
-test: $(VENV)/.installed chromium
+test: $(VENV)/.installed chromium node_modules/.package-lock.json
 	$(PY) -m pytest
 
 # Browser tests drive Debian's Chromium (Playwright's own browser download is not reachable).
@@ -22,3 +22,10 @@ test: $(VENV)/.installed chromium
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+# axe-core for the browser tests' accessibility audits (package.json). npm ci installs exactly the
+# lock file's versions; it runs again only when node_modules is missing or the lock file changed.
+node_modules/.package-lock.json: package.json package-lock.json
+	@command -v npm >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }
+	npm ci --no-audit --no-fund --loglevel=error

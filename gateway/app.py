@@ -1,6 +1,7 @@
 """The gateway's ASGI app: live notifications over WebSocket and Server-Sent Events (gateway.live),
 and the notification-center API (gateway.rest). Every request is authenticated; the user is the
-token's subject.
+token's subject. The exception is one-click unsubscribe (gateway.unsubscribe), whose signed link is
+its credential.
 
     notifyflow gateway --host 0.0.0.0 --port 8000
     (or: uvicorn --factory gateway.app:create_app --ws websockets-sansio --ws-per-message-deflate false)
@@ -24,13 +25,16 @@ from starlette.staticfiles import StaticFiles
 
 from gateway.auth import AuthError, TokenVerifier
 from gateway.center import BadRequest, Center
+from gateway.engagement import Engagements
 from gateway.hub import Hub
 from gateway.live import PRESENCE_REFRESH_S, Live
 from gateway.publisher import Publisher
 from gateway.rest import Rest
 from gateway.store import Store
+from gateway.unsubscribe import Unsubscribes
 from kernel import logs, settings
 from kernel.schedule import ScheduleError
+from kernel.unsubscribe import secret_from_env
 from schemas import CodecError
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"  # the browser client, served as it is
@@ -41,11 +45,12 @@ SERVER_OPTIONS = {"factory": True, "ws": "websockets-sansio", "ws_per_message_de
 
 def create_app(config: settings.Settings | None = None, verifier: TokenVerifier | None = None,
                demo: bool | None = None, vapid_public_key: str | None = None,
-               presence_refresh_s: float = PRESENCE_REFRESH_S):
+               presence_refresh_s: float = PRESENCE_REFRESH_S, unsubscribe_secret: str | None = None):
     """`demo` (or GATEWAY_DEMO=1) adds /demo/token?user=..., which hands out tokens to anyone: the
     embedded default's demo page uses it; never enable it where real users are.
     `vapid_public_key` (or VAPID_PUBLIC_KEY): the application server key of the Web Push sink's
-    VAPID_PRIVATE_KEY, handed to browsers; the gateway never holds the private key."""
+    VAPID_PRIVATE_KEY, handed to browsers; the gateway never holds the private key.
+    `unsubscribe_secret` (or UNSUBSCRIBE_SECRET): the email sink's, which signs the links /unsubscribe honours."""
     logs.install()
     config = config or settings.load()
     verifier = verifier or verifier_from_env()
@@ -55,8 +60,10 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
                                kwargs={"autocommit": True})
     hub, center = Hub(config.redis_url), Center(pool)
     publisher = Publisher(config.kafka_bootstrap_servers, config.schema_registry_url)
-    live = Live(hub, center, publisher, verifier, gateway_id=uuid.uuid4().hex[:8])
-    rest = Rest(center, Store(pool), hub, publisher, verifier, vapid_public_key)
+    engagements, store = Engagements(publisher), Store(pool)
+    live = Live(hub, center, publisher, engagements, verifier, gateway_id=uuid.uuid4().hex[:8])
+    rest = Rest(center, store, hub, publisher, engagements, verifier, vapid_public_key)
+    unsubscribes = Unsubscribes(center, store, hub, engagements, unsubscribe_secret or secret_from_env())
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -84,6 +91,8 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
         Route("/api/devices/{device_id}", rest.remove_device, methods=["DELETE"]),
         Route("/api/engagement", rest.engagement, methods=["POST"]),
         Route("/api/push/config", rest.push_config),
+        Route("/unsubscribe", unsubscribes.confirmation, methods=["GET"]),
+        Route("/unsubscribe", unsubscribes.unsubscribe, methods=["POST"]),
         Route("/events", live.server_sent_events),
         Mount("/static", StaticFiles(directory=WEB_DIR), name="static"),
     ]

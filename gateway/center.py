@@ -34,9 +34,18 @@ def as_json(row: dict) -> dict:
     return {"id": row["id"], "category": row["category"], "priority": row["priority"], "type": row["type"],
             "title": row["title"], "body": row["body"], "html_body": content.get("html_body"),
             "image_url": content.get("image_url"), "icon": content.get("icon"), "actions": content.get("actions", []),
-            "deep_link": content.get("deep_link"), "merge_count": row["merge_count"], "revision": row["revision"],
-            "event_seq": row["event_seq"], "created_at": row["created_at"].isoformat(), "read": row["read"],
-            "archived": row["archived"], "deleted": row["deleted"]}
+            "deep_link": content.get("deep_link"), "campaign_id": content.get("campaign_id"),
+            "variant": content.get("variant"), "presentation": content.get("presentation"),
+            "merge_count": row["merge_count"], "revision": row["revision"], "event_seq": row["event_seq"],
+            "created_at": row["created_at"].isoformat(), "read": row["read"], "archived": row["archived"],
+            "deleted": row["deleted"]}
+
+
+def attribution(row: dict) -> dict:
+    """What an engagement with a notification carries of it: from a stored row, where campaign and
+    variant are in `content`, or from one as clients see it (as_json), where they are flattened."""
+    fields = (row["content"] or {}) if "content" in row else row
+    return {"category": row["category"], "campaign_id": fields.get("campaign_id"), "variant": fields.get("variant")}
 
 
 def parse_seq(value: str | None) -> int | None:
@@ -102,13 +111,15 @@ class Center:
             f"UPDATE notifications SET read_at = now(), event_seq = {NEXT_SEQ} WHERE user_id = %s AND read_at IS NULL "
             f"AND {LIVE} {extra} RETURNING {COLUMNS}", params)]
 
-    async def delete(self, user: str, notification_id: str) -> int | None:
-        """The delete's event_seq; None when the caller has no such notification."""
+    async def delete(self, user: str, notification_id: str) -> dict | None:
+        """The delete's event_seq and what the notification was (its attribution, read before the
+        content is wiped); None when the caller has no such notification."""
         rows = await self.fetch(
-            f"UPDATE notifications SET deleted_at = now(), title = '', body = '', content = '{{}}', "
-            f"event_seq = {NEXT_SEQ} WHERE user_id = %s AND id = %s AND {LIVE} RETURNING event_seq",
-            [user, notification_id])
-        return rows[0]["event_seq"] if rows else None
+            f"WITH gone AS (SELECT id, category, content FROM notifications WHERE user_id = %s AND id = %s AND {LIVE} "
+            f"FOR UPDATE) UPDATE notifications AS n SET deleted_at = now(), title = '', body = '', content = '{{}}', "
+            f"event_seq = {NEXT_SEQ} FROM gone WHERE n.user_id = %s AND n.id = gone.id "
+            f"RETURNING n.event_seq, gone.category, gone.content", [user, notification_id, user])
+        return {"event_seq": rows[0]["event_seq"], **attribution(rows[0])} if rows else None
 
     async def since(self, user: str, event_seq: int, limit: int) -> list[dict]:
         """Up to `limit` changes for the user after `event_seq`, oldest first: the replay on reconnect."""
@@ -126,11 +137,7 @@ class Center:
         None when the caller has no such notification."""
         rows = await self.fetch("SELECT category, content FROM notifications WHERE user_id = %s AND id = %s",
                                 [user, notification_id])
-        if not rows:
-            return None
-        content = rows[0]["content"] or {}
-        return {"category": rows[0]["category"], "campaign_id": content.get("campaign_id"),
-                "variant": content.get("variant")}
+        return attribution(rows[0]) if rows else None
 
     async def fetch(self, query: str, params: list) -> list[dict]:
         return await fetch(self.pool, query, params)

@@ -18,6 +18,7 @@ from starlette.responses import Response, StreamingResponse
 from gateway import metrics
 from gateway.auth import AuthError, TokenVerifier
 from gateway.center import BadRequest, Center, parse_seq
+from gateway.engagement import Engagements
 from gateway.hub import CHANGES, HEARTBEAT, RESYNC, Hub, Inbox
 from gateway.publisher import Publisher
 from kernel.clock import utcnow
@@ -28,9 +29,10 @@ REPLAY_LIMIT = 500  # changes replayed on reconnect; beyond that the client relo
 
 
 class Live:
-    def __init__(self, hub: Hub, center: Center, publisher: Publisher, verifier: TokenVerifier,
-                 gateway_id: str) -> None:
+    def __init__(self, hub: Hub, center: Center, publisher: Publisher, engagements: Engagements,
+                 verifier: TokenVerifier, gateway_id: str) -> None:
         self.hub, self.center, self.publisher, self.verifier = hub, center, publisher, verifier
+        self.engagements = engagements
         self.gateway_id = gateway_id
         self.connections: Counter[tuple[str, str]] = Counter()  # (user, device) -> open WebSockets
 
@@ -117,8 +119,10 @@ class Live:
             while (message := await receive())["type"] == "websocket.receive":
                 change = json.loads(message.get("text") or "null")
                 if isinstance(change, dict) and change.get("type") in CHANGES and isinstance(change.get("ids"), list):
-                    await self.hub.publish_changes(user, change["type"], await self.center.set_state(
-                        user, change["ids"], change["type"]))
+                    ids = [i for i in change["ids"] if isinstance(i, str)]  # notification ids are strings
+                    rows = await self.center.set_state(user, ids, change["type"])
+                    await self.hub.publish_changes(user, change["type"], rows)
+                    self.engagements.center_change(user, change["type"], rows, device_id)
         except json.JSONDecodeError:
             await send({"type": "websocket.close", "code": 1007, "reason": "messages must be JSON"})
         finally:

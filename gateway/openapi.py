@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gateway.engagement import REPORTED_ACTIONS
 from kernel.topics import DEVICES, ENGAGEMENT, PREFERENCES
 
 
@@ -17,6 +18,14 @@ ERRORS = {"400": _json(_ref("Error"), "Invalid request; `error` says why"),
           "401": _json(_ref("Error"), "Missing, forged or expired token"),
           "404": _json(_ref("Error"), "Not found (or not the caller's)")}
 ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+DEVICE = {"name": "device", "in": "query", "schema": {"type": "string"},
+          "description": f"The device making the change, carried by the engagement published to {ENGAGEMENT}"}
+# The signed link of an email (kernel.unsubscribe): user, category, notification, expiry, signature.
+LINK = [{"name": name, "in": "query", "required": True, "schema": {"type": "string"}, "description": what}
+        for name, what in (("u", "user"), ("c", "category"), ("n", "the email's notification id"),
+                           ("e", "expiry, epoch seconds"), ("t", "signature"))]
+REFUSED = {"400": {"description": "Malformed link, or a POST without List-Unsubscribe=One-Click"},
+           "403": {"description": "Forged, altered or expired link; nothing changes"}}
 
 OPENAPI = {
     "openapi": "3.1.0",
@@ -46,17 +55,19 @@ OPENAPI = {
                                                               "additionalProperties": {"type": "integer"}}}}),
                 **ERRORS}}},
         "/api/notifications/read-all": {"post": {
-            "summary": "Mark every unread notification read (optionally one category); syncs every device",
-            "parameters": [{"name": "category", "in": "query", "schema": {"type": "string"}}],
+            "summary": "Mark every unread notification read (optionally one category); syncs every device; "
+                       f"one `read` engagement per notification changed to {ENGAGEMENT}",
+            "parameters": [{"name": "category", "in": "query", "schema": {"type": "string"}}, DEVICE],
             "responses": {"200": _json({"type": "object", "properties": {"read": {"type": "integer"}}}),
                           **ERRORS}}},
         "/api/notifications/{id}/{action}": {"post": {
-            "summary": "Mark read, unread or archived; syncs every device",
+            "summary": "Mark read, unread or archived; syncs every device; the engagement (read, unread, "
+                       f"archived) to {ENGAGEMENT}",
             "parameters": [ID, {"name": "action", "in": "path", "required": True,
-                                "schema": {"enum": ["read", "unread", "archive"]}}],
+                                "schema": {"enum": ["read", "unread", "archive"]}}, DEVICE],
             "responses": {"200": _json(_ref("Notification")), **ERRORS}}},
         "/api/notifications/{id}": {"delete": {
-            "summary": "Delete a notification", "parameters": [ID],
+            "summary": f"Delete a notification; a `deleted` engagement to {ENGAGEMENT}", "parameters": [ID, DEVICE],
             "responses": {"204": {"description": "Deleted"}, **ERRORS}}},
         "/api/preferences": {
             "get": {"summary": "The caller's preferences (defaults until first saved)",
@@ -77,7 +88,8 @@ OPENAPI = {
             "responses": {"200": _json({"type": "object", "properties": {
                 "vapid_public_key": {"type": ["string", "null"]}}}, "Push settings"), **ERRORS}}},
         "/api/engagement": {"post": {
-            "summary": f"Report opened, clicked (with action_id), dismissed...; published to {ENGAGEMENT}",
+            "summary": "Report what only the client sees: a toast seen in a visible tab, opened, clicked (with "
+                       f"action_id), dismissed; published to {ENGAGEMENT}",
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Engagement")}}},
             "responses": {"202": {"description": "Accepted"}, **ERRORS}}},
         "/events": {"get": {
@@ -89,6 +101,20 @@ OPENAPI = {
             "summary": "WebSocket: ?token=&last_event_id=&device=; sends the same events as /events, "
                        "accepts {\"type\": \"read\"|\"unread\"|\"archive\", \"ids\": [...]}",
             "responses": {"101": {"description": "Switching protocols"}}}},
+        "/unsubscribe": {
+            "get": {"summary": "One-click unsubscribe link of an email: a confirmation page with a button; changes "
+                               "nothing (mail scanners fetch links)", "security": [], "parameters": LINK,
+                    "responses": {"200": {"description": "HTML page with a form POSTing "
+                                                         "List-Unsubscribe=One-Click to the same URL"}, **REFUSED}},
+            "post": {"summary": f"RFC 8058 one-click unsubscribe, no login: turns the category's email off "
+                                f"(and marketing consent for categories that need it); an `unsubscribed` engagement "
+                                f"to {ENGAGEMENT}", "security": [], "parameters": LINK,
+                     "requestBody": {"required": True, "content": {
+                         media: {"schema": {"type": "object", "required": ["List-Unsubscribe"], "properties": {
+                             "List-Unsubscribe": {"const": "One-Click"}}}}
+                         for media in ("application/x-www-form-urlencoded", "multipart/form-data")}},
+                     "responses": {"200": {"description": "Unsubscribed: JSON, or an HTML page when the client "
+                                                          "accepts text/html"}, **REFUSED}}},
         "/health": {"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "OK"}}}},
         "/metrics": {"get": {"summary": "Prometheus metrics", "security": [],
                              "responses": {"200": {"description": "text/plain exposition format"}}}},
@@ -102,12 +128,15 @@ OPENAPI = {
                     ("id", "string"), ("category", "string"), ("priority", "string"), ("type", "string"),
                     ("title", "string"), ("body", "string"), ("html_body", ["string", "null"]),
                     ("image_url", ["string", "null"]), ("icon", ["string", "null"]), ("actions", "array"),
-                    ("deep_link", ["string", "null"]), ("merge_count", "integer"), ("revision", "integer"),
+                    ("deep_link", ["string", "null"]), ("campaign_id", ["string", "null"]),
+                    ("variant", ["string", "null"]), ("presentation", ["object", "null"]),
+                    ("merge_count", "integer"), ("revision", "integer"),
                     ("event_seq", "integer"), ("created_at", "string"), ("read", "boolean"),
                     ("archived", "boolean"))}},
             "Preferences": {"type": "object", "description": "PreferencesUpdated without user_id/updated_at: "
                             "enabled, quiet_hours, digest, channels, categories, marketing_consent, email, phone, "
-                            "locale, timezone (schemas/PreferencesUpdated.avsc)"},
+                            "locale, timezone, presentation (push sound and vibration; toast auto_dismiss and "
+                            "duration_seconds, 3 to 30) (schemas/PreferencesUpdated.avsc)"},
             "Device": {"type": "object", "required": ["device_id", "platform"], "properties": {
                 "device_id": {"type": "string"}, "platform": {"enum": ["ios", "android", "web", "desktop"]},
                 "token": {"type": ["string", "null"]}, "app_version": {"type": ["string", "null"]},
@@ -115,7 +144,7 @@ OPENAPI = {
                     "endpoint": {"type": "string"}, "p256dh": {"type": "string"}, "auth": {"type": "string"}}}}},
             "Engagement": {"type": "object", "required": ["notification_id", "action"], "properties": {
                 "notification_id": {"type": "string"},
-                "action": {"enum": ["opened", "clicked", "dismissed", "unsubscribed", "read", "unread", "archived"]},
+                "action": {"enum": list(REPORTED_ACTIONS)},
                 "action_id": {"type": ["string", "null"]}, "device_id": {"type": ["string", "null"]},
                 "channel": {"enum": ["push", "email", "sms", "webhook", "in_app"]}}},
         },

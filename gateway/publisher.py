@@ -13,12 +13,21 @@ class Publisher:
         self.registry_url = schema_registry_url
         self.codecs: dict = {}
 
+    def codec(self, topic: str):
+        if topic not in self.codecs:
+            self.codecs[topic] = codec_for(topic, self.registry_url)
+        return self.codecs[topic]
+
+    def validated(self, topic: str, record: dict) -> dict:
+        """The record as its readers will decode it (defaults filled in); raises CodecError with the
+        reason for a bad one."""
+        codec = self.codec(topic)
+        return codec.decode(codec.encode(record))
+
     def publish(self, topic: str, record: dict) -> None:
         """Encode (raising CodecError with the reason for a bad record) and hand to the producer;
         delivery happens in the background, and `close` waits for what is still queued."""
-        if topic not in self.codecs:
-            self.codecs[topic] = codec_for(topic, self.registry_url)
-        value = self.codecs[topic].encode(record)
+        value = self.codec(topic).encode(record)
         self.producer.produce(topic, key=record["user_id"].encode(), value=value)
         self.producer.poll(0)
 

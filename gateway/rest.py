@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from gateway import metrics
 from gateway.auth import TokenVerifier, issue_token
 from gateway.center import BadRequest, Center, parse_seq
+from gateway.engagement import Engagements, engagement_record, parse_report
 from gateway.hub import CHANGES, Hub
 from gateway.openapi import OPENAPI
 from gateway.publisher import Publisher
@@ -20,15 +21,18 @@ from gateway.store import Store
 from kernel.clock import utcnow
 from kernel.requests import device_record, preferences_record
 from kernel.schedule import next_digest_at, parse_zone, quiet_until
-from kernel.topics import DEVICES, ENGAGEMENT, PREFERENCES
+from kernel.topics import DEVICES, PREFERENCES
 
 NOT_FOUND = {"error": "not found"}
+# How long a toast that closes by itself may stay: long enough to read, short enough to be a toast.
+MIN_TOAST_S, MAX_TOAST_S = 3, 30
 
 
 class Rest:
-    def __init__(self, center: Center, store: Store, hub: Hub, publisher: Publisher, verifier: TokenVerifier,
-                 vapid_public_key: str | None) -> None:
+    def __init__(self, center: Center, store: Store, hub: Hub, publisher: Publisher, engagements: Engagements,
+                 verifier: TokenVerifier, vapid_public_key: str | None) -> None:
         self.center, self.store, self.hub, self.publisher = center, store, hub, publisher
+        self.engagements = engagements
         self.verifier, self.vapid_public_key = verifier, vapid_public_key
 
     async def health(self, request: Request) -> Response:
@@ -47,7 +51,8 @@ class Rest:
         return JSONResponse({"user": user, "token": issue_token(user, self.verifier.key, ttl_s=8 * 3600)})
 
     async def home(self, request: Request) -> Response:
-        return RedirectResponse("/static/demo.html")
+        query = request.url.query  # ?user=bob must still pick bob
+        return RedirectResponse("/static/demo.html" + (f"?{query}" if query else ""))
 
     async def push_config(self, request: Request) -> Response:
         self.verifier.user_of_request(request)
@@ -70,21 +75,24 @@ class Rest:
         if not rows:  # not the caller's, or no such notification: the same answer either way
             return JSONResponse(NOT_FOUND, status_code=404)
         await self.hub.publish_changes(user, action, rows)
+        self.engagements.center_change(user, action, rows, device_of(request))
         return JSONResponse(rows[0])
 
     async def read_all(self, request: Request) -> Response:
         user = self.verifier.user_of_request(request)
         rows = await self.center.read_all(user, request.query_params.get("category"))
         await self.hub.publish_changes(user, "read", rows)
+        self.engagements.center_change(user, "read", rows, device_of(request))
         return JSONResponse({"read": len(rows)})
 
     async def delete(self, request: Request) -> Response:
         user, notification_id = self.verifier.user_of_request(request), request.path_params["id"]
-        event_seq = await self.center.delete(user, notification_id)
-        if event_seq is None:
+        deleted = await self.center.delete(user, notification_id)
+        if deleted is None:
             return JSONResponse(NOT_FOUND, status_code=404)
-        await self.hub.publish(user, {"event": "notification.deleted", "event_seq": event_seq,
+        await self.hub.publish(user, {"event": "notification.deleted", "event_seq": deleted["event_seq"],
                                       "notification": {"id": notification_id, "deleted": True}})
+        self.engagements.center_change(user, "delete", [{**deleted, "id": notification_id}], device_of(request))
         return Response(status_code=204)
 
     async def get_preferences(self, request: Request) -> Response:
@@ -95,11 +103,12 @@ class Rest:
     async def put_preferences(self, request: Request) -> Response:
         user, body = self.verifier.user_of_request(request), await json_body(request)
         record = preferences_record(**{**body, "user_id": user, "updated_at": utcnow(), "deleted": False})
-        check_schedules(record)
-        self.publisher.publish(PREFERENCES, record)  # validates: unknown or mistyped fields are refused
+        # As the flows will read it: unknown or mistyped fields refused, defaults filled in.
+        record = self.publisher.validated(PREFERENCES, record)
+        check_settings(record)
+        self.publisher.publish(PREFERENCES, record)
         saved = preferences_json(record)
-        await self.store.save_preferences(user, saved)
-        await self.hub.publish(user, {"event": "preferences.updated", "preferences": saved})
+        await save_preferences(self.store, self.hub, user, saved)
         return JSONResponse(saved)
 
     async def register_device(self, request: Request) -> Response:
@@ -121,14 +130,12 @@ class Rest:
         return Response(status_code=204)
 
     async def engagement(self, request: Request) -> Response:
-        user, body = self.verifier.user_of_request(request), await json_body(request)
-        attribution = await self.center.attribution(user, body.get("notification_id"))
+        user, report = self.verifier.user_of_request(request), parse_report(await json_body(request))
+        attribution = await self.center.attribution(user, report["notification_id"])
         if attribution is None:
             return JSONResponse(NOT_FOUND, status_code=404)
-        self.publisher.publish(ENGAGEMENT, {
-            "notification_id": body["notification_id"], "user_id": user, "action": body.get("action"),
-            "action_id": body.get("action_id"), "device_id": body.get("device_id"),
-            "channel": body.get("channel", "in_app"), "at": utcnow(), **attribution})
+        self.engagements.publish(engagement_record(user, report.pop("notification_id"), report.pop("action"),
+                                                   attribution, **report))
         return Response(status_code=202)
 
 
@@ -142,12 +149,26 @@ async def json_body(request: Request) -> dict:
     return body
 
 
-def check_schedules(record: dict) -> None:
-    """Quiet hours and digest settings must be usable before the flows rely on them."""
+def device_of(request: Request) -> str | None:
+    """The device a center change comes from, when the client says (?device=, as on /ws)."""
+    return request.query_params.get("device") or None
+
+
+def check_settings(record: dict) -> None:
+    """Quiet hours, digest and presentation settings must be usable before the flows rely on them."""
     parse_zone(record["timezone"], "timezone")
     quiet_until(record["quiet_hours"], utcnow())
     if record["digest"]:
         next_digest_at(record["digest"], utcnow())
+    duration = (record["presentation"] or {}).get("duration_seconds", MIN_TOAST_S)
+    if not MIN_TOAST_S <= duration <= MAX_TOAST_S:
+        raise BadRequest(f"presentation.duration_seconds must be from {MIN_TOAST_S} to {MAX_TOAST_S}, not {duration}")
+
+
+async def save_preferences(store: Store, hub: Hub, user: str, preferences: dict) -> None:
+    """The gateway's copy, and every open device of the user shows the change."""
+    await store.save_preferences(user, preferences)
+    await hub.publish(user, {"event": "preferences.updated", "preferences": preferences})
 
 
 def preferences_json(record: dict) -> dict:

@@ -380,7 +380,8 @@ export class NotificationCenter {
       }
     });
 
-    const header = doc.createElement('header');
+    // A plain div: a <header> here would be a second banner landmark beside the page's own.
+    const header = doc.createElement('div');
     header.className = 'nf-panel-header';
     const heading = doc.createElement('h2');
     heading.id = `${uid}-heading`;

@@ -136,24 +136,25 @@ export class NotifyClient extends Emitter {
     return this.api('/api/notifications/unread-count');
   }
 
+  // Center changes name this device (?device=): the engagement the gateway publishes carries it.
   markRead(id) {
-    return this.api(`/api/notifications/${encodeURIComponent(id)}/read`, { method: 'POST' });
+    return this.api(`/api/notifications/${encodeURIComponent(id)}/read`, { method: 'POST', query: { device: this.deviceId } });
   }
 
   markUnread(id) {
-    return this.api(`/api/notifications/${encodeURIComponent(id)}/unread`, { method: 'POST' });
+    return this.api(`/api/notifications/${encodeURIComponent(id)}/unread`, { method: 'POST', query: { device: this.deviceId } });
   }
 
   archive(id) {
-    return this.api(`/api/notifications/${encodeURIComponent(id)}/archive`, { method: 'POST' });
+    return this.api(`/api/notifications/${encodeURIComponent(id)}/archive`, { method: 'POST', query: { device: this.deviceId } });
   }
 
   readAll(category) {
-    return this.api('/api/notifications/read-all', { method: 'POST', query: { category } });
+    return this.api('/api/notifications/read-all', { method: 'POST', query: { category, device: this.deviceId } });
   }
 
   remove(id) {
-    return this.api(`/api/notifications/${encodeURIComponent(id)}`, { method: 'DELETE' });
+    return this.api(`/api/notifications/${encodeURIComponent(id)}`, { method: 'DELETE', query: { device: this.deviceId } });
   }
 
   getPreferences() {
@@ -168,7 +169,11 @@ export class NotifyClient extends Emitter {
     return this.api('/api/devices', { method: 'POST', body: device });
   }
 
-  /** Engagement is analytics: it must never break the UI, so failures are swallowed (and returned). */
+  /**
+   * Reports what only the client sees: 'seen', 'opened', 'clicked' (with the action id), 'dismissed'.
+   * It feeds analytics and stops escalations, but must never break the UI: failures are swallowed
+   * (and returned).
+   */
   async engagement(notificationId, action, actionId = null) {
     try {
       await this.api('/api/engagement', {

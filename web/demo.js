@@ -66,11 +66,14 @@ async function main() {
   $('prefs-button').addEventListener('click', () => prefs.open());
   window.notifyflow = { user, client, toasts, center, prefs };
 
-  // Toasts: what the user does with one is engagement, and acting on it reads it.
+  // Toasts: what the user does with one is engagement, and acting on it reads it. Seen (on screen
+  // in a visible tab) tells the flows not to escalate it to push or email.
   for (const type of Object.values(EVENTS)) {
     toasts.addEventListener(type, ({ detail }) => {
       log.push({ type, id: detail.id, reason: detail.reason ?? null, action: detail.action ?? null });
-      if (type === EVENTS.ACTION) {
+      if (type === EVENTS.SEEN) {
+        client.engagement(detail.id, 'seen');
+      } else if (type === EVENTS.ACTION) {
         client.engagement(detail.id, 'clicked', detail.action);
         client.markRead(detail.id).catch((error) => console.warn('not marked read', error.message));
       } else if (type === EVENTS.DISMISSED && detail.reason === 'closed') {

@@ -1,5 +1,6 @@
 // The preferences panel (plain ES module, no build step): channels, categories, quiet hours,
-// digest and marketing consent, saved whole with PUT /api/preferences.
+// digest, how notifications present themselves (push sound and vibration, how long in-app toasts
+// stay) and marketing consent, saved whole with PUT /api/preferences.
 //
 // The gateway stores and publishes the full PreferencesUpdated record (not a diff), so the panel
 // starts from what GET returned and writes back every field it got - settings it has no control
@@ -17,6 +18,9 @@ const DAYS = [['mon', 'Mon'], ['tue', 'Tue'], ['wed', 'Wed'], ['thu', 'Thu'], ['
 const CHANNEL_FREQUENCIES = [['', 'Default'], ['immediate', 'Immediately'], ['hourly', 'Hourly'], ['daily', 'Daily']];
 const PRIORITY_OVERRIDES = [['', 'As sent'], ['low', 'Low'], ['normal', 'Normal'], ['high', 'High'], ['critical', 'Critical']];
 const DIGEST_FREQUENCIES = [['hourly', 'Hourly'], ['daily', 'Daily'], ['weekly', 'Weekly']];
+// What a null `presentation` means to the flows and the toasts (schemas/PreferencesUpdated.avsc).
+export const DEFAULT_PRESENTATION = Object.freeze({ sound: true, vibration: true, auto_dismiss: true, duration_seconds: 6 });
+const TOAST_SECONDS = { min: 3, max: 30 }; // the gateway refuses others
 let instances = 0;
 
 /** IANA zones the browser knows, UTC first (Chrome's list leaves it out). */
@@ -125,6 +129,16 @@ export class PreferencesPanel {
       days: DAYS.map(([day]) => day).filter((day) => checked(`quiet.days.${day}`)),
     } : null;
 
+    const presentation = {
+      sound: checked('presentation.sound'),
+      vibration: checked('presentation.vibration'),
+      auto_dismiss: checked('presentation.auto_dismiss'),
+      // Not a whole number: sent as typed, so the gateway's message says what is wrong with it.
+      duration_seconds: /^\d+$/.test(str('presentation.duration_seconds').trim())
+        ? Number(str('presentation.duration_seconds')) : str('presentation.duration_seconds'),
+    };
+    const presentationIsDefault = Object.entries(DEFAULT_PRESENTATION).every(([key, v]) => presentation[key] === v);
+
     const digestOn = checked('digest.enabled');
     const digest = digestOn || base.digest ? {
       enabled: digestOn,
@@ -140,6 +154,7 @@ export class PreferencesPanel {
       digest,
       channels,
       categories,
+      presentation: presentationIsDefault && !base.presentation ? null : presentation,
       marketing_consent: checked('marketing_consent'),
       email: orNull('email'),
       phone: orNull('phone'),
@@ -203,6 +218,7 @@ export class PreferencesPanel {
     this.categorySet = this._fieldset('Categories');
     this.quietSet = this._fieldset('Quiet hours');
     this.digestSet = this._fieldset('Digest');
+    this.presentationSet = this._fieldset('How notifications appear');
     this.privacySet = this._fieldset('Marketing');
 
     this.error = doc.createElement('p');
@@ -226,7 +242,7 @@ export class PreferencesPanel {
     buttons.append(this.saveButton, closeButton);
 
     this.form.append(title, this.generalSet, this.channelSet, this.categorySet, this.quietSet, this.digestSet,
-      this.privacySet, this.error, this.status, buttons);
+      this.presentationSet, this.privacySet, this.error, this.status, buttons);
     this.dialog.appendChild(this.form);
     mount.appendChild(this.dialog);
   }
@@ -296,7 +312,8 @@ export class PreferencesPanel {
     this.saved = prefs;
     this.controls.clear();
     const here = browserTimeZone();
-    for (const set of [this.generalSet, this.channelSet, this.categorySet, this.quietSet, this.digestSet, this.privacySet]) {
+    for (const set of [this.generalSet, this.channelSet, this.categorySet, this.quietSet, this.digestSet,
+      this.presentationSet, this.privacySet]) {
       this._clear(set);
     }
 
@@ -374,6 +391,16 @@ export class PreferencesPanel {
       this._zoneSelect('digest.timezone', 'Time zone', d?.timezone || prefs.timezone || here),
     );
 
+    const p = { ...DEFAULT_PRESENTATION, ...(prefs.presentation || {}) };
+    this.presentationSet.append(
+      this._checkbox('presentation.sound', 'Push: play a sound', p.sound),
+      this._checkbox('presentation.vibration', 'Push: vibrate', p.vibration),
+      this._checkbox('presentation.auto_dismiss', 'In-app: close notifications by themselves (critical ones keep '
+        + 'their own time)', p.auto_dismiss),
+      this._input('presentation.duration_seconds', `after (seconds, ${TOAST_SECONDS.min} to ${TOAST_SECONDS.max})`,
+        'number', p.duration_seconds, { min: TOAST_SECONDS.min, max: TOAST_SECONDS.max, step: 1 }),
+    );
+
     this.privacySet.append(this._checkbox('marketing_consent', 'Send me product news and offers',
       prefs.marketing_consent));
     this._syncDisabled();
@@ -408,6 +435,8 @@ export class PreferencesPanel {
       if (key.startsWith('quiet.') && key !== 'quiet.enabled') el.disabled = !quietOn;
       if (key.startsWith('digest.') && key !== 'digest.enabled') el.disabled = !digestOn;
     }
+    const duration = this.controls.get('presentation.duration_seconds');
+    if (duration) duration.disabled = !this.controls.get('presentation.auto_dismiss')?.checked;
   }
 
   _setMessage(kind, message) {

@@ -6,6 +6,14 @@
 //                  |
 //                  +--> dismissed  reason: timeout | action | closed | interrupted
 //
+// "seen" (once per toast): the toast was on screen while the tab was visible - at once when it is
+// shown in a visible tab, else when the tab becomes visible with the toast still there. A toast that
+// only ever sat in a hidden tab was not seen.
+//
+// How long a toast stays: the page's duration for its priority, unless the notification carries the
+// user's presentation settings ({auto_dismiss, duration_seconds}): auto_dismiss false keeps it until
+// closed, duration_seconds sets how long. Critical toasts keep their own duration whatever the setting.
+//
 // "interrupted" is the one way back: a critical toast arriving while `maxVisible` toasts are
 // shown takes the place of the oldest non-critical visible toast, which returns to the FRONT
 // of the queue (state queued again, full duration when it is shown again).
@@ -28,6 +36,7 @@ export const EVENTS = Object.freeze({
   RESUMED: 'toast:resumed',
   ACTION: 'toast:action',
   DISMISSED: 'toast:dismissed',
+  SEEN: 'toast:seen',
 });
 
 let domIds = 0;
@@ -83,6 +92,7 @@ function normalize(notification) {
       .map((a) => ({ id: String(a.id), title: asText(a.title ?? a.id) })),
     merge_count: Number.isFinite(mergeCount) && mergeCount >= 1 ? Math.floor(mergeCount) : null,
     revision: Number.isFinite(revision) ? revision : null,
+    presentation: n.presentation && typeof n.presentation === 'object' ? n.presentation : null,
     raw: notification,
   };
 }
@@ -150,6 +160,7 @@ export class ToastManager extends EventTarget {
       startedAt: 0,
       timer: null,
       el: null,
+      seen: false,
     };
     this._records.set(rec.id, rec);
     this._place(rec);
@@ -256,8 +267,16 @@ export class ToastManager extends EventTarget {
     this._setState(rec, 'displaying');
     if (this.document.hidden) rec.pauses.add('hidden');
     this._emit(EVENTS.SHOWN, rec);
+    this._markSeen(rec);
     if (rec.pauses.size) this._setState(rec, 'paused');
     else this._startTimer(rec);
+  }
+
+  /** Emits SEEN once per toast, when it is on screen in a visible tab. */
+  _markSeen(rec) {
+    if (rec.seen || !rec.el || this.document.visibilityState !== 'visible') return;
+    rec.seen = true;
+    this._emit(EVENTS.SEEN, rec);
   }
 
   /** Removes the element and timer of a visible toast (no event, no drain). */
@@ -315,13 +334,22 @@ export class ToastManager extends EventTarget {
 
   // ---- timers and pausing -------------------------------------------------------------------
 
+  /** ms the toast stays; null when it stays until closed. */
   _duration(rec) {
+    const presentation = rec.data.presentation;
+    if (presentation && rec.data.priority !== 'critical') {
+      if (presentation.auto_dismiss === false) return null;
+      const seconds = Number(presentation.duration_seconds);
+      if (Number.isFinite(seconds) && seconds > 0) return seconds * 1000;
+    }
     const ms = Number(this.durations[rec.data.priority]);
     return Number.isFinite(ms) && ms >= 0 ? ms : DEFAULT_DURATIONS[rec.data.priority];
   }
 
   _startTimer(rec) {
     clearTimeout(rec.timer);
+    rec.timer = null;
+    if (rec.remaining === null) return; // stays until closed
     rec.startedAt = performance.now();
     rec.timer = setTimeout(() => {
       rec.timer = null;
@@ -357,6 +385,7 @@ export class ToastManager extends EventTarget {
     for (const rec of [...this._visible]) {
       if (hidden) this._addPause(rec, 'hidden');
       else this._removePause(rec, 'hidden');
+      this._markSeen(rec);
     }
   }
 
@@ -427,7 +456,9 @@ export class ToastManager extends EventTarget {
     else el.removeAttribute('data-category');
     el.setAttribute('aria-labelledby', `toast-title-${n}`);
     el.setAttribute('aria-describedby', `toast-body-${n}`);
-    el.style.setProperty('--toast-duration', `${this._duration(rec)}ms`);
+    const duration = this._duration(rec);
+    el.toggleAttribute('data-persistent', duration === null); // no countdown to show
+    if (duration !== null) el.style.setProperty('--toast-duration', `${duration}ms`);
     const parts = [];
 
     const img = imageElement(doc, d.image_url, 'toast-image');

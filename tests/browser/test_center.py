@@ -56,6 +56,11 @@ def open_center(page: Page) -> None:
     expect(page.locator(".nf-list")).to_have_attribute("aria-busy", "false")
 
 
+def reports(action: str):
+    """Matches the page's engagement report of `action` (toasts also report `seen` as they show)."""
+    return lambda r: r.url.endswith("/api/engagement") and r.method == "POST" and r.post_data_json["action"] == action
+
+
 def expect_unread(page: Page, count: int) -> None:
     label = f"Notifications, {count} unread" if count else "Notifications, none unread"
     expect(bell(page)).to_have_attribute("aria-label", label)
@@ -106,7 +111,7 @@ def test_merged_update_updates_the_toast_in_place(open_page, gateway, deliver):
     assert handle.evaluate("(e) => e.isConnected && e.dataset.toastId") == nid  # the same element, refilled
     toast_log = [(e["type"], e["id"]) for e in page.evaluate("window.notifyflowLog")
                  if e["type"].startswith("toast:")]
-    assert toast_log == [("toast:shown", nid), ("toast:updated", nid)]
+    assert toast_log == [("toast:shown", nid), ("toast:seen", nid), ("toast:updated", nid)]  # seen once
 
     expect_unread(page, 1)  # still one notification, not two
     open_center(page)
@@ -257,7 +262,7 @@ def test_engagement_from_toast_and_center(open_page, gateway, deliver):
     user, nid, other = unique("ana"), unique("n"), unique("n")
     page = open_demo(open_page(), gateway, user)
     deliver(user, nid, title="Deploy finished", actions=[{"id": "ack", "title": "Acknowledge", "action": "ack"}])
-    with page.expect_request(lambda r: r.url.endswith("/api/engagement")) as clicked:
+    with page.expect_request(reports("clicked")) as clicked:
         toast(page, nid).get_by_role("button", name="Acknowledge").click()
     assert clicked.value.post_data_json | {"device_id": None} == {
         "notification_id": nid, "action": "clicked", "action_id": "ack", "channel": "in_app", "device_id": None}
@@ -267,14 +272,14 @@ def test_engagement_from_toast_and_center(open_page, gateway, deliver):
 
     link = f"/static/demo.html?user={user}&from=link"
     deliver(user, other, title="Open me", deep_link=link)
-    with page.expect_request(lambda r: r.url.endswith("/api/engagement")) as dismissed:
+    with page.expect_request(reports("dismissed")) as dismissed:
         toast(page, other).get_by_role("button", name="Dismiss notification").click()
     assert dismissed.value.post_data_json["action"] == "dismissed"
 
     open_center(page)
     title = item(page, other).locator("a.nf-item-title")
     expect(title).to_have_attribute("href", f"{gateway}{link}")
-    with page.expect_request(lambda r: r.url.endswith("/api/engagement")) as opened:
+    with page.expect_request(reports("opened")) as opened:
         title.click()
     assert opened.value.post_data_json["action"] == "opened"
     page.wait_for_url(f"{gateway}{link}")

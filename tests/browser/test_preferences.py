@@ -124,3 +124,33 @@ def test_preferences_saved_on_one_device_show_on_another(open_page, gateway):
     expect(laptop.locator(".nf-prefs-status")).to_have_text("Saved")
     # preferences.updated over the phone's live connection (no unsaved edits there).
     expect(phone.locator('[data-pref="marketing_consent"]')).to_be_checked()
+
+
+def test_presentation_settings_save_and_the_gateway_bounds_the_toast_duration(open_page, gateway):
+    user = f"ana-{uuid.uuid4().hex[:10]}"
+    page = open_page(allow=[r"status of 400"])  # the out-of-range duration below, on purpose
+    dialog = open_preferences(page, gateway, user)
+    pref = lambda key: dialog.locator(f'[data-pref="{key}"]')  # noqa: E731
+    # null presentation: the defaults, shown as such
+    expect(pref("presentation.sound")).to_be_checked()
+    expect(pref("presentation.vibration")).to_be_checked()
+    expect(pref("presentation.auto_dismiss")).to_be_checked()
+    expect(pref("presentation.duration_seconds")).to_have_value("6")
+
+    pref("presentation.sound").uncheck()
+    pref("presentation.duration_seconds").fill("45")
+    dialog.get_by_role("button", name="Save").click()
+    expect(dialog.get_by_role("alert")).to_have_text("presentation.duration_seconds must be from 3 to 30, not 45")
+    assert saved_preferences(gateway, user)["presentation"] is None
+
+    pref("presentation.duration_seconds").fill("12")
+    dialog.get_by_role("button", name="Save").click()
+    expect(dialog.locator(".nf-prefs-status")).to_have_text("Saved")
+    assert saved_preferences(gateway, user)["presentation"] == {
+        "sound": False, "vibration": True, "auto_dismiss": True, "duration_seconds": 12}
+
+    pref("presentation.auto_dismiss").uncheck()  # toasts stay until closed: no duration to set
+    expect(pref("presentation.duration_seconds")).to_be_disabled()
+    dialog.get_by_role("button", name="Save").click()
+    expect(dialog.locator(".nf-prefs-status")).to_have_text("Saved")
+    assert saved_preferences(gateway, user)["presentation"]["auto_dismiss"] is False

@@ -12,7 +12,7 @@ import uuid
 
 import psycopg
 import pytest
-from gateway_harness import GATEWAY_VAPID_PUBLIC_KEY
+from gateway_harness import GATEWAY_VAPID_PUBLIC_KEY, records_for
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.timeout(60)
@@ -92,6 +92,10 @@ def test_service_worker_registers_shows_pushes_and_reports_clicks(open_page, gat
     clicked = worker.evaluate("(n) => self.notifyflowSW.handleClick({ data: n.data }, 'reply')", {"data": payload["data"]})
     assert clicked["reported"] is True and clicked["action"] == "reply"
     assert clicked["url"] == f"{gateway}/static/demo.html?from=push"
+    # It reaches the flows as a push click (the page's toast of the same notification reports `seen`).
+    reported = records_for(user, "notify.engagement", 2)
+    assert [(e["notification_id"], e["action"], e["action_id"], e["device_id"]) for e in reported
+            if e["channel"] == "push"] == [(nid, "clicked", "reply", device)]
 
     # Subscribing: the VAPID key goes to pushManager.subscribe, the subscription to POST /api/devices.
     page.get_by_role("button", name="Enable push").click()

@@ -54,8 +54,9 @@ def test_shown_then_dismissed_by_timeout(page, web_server):
 
     el.wait_for(state="detached", timeout=3_000)
     log = events(page)
-    assert [(e["type"], e["reason"]) for e in log] == [("toast:shown", None), ("toast:dismissed", "timeout")]
-    assert log[1]["t"] - log[0]["t"] >= 380  # not before its (short) duration
+    assert [(e["type"], e["reason"]) for e in log] == [("toast:shown", None), ("toast:seen", None),
+                                                       ("toast:dismissed", "timeout")]
+    assert log[-1]["t"] - log[0]["t"] >= 380  # not before its (short) duration
     assert page.evaluate("window.toasts.getState('t1')") is None
 
 
@@ -113,8 +114,8 @@ def test_critical_interrupts_when_five_visible(page, web_server):
     assert page.evaluate("window.toasts.visibleIds") == ["n2", "n3", "n4", "n5", "c1"]
     assert page.evaluate("window.toasts.queuedIds") == ["n1"]
     log = [(e["type"], e["id"], e["reason"]) for e in events(page)]
-    assert log[-3:] == [("toast:dismissed", "n1", "interrupted"), ("toast:queued", "n1", None),
-                        ("toast:shown", "c1", None)]
+    assert log[-4:] == [("toast:dismissed", "n1", "interrupted"), ("toast:queued", "n1", None),
+                        ("toast:shown", "c1", None), ("toast:seen", "c1", None)]
 
     # The interrupted toast is first in line: it comes back before a normal toast queued later.
     show(page, note("n6"))

@@ -7,12 +7,14 @@ import os
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
 
 from connectors.kafka import TopicReader, produce_all, producer
 from kernel.requests import device_record, notification_request
 from kernel.requests import preferences_record as preferences  # noqa: F401 (re-exported for tests)
 from kernel.topics import OUTBOX_TOPICS, codec_for
-from notifyflow.processes import FlowProcess
+from notifyflow.processes import FlowProcess, delivery_flow
 from schemas import CodecError
 
 from gateway_harness import in_app_job  # noqa: F401 (one builder for every test dir)
@@ -119,3 +121,21 @@ def live_events(pubsub, seconds: float = 1.0) -> list[dict]:
         if message and message["type"] == "message":
             found.append(json.loads(message["data"]))
     return found
+
+
+@contextmanager
+def delivering(channel: str, lane: str, workdir: Path, env: dict[str, str]):
+    """The notification flow and the delivery flow of one channel and lane, run as deployed, and the
+    Outputs of both; the delivery flow starts once the notification flow has read what came before."""
+    notifications = FlowProcess("notifications", workdir / "n", workdir / "notifications.log")
+    delivery = FlowProcess(delivery_flow(channel, lane), workdir / channel, workdir / f"{channel}.log", env=env)
+    outputs = Outputs(delivery)
+    try:
+        notifications.start()
+        outputs.settle()
+        delivery.start()
+        yield outputs
+    finally:
+        notifications.stop()
+        delivery.stop()
+        outputs.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -15,18 +14,15 @@ import httpx
 import psycopg
 import pytest
 import websockets
+from flow_harness import in_app_job, unique
+from gateway_harness import GATEWAY_SECRET as SECRET
+from gateway_harness import GATEWAY_VAPID_PUBLIC_KEY, records_for, serve_gateway
 
 from connectors import postgres, redis
-from connectors.kafka import TopicReader
 from gateway.app import check_vapid_public_key
 from gateway.auth import issue_token
 from kernel.settings import SettingsError
-from kernel.topics import codec_for
 from sinks.in_app import InAppSink
-
-from flow_harness import in_app_job, unique
-from gateway_harness import GATEWAY_SECRET as SECRET
-from gateway_harness import GATEWAY_VAPID_PUBLIC_KEY, serve_gateway
 
 
 @pytest.fixture
@@ -245,15 +241,6 @@ def test_server_sent_events_carry_ids_for_resume(gateway, sink):
     data = json.loads(next(line for line in found if line.startswith("data: ")).removeprefix("data: "))
     assert "event: notification.created" in found and data["notification"]["title"] == "Via SSE"
     assert ids == [f"id: {data['event_seq']}"]
-
-
-def records_for(user: str, topic: str, count: int, timeout_s: float = 15.0) -> list[dict]:
-    """The records of `user` on `topic`, once `count` have arrived."""
-    found, deadline = [], time.monotonic() + timeout_s
-    with TopicReader(os.environ["KAFKA_BOOTSTRAP_SERVERS"], [topic]) as reader:
-        while len(found) < count and time.monotonic() < deadline:
-            found += [codec_for(topic).decode(m.value()) for m in reader.poll(0.5) if m.key() == user.encode()]
-    return found
 
 
 def test_preferences_are_saved_validated_and_published(gateway):
