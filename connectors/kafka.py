@@ -135,3 +135,9 @@ def ensure_topics(bootstrap_servers: str, topics=TOPICS) -> list[str]:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # another launcher won the race
                 raise
     return created
+
+
+def topic_partitions(bootstrap_servers: str) -> dict[str, int]:
+    """Every topic the cluster has, with its number of partitions."""
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, **security()})
+    return {name: len(meta.partitions) for name, meta in admin.list_topics(timeout=10).topics.items()}
