@@ -41,6 +41,13 @@ class Cluster:
     cpu: str = "500m"        # requested per process
     cpu_limit: str = "1"     # librdkafka's threads and bursts after a restart use more than the request
     memory: str = "512Mi"    # requested and the limit
+    # Partitions of the flow's recovery store, fixed when it was first created: one on each of the first
+    # processes. Keep it when changing `processes` later (RUNBOOK.md "Scaling out"); None: `processes`.
+    store: int | None = None
+
+    @property
+    def recovery_partitions(self) -> int:
+        return self.store or self.processes
 
 
 # The cluster layout. Capacity for the seed's scale: README "Capacity plan"; change it here and regenerate.
@@ -153,7 +160,7 @@ def bytewax_flow(name: str, target: str, cluster: Cluster, pod_labels: dict, *, 
         raise SystemExit(f"{name}: {cluster.processes} processes x {cluster.workers} workers > "
                          f"NOTIFYFLOW_PARTITIONS={partitions()}")
     recovery_env = [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                    {"name": "RECOVERY_PARTITIONS", "value": str(cluster.processes)},
+                    {"name": "RECOVERY_PARTITIONS", "value": str(cluster.recovery_partitions)},
                     {"name": "BYTEWAX_RECOVERY_DIRECTORY", "value": RECOVERY}]
     init = [{"name": "wait-for-setup", "command": ["sh", "-c", WAIT_FOR_SETUP]},
             {"name": "recovery-store", "command": ["sh", "-c", RECOVERY_INIT], "env": recovery_env,
