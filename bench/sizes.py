@@ -65,9 +65,11 @@ def avro_sizes(rng: random.Random, now: datetime) -> dict[str, int]:
                     "devices": [{"device_id": "phone-1", "platform": "android", "token": "t" * 160, "web_push": None}]}
     status = records.status(notification_id=sample["notification_id"], user_id=sample["user_id"], tenant="acme",
                             state="sent", channel="push", category="messages", campaign_id=None, variant=None,
-                            created_at=now, at=now, provider="fcm", device={"device_id": "phone-1", "platform": "android"})
+                            created_at=now, at=now, provider="fcm",
+                            device={"device_id": "phone-1", "platform": "android"})
     return {name: len(codec_for(topic).encode(value)) for name, topic, value in (
-        ("request", EVENTS, request), ("job", outbox_topic("push", "normal"), delivery_job), ("status", STATUS, status))}
+        ("request", EVENTS, request), ("job", outbox_topic("push", "normal"), delivery_job),
+        ("status", STATUS, status))}
 
 
 def postgres(url: str, rows: int, rng: random.Random, now: datetime) -> float:

@@ -61,8 +61,12 @@ ANALYTICS = Cluster(cpu="1", cpu_limit="2", memory="1Gi")
 RECOVERY_INIT = """set -eu
 dir="$BYTEWAX_RECOVERY_DIRECTORY"
 i="${POD_NAME##*-}"
-if ls "$dir"/part-*.sqlite3 >/dev/null 2>&1; then echo "process $i: resuming from its recovery partition"; exit 0; fi
-if [ "$i" -ge "$RECOVERY_PARTITIONS" ]; then echo "process $i: holds no recovery partition (the store has $RECOVERY_PARTITIONS)"; exit 0; fi
+if ls "$dir"/part-*.sqlite3 >/dev/null 2>&1; then
+  echo "process $i: resuming from its recovery partition"; exit 0
+fi
+if [ "$i" -ge "$RECOVERY_PARTITIONS" ]; then
+  echo "process $i: holds no recovery partition (the store has $RECOVERY_PARTITIONS)"; exit 0
+fi
 tmp="$(mktemp -d)"
 python -m bytewax.recovery "$tmp" "$RECOVERY_PARTITIONS"
 mv "$tmp/part-$i.sqlite3" "$dir/"
@@ -209,7 +213,8 @@ def analytics() -> list[dict]:
         {"name": "ANALYTICS_FLOW_METRICS", "value": flow_metrics()}], init=init, ports=ports, volumes=[], mounts=[])
     workload["spec"]["template"]["spec"]["containers"][0]["readinessProbe"] = probe(
         "/health", DASHBOARD_PORT, delay=5, period=10, failures=3)
-    dashboard = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "analytics-dashboard", "labels": pod_labels},
+    dashboard = {"apiVersion": "v1", "kind": "Service",
+                 "metadata": {"name": "analytics-dashboard", "labels": pod_labels},
                  "spec": {"selector": {"notifyflow/flow": name},
                           "ports": [{"name": "dashboard", "port": DASHBOARD_PORT, "targetPort": DASHBOARD_PORT}]}}
     return [headless_service(name, pod_labels), workload, dashboard]
@@ -233,7 +238,8 @@ def manifests() -> dict[str, str]:
                                                 labels("notifications")),
              "analytics.yaml": analytics()}
     files |= {f"{delivery_name(c, l)}.yaml": delivery(c, l) for c in CHANNELS for l in LANES}
-    texts = {name: header + yaml.dump_all(docs, Dumper=Dumper, sort_keys=False, width=120) for name, docs in files.items()}
+    texts = {name: header + yaml.dump_all(docs, Dumper=Dumper, sort_keys=False, width=120)
+             for name, docs in files.items()}
     texts["kustomization.yaml"] = header + yaml.dump(
         {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": sorted(files)},
         Dumper=Dumper, sort_keys=False)

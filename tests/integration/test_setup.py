@@ -31,7 +31,8 @@ def fresh_servers(stack, tmp_path):
         conn.execute(f"CREATE DATABASE {name}")
     broker = KafkaBroker()
     try:
-        env = {"KAFKA_BOOTSTRAP_SERVERS": broker.start(tmp_path), "DATABASE_URL": admin_url.rsplit("/", 1)[0] + f"/{name}",
+        env = {"KAFKA_BOOTSTRAP_SERVERS": broker.start(tmp_path),
+               "DATABASE_URL": admin_url.rsplit("/", 1)[0] + f"/{name}",
                "CLICKHOUSE_URL": f"chdb://{tmp_path / 'clickhouse'}", "NOTIFYFLOW_PARTITIONS": "2"}
         yield env
     finally:

@@ -94,7 +94,8 @@ def test_the_kustomizations_name_files_that_exist_and_every_manifest():
     assert (DEPLOY / "secrets.env.example").exists() and (DEPLOY / "prometheus" / "alerts.yaml").exists()
     # The Secret the workloads read holds every secret setting the processes need.
     assert {"DATABASE_URL", "REDIS_URL", "CLICKHOUSE_URL", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD",
-            "GATEWAY_JWT_SECRET", "UNSUBSCRIBE_SECRET", "ANALYTICS_SECRET"} <= env_file(DEPLOY / "secrets.env.example").keys()
+            "GATEWAY_JWT_SECRET", "UNSUBSCRIBE_SECRET", "ANALYTICS_SECRET"} \
+        <= env_file(DEPLOY / "secrets.env.example").keys()
 
 
 def test_the_committed_flow_manifests_are_the_generators_output():
@@ -193,12 +194,14 @@ def test_the_recovery_init_creates_each_process_partition_once(tmp_path):
 def exported_metrics() -> set[str]:
     """Every sample name the processes can export: the default registry (flows, circuits, bytewax's
     Kafka lag gauge, the process collector), the gateway's registry, and bytewax's own metrics."""
-    suffixes = {"counter": ("_total", "_created"), "gauge": ("",), "histogram": ("_bucket", "_count", "_sum", "_created"),
+    suffixes = {"counter": ("_total", "_created"), "gauge": ("",),
+                "histogram": ("_bucket", "_count", "_sum", "_created"),
                 "summary": ("", "_count", "_sum", "_created"), "info": ("_info",)}
     names = {family.name + suffix for registry in (REGISTRY, gateway_metrics.REGISTRY)
              for family in registry.collect() for suffix in suffixes[family.type]}
     names |= {f"bytewax_{name}_total" for name in BYTEWAX_COUNTERS}
-    return names | {f"bytewax_{name}{suffix}" for name in BYTEWAX_HISTOGRAMS for suffix in ("_bucket", "_count", "_sum")}
+    return names | {f"bytewax_{name}{suffix}" for name in BYTEWAX_HISTOGRAMS
+                    for suffix in ("_bucket", "_count", "_sum")}
 
 
 def alert_rules() -> list[dict]:
