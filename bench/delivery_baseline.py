@@ -33,6 +33,7 @@ from sinks.apns import ApnsProvider, load_key
 from sinks.email import EmailProvider
 from sinks.email_transports import SMTP_CONNECTIONS, SesTransport
 from sinks.fcm import FcmProvider
+from sinks.http import session_per_loop
 from sinks.sms import SmsProvider
 from sinks.webhook import WebhookProvider
 from sinks.webpush import WebPushProvider
@@ -62,16 +63,18 @@ class Bare:
 
 
 class BareWebhook(Bare):
+    """One aiohttp session, configured as the provider's (sinks/http.py)."""
+
     concurrency = WebhookProvider.batch_size
 
     def __init__(self, url: str, secret: str) -> None:
         self.url, self.signer = url, Webhook(secret)
 
     async def open(self) -> None:
-        self.client = httpx.AsyncClient(timeout=TIMEOUT_S)
+        self.session = session_per_loop().get()
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await self.session.close()
 
     async def one(self, job: dict) -> bool:
         body = json.dumps({"type": "notification.created", "data": {
@@ -80,10 +83,12 @@ class BareWebhook(Bare):
             "type": job["type"], "deep_link": job["deep_link"], "payload": job["payload"],
             "created_at": job["created_at"].isoformat()}}, separators=(",", ":"))
         now = datetime.now(UTC)
-        response = await self.client.post(self.url, content=body, headers={
-            "content-type": "application/json", "webhook-id": job["job_id"],
-            "webhook-timestamp": str(int(now.timestamp())), "webhook-signature": self.signer.sign(job["job_id"], now, body)})
-        return response.is_success
+        async with self.session.post(self.url, data=body.encode(), headers={
+                "content-type": "application/json", "webhook-id": job["job_id"],
+                "webhook-timestamp": str(int(now.timestamp())),
+                "webhook-signature": self.signer.sign(job["job_id"], now, body)}) as response:
+            await response.read()
+            return 200 <= response.status < 300
 
 
 class BareFcm(Bare):
