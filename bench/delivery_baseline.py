@@ -33,7 +33,7 @@ from sinks.apns import ApnsProvider, load_key
 from sinks.email import EmailProvider
 from sinks.email_transports import SMTP_CONNECTIONS, SesTransport
 from sinks.fcm import FcmProvider
-from sinks.http import session_per_loop
+from sinks.http import session_per_loop, timeouts
 from sinks.sms import SmsProvider
 from sinks.webhook import WebhookProvider
 from sinks.webpush import WebPushProvider
@@ -145,7 +145,7 @@ class BareApns(Bare):
 
 class BareWebPush(Bare):
     """pywebpush's encryption per message (a fresh ECDH key each, RFC 8291), VAPID signed once per
-    push service, posted on one aiohttp session."""
+    push service, posted on one aiohttp session configured as the provider's."""
 
     concurrency = WebPushProvider.batch_size
 
@@ -154,7 +154,7 @@ class BareWebPush(Bare):
         self.vapid_headers: dict[str, dict] = {}
 
     async def open(self) -> None:
-        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S))
+        self.session = session_per_loop().get()
 
     async def close(self) -> None:
         await self.session.close()
@@ -172,7 +172,7 @@ class BareWebPush(Bare):
                             "keys": {"p256dh": subscription["p256dh"], "auth": subscription["auth"]}},
                            aiohttp_session=self.session)
         response = await pusher.send_async(data, {**self.vapid_headers[audience], "Urgency": "normal"},
-                                           ttl=86400, content_encoding="aes128gcm", timeout=TIMEOUT_S)
+                                           ttl=86400, content_encoding="aes128gcm", timeout=timeouts())
         return 200 <= response.status < 300
 
 

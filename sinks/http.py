@@ -19,12 +19,14 @@ TIMEOUT_S = 10.0
 CONNECTIONS_PER_HOST = 100
 
 
+def timeouts(timeout_s: float = TIMEOUT_S) -> aiohttp.ClientTimeout:
+    """Connecting, and each wait for the server's bytes, within `timeout_s` seconds."""
+    return aiohttp.ClientTimeout(total=None, connect=timeout_s, sock_connect=timeout_s, sock_read=timeout_s)
+
+
 def session_per_loop(timeout_s: float = TIMEOUT_S) -> LoopBound[aiohttp.ClientSession]:
-    """Each of connect, read (between bytes) and the whole request within `timeout_s` seconds,
-    as the httpx clients had it (their pool wait aside)."""
-    timeout = aiohttp.ClientTimeout(total=None, connect=timeout_s, sock_connect=timeout_s, sock_read=timeout_s)
     return LoopBound(lambda: aiohttp.ClientSession(
-        timeout=timeout, connector=aiohttp.TCPConnector(limit=0, limit_per_host=CONNECTIONS_PER_HOST)))
+        timeout=timeouts(timeout_s), connector=aiohttp.TCPConnector(limit=0, limit_per_host=CONNECTIONS_PER_HOST)))
 
 
 def no_answer(error: BaseException) -> str:
