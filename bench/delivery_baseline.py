@@ -21,7 +21,6 @@ from email.policy import SMTP
 from email.utils import format_datetime
 from urllib.parse import urlsplit
 
-import aiohttp
 import aiosmtplib
 import httpx
 import jwt

@@ -8,7 +8,6 @@ per message. APNs needs HTTP/2 and stays on httpx.
 
 from __future__ import annotations
 
-import asyncio
 
 import aiohttp
 
@@ -34,7 +33,7 @@ def no_answer(error: BaseException) -> str:
     (ConnectError, ConnectTimeout, ReadTimeout, ...), whichever client raised it."""
     if isinstance(error, aiohttp.ConnectionTimeoutError):
         return "ConnectTimeout: "
-    if isinstance(error, (aiohttp.SocketTimeoutError, asyncio.TimeoutError)):
+    if isinstance(error, (aiohttp.SocketTimeoutError, TimeoutError)):
         return "ReadTimeout: "
     if isinstance(error, aiohttp.ClientConnectorError):
         return f"ConnectError: {error.os_error}"

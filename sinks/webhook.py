@@ -76,7 +76,7 @@ class WebhookProvider:
         try:
             async with session.post(url, data=body.encode(), headers=headers) as response:
                 await response.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             return Result("transient", no_answer(exc))
         if 200 <= response.status < 300:
             return Result("sent", provider_id=send.job["job_id"])

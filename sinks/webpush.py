@@ -128,7 +128,7 @@ def webpush_result(error: Exception, now: datetime) -> Result:
     """A failed push as the engine's outcome."""
     if isinstance(error, requests.RequestException):  # no answer: connection refused, timeout, reset
         return Result("transient", f"{type(error).__name__}: {error}")
-    if isinstance(error, (aiohttp.ClientError, asyncio.TimeoutError)):  # likewise, from our aiohttp session
+    if isinstance(error, (aiohttp.ClientError, TimeoutError)):  # likewise, from our aiohttp session
         return Result("transient", no_answer(error))
     status = error.status_code if isinstance(error, WebPushException) else None
     if status is None:  # pywebpush refused before sending, e.g. subscription keys it cannot encrypt for
@@ -219,6 +219,6 @@ class WebPushProvider:
                                                timeout=timeouts(TIMEOUT_S))
             if response.status > 202:  # what pywebpush's one-call webpush() counts as failed
                 raise WebPushException(f"Push failed: {response.status} {response.reason}", response=response)
-        except Exception as error:  # pywebpush raises several types; none may escape a batch
+        except Exception as error:  # noqa: BLE001 -- pywebpush raises several types; none may escape a batch
             return webpush_result(error, now)
         return Result("sent", provider_id=response.headers.get("Location"))
