@@ -154,7 +154,8 @@ class ApnsProvider:
         self._token: str | None = None
         self._issued_at = 0.0
         # One HTTP/2 connection per event loop, kept between batches: every send is a stream on it.
-        self.clients = LoopBound(lambda: httpx.AsyncClient(http2=True, verify=self.verify, timeout=TIMEOUT_S))
+        self.clients = LoopBound(lambda: httpx.AsyncClient(http2=True, verify=self.verify, timeout=TIMEOUT_S),
+                                 close=httpx.AsyncClient.aclose)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ApnsProvider:

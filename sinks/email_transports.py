@@ -63,7 +63,8 @@ class SmtpTransport:
     use_tls: bool = False  # smtps://: TLS from the first byte
     name = "smtp"
     # Connections left open by earlier batches, per event loop: [(client, when it was last used)].
-    kept: LoopBound[list] = field(default_factory=lambda: LoopBound(list), init=False, repr=False, compare=False)
+    kept: LoopBound[list] = field(default_factory=lambda: LoopBound(list, close=close_kept), init=False, repr=False,
+                                  compare=False)
 
     @classmethod
     def from_url(cls, url: str) -> SmtpTransport:
@@ -137,6 +138,13 @@ class SmtpTransport:
             elif client is not None and client.is_connected:
                 with contextlib.suppress(aiosmtplib.SMTPException, OSError):
                     await client.quit()
+
+
+async def close_kept(kept: list) -> None:
+    while kept:
+        client, _ = kept.pop()
+        with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+            await client.quit()
 
 
 def take(kept: list) -> aiosmtplib.SMTP | None:

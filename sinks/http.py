@@ -23,9 +23,14 @@ def timeouts(timeout_s: float = TIMEOUT_S) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=None, connect=timeout_s, sock_connect=timeout_s, sock_read=timeout_s)
 
 
+def session(timeout_s: float = TIMEOUT_S) -> aiohttp.ClientSession:
+    """A session for the running loop, as the providers configure theirs."""
+    return aiohttp.ClientSession(timeout=timeouts(timeout_s),
+                                 connector=aiohttp.TCPConnector(limit=0, limit_per_host=CONNECTIONS_PER_HOST))
+
+
 def session_per_loop(timeout_s: float = TIMEOUT_S) -> LoopBound[aiohttp.ClientSession]:
-    return LoopBound(lambda: aiohttp.ClientSession(
-        timeout=timeouts(timeout_s), connector=aiohttp.TCPConnector(limit=0, limit_per_host=CONNECTIONS_PER_HOST)))
+    return LoopBound(lambda: session(timeout_s), close=aiohttp.ClientSession.close)
 
 
 def no_answer(error: BaseException) -> str:

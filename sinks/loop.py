@@ -9,7 +9,8 @@ batches. `run(coroutine)` hands a batch's coroutine to the loop and waits for it
 from several threads run concurrently on it.
 
 Clients belong to the loop they were made on: `LoopBound` keeps one per loop, so a provider used
-under another loop (a test's own `asyncio.run`) gets a client of its own there.
+under another loop (a test's own `asyncio.run`) gets a client of its own there, and closes them
+when the provider is let go.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
@@ -58,20 +60,30 @@ os.register_at_fork(after_in_child=_forget_after_fork)
 class LoopBound(Generic[T]):
     """One client (session, connection pool) per running event loop, made on first use there.
 
-    `LoopBound(make)`: `bound.get()`, called on a loop, returns that loop's client, calling `make()`
-    the first time. Clients of loops that have since closed are dropped: their connections went
-    with their loop."""
+    `LoopBound(make, close)`: `bound.get()`, called on a loop, returns that loop's client, calling
+    `make()` the first time. Clients of loops that have since closed are dropped (their connections
+    went with their loop); when the LoopBound itself is collected, `close(client)` (a coroutine
+    function) runs on each live loop, so a provider that is let go closes its connections."""
 
-    def __init__(self, make: Callable[[], T]) -> None:
+    def __init__(self, make: Callable[[], T], close: Callable[[T], Coroutine] | None = None) -> None:
         self.make = make
         self._made: dict[asyncio.AbstractEventLoop, T] = {}
         self._lock = threading.Lock()
+        if close is not None:
+            weakref.finalize(self, _close_all, self._made, close)
 
     def get(self) -> T:
         running = asyncio.get_running_loop()
         client = self._made.get(running)
         if client is None:
             with self._lock:
-                self._made = {loop: kept for loop, kept in self._made.items() if not loop.is_closed()}
+                for closed in [loop for loop in self._made if loop.is_closed()]:
+                    del self._made[closed]
                 client = self._made[running] = self.make()
         return client
+
+
+def _close_all(made: dict, close: Callable[[Any], Coroutine]) -> None:
+    for owner, client in list(made.items()):
+        if owner.is_running():
+            asyncio.run_coroutine_threadsafe(close(client), owner)
