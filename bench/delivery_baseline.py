@@ -15,6 +15,7 @@ import asyncio
 import json
 import time
 import uuid
+import warnings
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -32,12 +33,14 @@ from sinks.apns import ApnsProvider, load_key
 from sinks.email import EmailProvider
 from sinks.email_transports import SMTP_CONNECTIONS, SesTransport
 from sinks.fcm import FcmProvider
-from sinks.http import session_per_loop, timeouts
+from sinks.http import session, timeouts
 from sinks.sms import SmsProvider
 from sinks.webhook import WebhookProvider
 from sinks.webpush import WebPushProvider
 
 TIMEOUT_S = 10.0
+# firebase-admin 7.7 deprecates Message.token for fid; our devices register tokens (see sinks/fcm.py).
+warnings.filterwarnings("ignore", message=r"Message\.token is deprecated", category=DeprecationWarning)
 
 
 class Bare:
@@ -70,7 +73,7 @@ class BareWebhook(Bare):
         self.url, self.signer = url, Webhook(secret)
 
     async def open(self) -> None:
-        self.session = session_per_loop().get()
+        self.session = session()
 
     async def close(self) -> None:
         await self.session.close()
@@ -91,24 +94,32 @@ class BareWebhook(Bare):
 
 
 class BareFcm(Bare):
-    """firebase-admin's send_each, a call per batch (it sends each message on a thread of its own)."""
+    """FCM HTTP v1: firebase-admin's Message JSON and access token, a POST per message on one aiohttp
+    session configured as the provider's, a batch at once."""
 
     concurrency = FcmProvider.batch_size
 
-    def __init__(self, app) -> None:
-        self.app = app
+    def __init__(self, app, endpoint: str) -> None:
+        self.app, self.url = app, f"{endpoint}/v1/projects/{app.project_id}/messages:send"
 
-    async def send(self, jobs: list[dict]) -> int:
-        done = 0
-        for start in range(0, len(jobs), self.concurrency):
-            messages = [messaging.Message(
-                token=device["token"], data={"notification_id": job["notification_id"], "category": job["category"]},
-                notification=messaging.Notification(title=job["title"], body=job["body"]),
-                android=messaging.AndroidConfig(collapse_key=job["collapse_key"], priority="normal",
-                                                notification=messaging.AndroidNotification(tag=job["collapse_key"])))
-                for job in jobs[start:start + self.concurrency] for device in job["devices"]]
-            done += (await asyncio.to_thread(messaging.send_each, messages, app=self.app)).success_count
-        return done
+    async def open(self) -> None:
+        self.session = session()
+        token = (await asyncio.to_thread(self.app.credential.get_access_token)).access_token
+        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    async def one(self, job: dict) -> bool:
+        message = messaging.Message(
+            token=job["devices"][0]["token"], data={"notification_id": job["notification_id"], "category": job["category"]},
+            notification=messaging.Notification(title=job["title"], body=job["body"]),
+            android=messaging.AndroidConfig(collapse_key=job["collapse_key"], priority="normal",
+                                            notification=messaging.AndroidNotification(tag=job["collapse_key"])))
+        async with self.session.post(self.url, data=('{"message":' + str(message) + "}").encode(),
+                                     headers=self.headers) as response:
+            await response.read()
+            return response.status == 200
 
 
 class BareApns(Bare):
@@ -153,7 +164,7 @@ class BareWebPush(Bare):
         self.vapid_headers: dict[str, dict] = {}
 
     async def open(self) -> None:
-        self.session = session_per_loop().get()
+        self.session = session()
 
     async def close(self) -> None:
         await self.session.close()

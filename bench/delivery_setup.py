@@ -104,7 +104,7 @@ def fcm(peer: PeerProcess, urls: dict[str, str], cleanup: ExitStack) -> Channel:
         return made
 
     return Channel("fcm", lambda count: jobs("push", count, devices=lambda n: [device("android", f"fcm-{n}")]),
-                   engine(urls, FcmProvider(app())), bare.BareFcm(app()))
+                   engine(urls, FcmProvider(app())), bare.BareFcm(app(), peer.details["url"]))
 
 
 def apns(peer: PeerProcess, urls: dict[str, str], cleanup: ExitStack) -> Channel:
