@@ -14,7 +14,7 @@ process's GIL nor its event loop, and two senders in this process send jobs to i
   or Kafka, handed the same BATCH jobs per call.
 
 Push jobs carry one device each and email and SMS jobs one address, so a job is one send. Each side
-first sends one untimed warm-up batch, then they take turns, baseline, ours, ours, baseline, half
+first sends WARMUP untimed jobs, then they take turns, baseline, ours, ours, baseline, half
 of the jobs per turn. A turn is timed with time.perf_counter() from before its first call to after
 its last (the jobs are built beforehand); a side's figure is its sends over its two turns' seconds,
 and the ratio is ours / baseline.
@@ -23,8 +23,12 @@ Every send is accounted for: after each turn the side must have reported every s
 the peer must have recorded exactly that many more, refusing none. Anything else fails the
 benchmark (exit status 1, the reason on stderr) instead of printing a figure.
 
+Each turn also counts the CPU time this process used (time.process_time: the engine, Redis claims,
+the event loop thread) and the peer process used, per send: what one sending process could do with
+a peer that kept up is 1e6 / <channel>_cpu_us_per_send sends per second.
+
 Last line: <channel>_sends_per_s=<ours> <channel>_ratio=<ours/baseline> for each channel, then
-<channel>_baseline_per_s=<baseline> for each.
+<channel>_baseline_per_s=<baseline> for each, then <channel>_cpu_us_per_send=<ours> for each.
 """
 
 from __future__ import annotations
@@ -48,9 +52,10 @@ from notifyflow.stack import Postgres, Valkey
 
 console = Console(stderr=True)
 BATCH = 500  # jobs per call, as a delivery flow's poll might bring them
-# Jobs per side and channel by default, so that the whole run takes about a minute on an idle
-# 2-core machine; --long runs LONG times as many.
-DEFAULT_JOBS = {"webhook": 2000, "fcm": 2000, "apns": 2000, "webpush": 1500, "smtp": 1000, "ses": 300, "sms": 300}
+WARMUP = 50  # untimed jobs per side first: connections, tokens, sessions
+# Timed jobs per side and channel by default (2-6 s per side each on an idle 2-core machine), so
+# that the whole run, services and peers started, takes about a minute; --long runs LONG times as many.
+DEFAULT_JOBS = {"webhook": 3000, "fcm": 3000, "apns": 800, "webpush": 1500, "smtp": 600, "ses": 200, "sms": 300}
 LONG = 5
 
 
@@ -78,31 +83,39 @@ def services() -> Iterator[dict[str, str]]:
                 service.stop()
 
 
-def turn(send: Callable[[list[dict]], int], jobs: list[dict]) -> tuple[int, float]:
-    """(sends reported done, seconds) for the jobs, BATCH at a time."""
-    done, started = 0, time.perf_counter()
+def turn(send: Callable[[list[dict]], int], jobs: list[dict]) -> tuple[int, float, float]:
+    """(sends reported done, seconds, CPU seconds of this process) for the jobs, BATCH at a time."""
+    done, started, cpu = 0, time.perf_counter(), time.process_time()
     for start in range(0, len(jobs), BATCH):
         done += send(jobs[start:start + BATCH])
-    return done, time.perf_counter() - started
+    return done, time.perf_counter() - started, time.process_time() - cpu
 
 
-def measure(channel: Channel, peer: PeerProcess, count: int) -> dict[str, float]:
-    """{side: sends per second} for ours and the baseline, `count` jobs each, every send accounted for."""
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(channel: Channel, peer: PeerProcess, count: int) -> dict[str, dict[str, float]]:
+    """Per side (ours, baseline): sends per second, this process's CPU microseconds per send and the
+    peer's, for `count` jobs each, every send accounted for."""
     loop = asyncio.new_event_loop()
     try:
         loop.run_until_complete(channel.bare.open())
         try:
             sides = {"baseline": lambda batch: loop.run_until_complete(channel.bare.send(batch)), "ours": channel.ours}
-            jobs = {side: channel.jobs(BATCH + count) for side in sides}
+            jobs = {side: channel.jobs(WARMUP + count) for side in sides}
             recorded = peer.call("count")[channel.key]
-            totals = {side: [0, 0.0] for side in sides}
+            totals = {side: [0, 0.0, 0.0, 0.0] for side in sides}  # sends, seconds, our CPU, the peer's CPU
             half = count // 2
-            plan = [("baseline", 0, BATCH, False), ("ours", 0, BATCH, False),  # warm-up, untimed
-                    ("baseline", BATCH, BATCH + half, True), ("ours", BATCH, BATCH + half, True),
-                    ("ours", BATCH + half, BATCH + count, True), ("baseline", BATCH + half, BATCH + count, True)]
+            plan = [("baseline", 0, WARMUP, False), ("ours", 0, WARMUP, False),  # warm-up, untimed
+                    ("baseline", WARMUP, WARMUP + half, True), ("ours", WARMUP, WARMUP + half, True),
+                    ("ours", WARMUP + half, WARMUP + count, True), ("baseline", WARMUP + half, WARMUP + count, True)]
             for side, start, end, timed in plan:
-                segment = jobs[side][start:end]
-                done, seconds = turn(sides[side], segment)
+                segment, peer_cpu = jobs[side][start:end], cpu_seconds(peer.pid)
+                done, seconds, cpu = turn(sides[side], segment)
+                peer_cpu = cpu_seconds(peer.pid) - peer_cpu
                 answer = peer.call("count")
                 if done != len(segment):
                     raise BenchFailure(f"{channel.name} {side}: {len(segment) - done} of {len(segment)} sends failed")
@@ -112,9 +125,10 @@ def measure(channel: Channel, peer: PeerProcess, count: int) -> dict[str, float]
                                        f"duplicates {answer.get('duplicates', 0)})")
                 recorded = answer[channel.key]
                 if timed:
-                    totals[side][0] += done
-                    totals[side][1] += seconds
-            return {side: done / seconds for side, (done, seconds) in totals.items()}
+                    for n, value in enumerate((done, seconds, cpu, peer_cpu)):
+                        totals[side][n] += value
+            return {side: {"per_s": done / seconds, "cpu_us": 1e6 * cpu / done, "peer_cpu_us": 1e6 * peer / done}
+                    for side, (done, seconds, cpu, peer) in totals.items()}
         finally:
             loop.run_until_complete(channel.bare.close())
     finally:
@@ -134,7 +148,7 @@ def main() -> None:
         parser.error(f"unknown channels {sorted(unknown)}; channels: {', '.join(CHANNELS)}")
     if args.jobs is not None and args.jobs < 2:
         parser.error("--jobs must be at least 2 (two turns per side)")
-    figures: dict[str, dict[str, float]] = {}
+    figures: dict[str, dict[str, dict[str, float]]] = {}
     try:
         with services() as urls:
             for name in names:
@@ -144,14 +158,17 @@ def main() -> None:
                     peer = cleanup.enter_context(PeerProcess(kind))
                     figures[name] = measure(setup(peer, urls, cleanup), peer, count)
                 ours, baseline = figures[name]["ours"], figures[name]["baseline"]
-                console.print(f"{name}: ours {ours:,.0f} sends/s, baseline {baseline:,.0f} sends/s, "
-                              f"ratio {ours / baseline:.2f} ({count} sends each)")
+                console.print(f"{name}: ours {ours['per_s']:,.0f} sends/s, baseline {baseline['per_s']:,.0f} sends/s, "
+                              f"ratio {ours['per_s'] / baseline['per_s']:.2f} ({count} sends each); CPU per send: "
+                              f"ours {ours['cpu_us']:,.0f} us, baseline {baseline['cpu_us']:,.0f} us, the peer "
+                              f"{ours['peer_cpu_us']:,.0f} us / {baseline['peer_cpu_us']:,.0f} us")
     except BenchFailure as failure:
         print(f"bench.delivery FAILED: {failure}", file=sys.stderr, flush=True)
         sys.exit(1)
-    print(" ".join([f"{name}_sends_per_s={f['ours']:.0f} {name}_ratio={f['ours'] / f['baseline']:.2f}"
+    print(" ".join([f"{name}_sends_per_s={f['ours']['per_s']:.0f} {name}_ratio={f['ours']['per_s'] / f['baseline']['per_s']:.2f}"
                     for name, f in figures.items()]
-                   + [f"{name}_baseline_per_s={f['baseline']:.0f}" for name, f in figures.items()]))
+                   + [f"{name}_baseline_per_s={f['baseline']['per_s']:.0f}" for name, f in figures.items()]
+                   + [f"{name}_cpu_us_per_send={f['ours']['cpu_us']:.0f}" for name, f in figures.items()]))
 
 
 if __name__ == "__main__":
