@@ -55,7 +55,7 @@ BATCH = 500  # jobs per call, as a delivery flow's poll might bring them
 WARMUP = 50  # untimed jobs per side first: connections, tokens, sessions
 # Timed jobs per side and channel by default (2-6 s per side each on an idle 2-core machine), so
 # that the whole run, services and peers started, takes about a minute; --long runs LONG times as many.
-DEFAULT_JOBS = {"webhook": 3000, "fcm": 3000, "apns": 800, "webpush": 1500, "smtp": 600, "ses": 200, "sms": 300}
+DEFAULT_JOBS = {"webhook": 3000, "fcm": 2500, "apns": 600, "webpush": 1200, "smtp": 400, "ses": 200, "sms": 300}
 LONG = 5
 
 
