@@ -14,10 +14,11 @@ process's GIL nor its event loop, and two senders in this process send jobs to i
   or Kafka, handed the same BATCH jobs per call.
 
 Push jobs carry one device each and email and SMS jobs one address, so a job is one send. Each side
-first sends WARMUP untimed jobs, then they take turns, baseline, ours, ours, baseline, half
-of the jobs per turn. A turn is timed with time.perf_counter() from before its first call to after
-its last (the jobs are built beforehand); a side's figure is its sends over its two turns' seconds,
-and the ratio is ours / baseline.
+first sends WARMUP untimed jobs, then they take turns, baseline, ours, ours, baseline, ... (2 * ROUNDS
+turns each, an equal share of the jobs per turn), so that other work on the machine coming and going
+falls on both alike. A turn is timed with time.perf_counter() from before its first call to after
+its last (the jobs are built beforehand); a side's figure is its sends over its turns' seconds, and
+the ratio is ours / baseline.
 
 Every send is accounted for: after each turn the side must have reported every send as done and
 the peer must have recorded exactly that many more, refusing none. Anything else fails the
@@ -53,6 +54,7 @@ from notifyflow.stack import Postgres, Valkey
 console = Console(stderr=True)
 BATCH = 500  # jobs per call, as a delivery flow's poll might bring them
 WARMUP = 50  # untimed jobs per side first: connections, tokens, sessions
+ROUNDS = 4  # each side's timed jobs go in 2 * ROUNDS turns, the sides alternating
 # Timed jobs per side and channel by default (2-6 s per side each on an idle 2-core machine), so
 # that the whole run, services and peers started, takes about a minute; --long runs LONG times as many.
 DEFAULT_JOBS = {"webhook": 3000, "fcm": 2500, "apns": 600, "webpush": 1200, "smtp": 400, "ses": 200, "sms": 300}
@@ -108,10 +110,13 @@ def measure(channel: Channel, peer: PeerProcess, count: int) -> dict[str, dict[s
             jobs = {side: channel.jobs(WARMUP + count) for side in sides}
             recorded = peer.call("count")[channel.key]
             totals = {side: [0, 0.0, 0.0, 0.0] for side in sides}  # sends, seconds, our CPU, the peer's CPU
-            half = count // 2
-            plan = [("baseline", 0, WARMUP, False), ("ours", 0, WARMUP, False),  # warm-up, untimed
-                    ("baseline", WARMUP, WARMUP + half, True), ("ours", WARMUP, WARMUP + half, True),
-                    ("ours", WARMUP + half, WARMUP + count, True), ("baseline", WARMUP + half, WARMUP + count, True)]
+            # Warm-up first (untimed), then turns in rounds, baseline first in one round and ours
+            # first in the next, so that load that comes and goes falls on both sides alike.
+            bounds = [WARMUP + count * n // (2 * ROUNDS) for n in range(2 * ROUNDS + 1)]
+            plan = [("baseline", 0, WARMUP, False), ("ours", 0, WARMUP, False)]
+            for n in range(2 * ROUNDS):
+                order = ("baseline", "ours") if n % 2 == 0 else ("ours", "baseline")
+                plan += [(side, bounds[n], bounds[n + 1], True) for side in order]
             for side, start, end, timed in plan:
                 segment, peer_cpu = jobs[side][start:end], cpu_seconds(peer.pid)
                 done, seconds, cpu = turn(sides[side], segment)
@@ -146,8 +151,8 @@ def main() -> None:
     names = [name.strip() for name in args.channels.split(",") if name.strip()]
     if unknown := set(names) - set(CHANNELS):
         parser.error(f"unknown channels {sorted(unknown)}; channels: {', '.join(CHANNELS)}")
-    if args.jobs is not None and args.jobs < 2:
-        parser.error("--jobs must be at least 2 (two turns per side)")
+    if args.jobs is not None and args.jobs < 2 * ROUNDS:
+        parser.error(f"--jobs must be at least {2 * ROUNDS} (one per turn)")
     figures: dict[str, dict[str, dict[str, float]]] = {}
     try:
         with services() as urls:
