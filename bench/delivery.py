@@ -28,8 +28,12 @@ Each turn also counts the CPU time this process used (time.process_time: the eng
 the event loop thread) and the peer process used, per send: what one sending process could do with
 a peer that kept up is 1e6 / <channel>_cpu_us_per_send sends per second.
 
-Last line: <channel>_sends_per_s=<ours> <channel>_ratio=<ours/baseline> for each channel, then
-<channel>_baseline_per_s=<baseline> for each, then <channel>_cpu_us_per_send=<ours> for each.
+The in-app channel (PostgreSQL upsert and Redis publish, no provider protocol, so no baseline) is
+measured alone at the end: every job must come back `delivered` with its row stored.
+
+Last line: <channel>_sends_per_s=<ours> <channel>_ratio=<ours/baseline> for each provider channel,
+then <channel>_baseline_per_s=<baseline> for each, <channel>_cpu_us_per_send=<ours> for each, and
+in_app_sends_per_s=<n>.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench.delivery_setup import CHANNELS, Channel
+from bench.delivery_setup import CHANNELS, Channel, in_app
 from bench.peer import PeerProcess
 from notifyflow.migrate import migrate_postgres
 from notifyflow.stack import Postgres, Valkey
@@ -57,6 +61,7 @@ WARMUP = 50  # untimed jobs per side first: connections, tokens, sessions
 ROUNDS = 4  # each side's timed jobs go in 2 * ROUNDS turns, the sides alternating
 # Timed jobs per side and channel by default (2-6 s per side each on an idle 2-core machine), so
 # that the whole run, services and peers started, takes about a minute; --long runs LONG times as many.
+IN_APP_JOBS = 2000
 DEFAULT_JOBS = {"webhook": 3000, "fcm": 2500, "apns": 600, "webpush": 1200, "smtp": 400, "ses": 200, "sms": 300}
 LONG = 5
 
@@ -146,17 +151,18 @@ def main() -> None:
     size.add_argument("--jobs", type=int, help="timed jobs per side for every channel (default: per channel, "
                       + ", ".join(f"{name} {count}" for name, count in DEFAULT_JOBS.items()) + ")")
     size.add_argument("--long", action="store_true", help=f"{LONG} times the default jobs (several minutes)")
-    parser.add_argument("--channels", default=",".join(CHANNELS), help="comma-separated (default: all)")
+    parser.add_argument("--channels", default=",".join([*CHANNELS, "in_app"]), help="comma-separated (default: all)")
     args = parser.parse_args()
     names = [name.strip() for name in args.channels.split(",") if name.strip()]
-    if unknown := set(names) - set(CHANNELS):
-        parser.error(f"unknown channels {sorted(unknown)}; channels: {', '.join(CHANNELS)}")
+    if unknown := set(names) - {*CHANNELS, "in_app"}:
+        parser.error(f"unknown channels {sorted(unknown)}; channels: {', '.join(CHANNELS)}, in_app")
     if args.jobs is not None and args.jobs < 2 * ROUNDS:
         parser.error(f"--jobs must be at least {2 * ROUNDS} (one per turn)")
     figures: dict[str, dict[str, dict[str, float]]] = {}
+    in_app_rate = None
     try:
         with services() as urls:
-            for name in names:
+            for name in (name for name in names if name in CHANNELS):
                 kind, setup = CHANNELS[name]
                 count = args.jobs or DEFAULT_JOBS[name] * (LONG if args.long else 1)
                 with ExitStack() as cleanup:
@@ -167,13 +173,21 @@ def main() -> None:
                               f"ratio {ours['per_s'] / baseline['per_s']:.2f} ({count} sends each); CPU per send: "
                               f"ours {ours['cpu_us']:,.0f} us, baseline {baseline['cpu_us']:,.0f} us, the peer "
                               f"{ours['peer_cpu_us']:,.0f} us / {baseline['peer_cpu_us']:,.0f} us")
+            if "in_app" in names:
+                count = args.jobs or IN_APP_JOBS * (LONG if args.long else 1)
+                delivered, seconds = in_app(urls, count)
+                if delivered != count:
+                    raise BenchFailure(f"in_app: {count - delivered} of {count} jobs not delivered or not stored")
+                in_app_rate = delivered / seconds
+                console.print(f"in_app: {in_app_rate:,.0f} sends/s ({count} sends; no provider protocol, no baseline)")
     except BenchFailure as failure:
         print(f"bench.delivery FAILED: {failure}", file=sys.stderr, flush=True)
         sys.exit(1)
     print(" ".join([f"{name}_sends_per_s={f['ours']['per_s']:.0f} {name}_ratio={f['ours']['per_s'] / f['baseline']['per_s']:.2f}"
                     for name, f in figures.items()]
                    + [f"{name}_baseline_per_s={f['baseline']['per_s']:.0f}" for name, f in figures.items()]
-                   + [f"{name}_cpu_us_per_send={f['ours']['cpu_us']:.0f}" for name, f in figures.items()]))
+                   + [f"{name}_cpu_us_per_send={f['ours']['cpu_us']:.0f}" for name, f in figures.items()]
+                   + ([f"in_app_sends_per_s={in_app_rate:.0f}"] if in_app_rate is not None else [])))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import secrets
+import time
 import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -30,6 +31,7 @@ from sinks.email_suppressions import PostgresSuppressions
 from sinks.email_transports import SesTransport, SmtpTransport
 from sinks.engine import Delivery
 from sinks.fcm import FcmProvider
+from sinks.in_app import InAppSink
 from sinks.sms import SmsProvider
 from sinks.webhook import WebhookProvider
 from sinks.webpush import WebPushProvider
@@ -153,6 +155,21 @@ def sms(peer: PeerProcess, urls: dict[str, str], cleanup: ExitStack) -> Channel:
                                      "AWS_SECRET_ACCESS_KEY": "testing"})
     return Channel("sms", lambda count: jobs("sms", count, address=lambda n: f"+1555{n:07d}"),
                    engine(urls, provider), bare.BareSns(endpoint), key="sns")
+
+
+def in_app(urls: dict[str, str], count: int) -> tuple[int, float]:
+    """(rows delivered, seconds) for `count` in-app jobs through the sink, BATCH-sized calls as the
+    provider channels get; every job must end `delivered` and have its row in PostgreSQL."""
+    sink = InAppSink(postgres.connect(urls["DATABASE_URL"]), redis.client(urls["REDIS_URL"]))
+    built, batch = jobs("in_app", count), 500
+    started = time.perf_counter()
+    done = sum(sum(1 for status in sink.deliver(built[start:start + batch], datetime.now(UTC))
+                   if status["status"] == "delivered") for start in range(0, count, batch))
+    seconds = time.perf_counter() - started
+    with psycopg.connect(urls["DATABASE_URL"]) as db:
+        rows = db.execute("SELECT count(*) FROM notifications WHERE id = ANY(%s)",
+                          ([job["notification_id"] for job in built],)).fetchone()[0]
+    return min(done, rows), seconds
 
 
 # channel -> (peer kind, setup)
