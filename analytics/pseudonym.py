@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 RETENTION = timedelta(days=90)
+REMEMBERED = 200_000  # pseudonyms kept per key version: a user's statuses and actions come close together
 
 
 class UserKeys:
@@ -23,9 +24,14 @@ class UserKeys:
             raise ValueError("ANALYTICS_SECRET must be at least 16 bytes")
         self.secret, self.period_s = secret, int(rotation.total_seconds())
         self._keys: dict[int, bytes] = {}
+        self._pseudonyms: dict[int, dict[str, str]] = {}
 
     def version(self, at: datetime) -> int:
         return int(at.timestamp()) // self.period_s
+
+    def version_at_millis(self, at_ms: int) -> int:
+        """version() of a time given as int milliseconds since the epoch (the same float seconds, truncated)."""
+        return int(at_ms / 1000) // self.period_s
 
     def _key(self, version: int) -> bytes:
         if version not in self._keys:
@@ -34,11 +40,24 @@ class UserKeys:
         return self._keys[version]
 
     def pseudonym(self, user_id: str, version: int) -> str:
-        return hmac.digest(self._key(version), user_id.encode(), "sha256")[:16].hex()
+        remembered = self._pseudonyms.get(version)
+        if remembered is None:
+            remembered = self._pseudonyms[version] = {}
+        found = remembered.get(user_id)
+        if found is None:
+            if len(remembered) >= REMEMBERED:
+                remembered.clear()
+            found = remembered[user_id] = hmac.digest(self._key(version), user_id.encode(), "sha256")[:16].hex()
+        return found
 
     def of(self, user_id: str, at: datetime) -> tuple[int, str]:
         """(key version, user key) of a user's event at `at`."""
         version = self.version(at)
+        return version, self.pseudonym(user_id, version)
+
+    def of_millis(self, user_id: str, at_ms: int) -> tuple[int, str]:
+        """of() for a time given as int milliseconds since the epoch."""
+        version = self.version_at_millis(at_ms)
         return version, self.pseudonym(user_id, version)
 
     def every_version(self, user_id: str, now: datetime) -> list[tuple[int, str]]:
