@@ -29,10 +29,6 @@ class UserKeys:
     def version(self, at: datetime) -> int:
         return int(at.timestamp()) // self.period_s
 
-    def version_at_millis(self, at_ms: int) -> int:
-        """version() of a time given as int milliseconds since the epoch (the same float seconds, truncated)."""
-        return int(at_ms / 1000) // self.period_s
-
     def _key(self, version: int) -> bytes:
         if version not in self._keys:
             self._keys[version] = hmac.new(self.secret, f"notifyflow user key v{version}".encode(),
@@ -56,9 +52,12 @@ class UserKeys:
         return version, self.pseudonym(user_id, version)
 
     def of_millis(self, user_id: str, at_ms: int) -> tuple[int, str]:
-        """of() for a time given as int milliseconds since the epoch."""
-        version = self.version_at_millis(at_ms)
-        return version, self.pseudonym(user_id, version)
+        """of() for a time given as int milliseconds since the epoch (the same float seconds, truncated);
+        called for every analytics row, so a remembered pseudonym is looked up here, without a call."""
+        version = int(at_ms / 1000) // self.period_s
+        remembered = self._pseudonyms.get(version)
+        found = remembered.get(user_id) if remembered is not None else None
+        return version, found if found is not None else self.pseudonym(user_id, version)
 
     def every_version(self, user_id: str, now: datetime) -> list[tuple[int, str]]:
         """The user's keys in every period that can still hold rows (retention, plus a period of slack)."""
