@@ -134,7 +134,7 @@ class AvroCodec:
         try:
             return _fast_reader(self.schema_name)(self._current_body(data))
         except Exception:  # anything the generated reader does not take as it is: the checked path decides
-            return _as_millis(self.decode(data))
+            return as_millis(self.decode(data))
 
     def _current_body(self, data: bytes) -> bytes:
         """The Avro body of a message written with the current schema; raises Unusual for any other."""
@@ -174,34 +174,35 @@ class AvroCodec:
         return self._writer_schemas[schema_id]
 
 
-@functools.cache
-def _fast_writer(name: str) -> Callable[[Any], bytes]:
-    try:
-        return compile_writer(load_schema(name))
-    except NotImplementedError:
-        return _always_unusual
-
-
-def _always_unusual(record: Any) -> bytes:
+def _always_unusual(value: Any) -> Any:
     raise Unusual("no generated writer or reader for this schema")
 
 
-@functools.cache
-def _fast_reader(name: str) -> Callable[[bytes], dict]:
-    try:
-        return compile_reader(load_schema(name))
-    except NotImplementedError:
-        return _always_unusual
+def _generated(compile_code: Callable[[dict], Callable]) -> Callable[[str], Callable]:
+    """Code generated once per schema name; a schema it cannot generate always takes the checked path."""
+
+    @functools.cache
+    def generated(name: str) -> Callable:
+        try:
+            return compile_code(load_schema(name))
+        except NotImplementedError:
+            return _always_unusual
+
+    return generated
 
 
-def _as_millis(value: Any) -> Any:
+_fast_writer = _generated(compile_writer)
+_fast_reader = _generated(compile_reader)
+
+
+def as_millis(value: Any) -> Any:
     """A decoded record with its timestamps (the only datetimes Avro decodes to) as int milliseconds."""
     if isinstance(value, datetime):
         return millis(value)
     if isinstance(value, dict):
-        return {key: _as_millis(item) for key, item in value.items()}
+        return {key: as_millis(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_as_millis(item) for item in value]
+        return [as_millis(item) for item in value]
     return value
 
 

@@ -18,7 +18,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from schemas.writer import Unusual, millis
+from schemas.writer import Generator, Unusual, millis
 
 # What fastavro can make a datetime of; it fails on anything beyond, so the codec must decide those.
 TIMESTAMPS = range(millis(dt.datetime.min.replace(tzinfo=dt.UTC)), millis(dt.datetime.max.replace(tzinfo=dt.UTC)) + 1)
@@ -38,25 +38,7 @@ def read_long(data: bytes, position: int) -> tuple[int, int]:
             raise Unusual("varint longer than 64 bits")
 
 
-class _Generator:
-    def __init__(self, named: dict) -> None:
-        self.named = named
-        self.lines: list[str] = []
-        self.constants: dict[str, Any] = {}
-        self.counter = 0
-
-    def name(self, prefix: str) -> str:
-        self.counter += 1
-        return f"{prefix}{self.counter}"
-
-    def constant(self, value: Any) -> str:
-        name = self.name("_c")
-        self.constants[name] = value
-        return name
-
-    def emit(self, indent: int, line: str) -> None:
-        self.lines.append("    " * indent + line)
-
+class _Generator(Generator):
     def long(self, indent: int, var: str) -> None:
         """A zigzag varint: most are one byte; longer ones (timestamps) are read inline too."""
         emit = self.emit
@@ -79,14 +61,8 @@ class _Generator:
         self.emit(indent + 1, f"{var}, p = read_long(d, p)")
         self.emit(indent + 1, f"if {var} < 0: raise Unusual")
 
-    def value(self, schema: Any, var: str, indent: int) -> None:
+    def typed(self, schema: Any, kind: str, logical: str | None, var: str, indent: int) -> None:
         """Append code reading `schema` at position `p` of `d` into `var`, advancing `p`."""
-        if isinstance(schema, str) and schema in self.named:
-            schema = self.named[schema]
-        if isinstance(schema, list):
-            return self.union(schema, var, indent)
-        kind = schema["type"] if isinstance(schema, dict) else schema
-        logical = schema.get("logicalType") if isinstance(schema, dict) else None
         emit = self.emit
         if logical not in (None, "timestamp-millis") or (logical and kind != "long"):
             raise NotImplementedError(f"no generated reader for logical type {logical}")
@@ -158,6 +134,4 @@ def compile_reader(schema: dict) -> Callable[[bytes], dict]:
     generator.value(schema, "r", 1)
     generator.emit(1, "if p != len(d): raise Unusual")
     generator.emit(1, "return r")
-    namespace = {"Unusual": Unusual, "read_long": read_long, "TIMESTAMPS": TIMESTAMPS, **generator.constants}
-    exec(compile("\n".join(generator.lines), f"<avro reader {schema['name']}>", "exec"), namespace)
-    return namespace["read"]
+    return generator.compiled(f"avro reader {schema['name']}", "read", read_long=read_long, TIMESTAMPS=TIMESTAMPS)

@@ -19,7 +19,7 @@ from test_writer import fastavro_bytes, records
 
 import schemas
 from schemas import SCHEMA_NAMES, AvroCodec, CodecError, load_schema
-from schemas.codec import history
+from schemas.codec import as_millis, history
 from schemas.reader import compile_reader, read_long
 from schemas.writer import Unusual, encode_long, millis
 
@@ -29,16 +29,6 @@ STATUS = {"notification_id": "n1", "user_id": "ana", "channel": "push", "device_
           "platform": "android", "created_at": NOW, "at": NOW, "tenant": None}
 
 
-def in_millis(value):
-    if isinstance(value, dt.datetime):
-        return millis(value)
-    if isinstance(value, dict):
-        return {key: in_millis(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [in_millis(item) for item in value]
-    return value
-
-
 @pytest.mark.parametrize("name", SCHEMA_NAMES)
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
@@ -46,7 +36,7 @@ def test_reads_what_fastavro_reads(name, data):
     schema = load_schema(name)
     written = fastavro_bytes(schema, data.draw(records(schema, schema["__named_schemas"])))
     try:
-        expected = in_millis(fastavro.schemaless_reader(io.BytesIO(written), schema, None))
+        expected = as_millis(fastavro.schemaless_reader(io.BytesIO(written), schema, None))
     except OverflowError:  # a timestamp beyond what a datetime holds: fastavro refuses it, so must the codec
         with pytest.raises(Unusual):
             compile_reader(schema)(written)
@@ -89,7 +79,7 @@ def test_records_of_an_earlier_schema_version_read_into_todays_shape():
     (older,) = history("PreferencesUpdated")
     written = fastavro_bytes(older, OLD_RECORDS["PreferencesUpdated"])
     codec = AvroCodec("PreferencesUpdated")
-    assert codec.decode_millis(written) == in_millis(codec.decode(written))
+    assert codec.decode_millis(written) == as_millis(codec.decode(written))
     assert codec.decode_millis(written)["presentation"] is None
 
 
@@ -97,10 +87,10 @@ def test_through_a_registry_the_current_version_reads_fast_and_others_resolve(mo
     registry = SchemaRegistryClient.new_client({"url": "mock://"})
     codec = AvroCodec("DeliveryStatus", registry=registry, topic="statuses")
     data = codec.encode(STATUS)
-    assert codec.decode_millis(data) == in_millis(STATUS)
+    assert codec.decode_millis(data) == as_millis(STATUS)
     old = {**json.loads((Path(schemas.__file__).parent / "DeliveryStatus.avsc").read_text())}
     old["fields"] = [field for field in old["fields"] if field["name"] != "tenant"]
     old_id = registry.register_schema("older-value", Schema(json.dumps(old), "AVRO"))
     written = struct.pack(">BI", 0, old_id) + fastavro_bytes(fastavro.parse_schema(old), STATUS)
     monkeypatch.setattr("schemas.codec._fast_reader", lambda name: lambda body: pytest.fail("read as the current version"))
-    assert codec.decode_millis(written) == in_millis(STATUS)
+    assert codec.decode_millis(written) == as_millis(STATUS)
