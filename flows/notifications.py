@@ -36,7 +36,9 @@ from kernel.keyed import Each, KeyedPipeline
 from kernel.topics import ENGAGEMENT, EVENTS, USER_STATE_TOPICS
 
 
-def build(config: settings.Settings | None = None) -> Dataflow:
+def build(config: settings.Settings | None = None, *, source=KafkaSource, sink=kafka_sink) -> Dataflow:
+    """The flow over `config`'s broker. `source` (brokers, topics) and `sink` (brokers) make its Kafka
+    input and output; a benchmark passes timed wrappers of the same ones."""
     logs.install()
     config = config or settings.load()
     intake, catalog = Intake(config.schema_registry_url), catalog_from_env()
@@ -45,7 +47,7 @@ def build(config: settings.Settings | None = None) -> Dataflow:
     encode = Encoder(config.schema_registry_url)
 
     flow = Dataflow("notifications")
-    messages = op.input("read_topics", flow, KafkaSource(brokers, [EVENTS, ENGAGEMENT, *USER_STATE_TOPICS]))
+    messages = op.input("read_topics", flow, source(brokers, [EVENTS, ENGAGEMENT, *USER_STATE_TOPICS]))
     items = op.map("decode_and_validate", messages, lambda m: intake.item(
         m.topic, m.partition, m.offset, m.key, m.value, utcnow(), m.timestamp))
     rejected = op.branch("split_rejected", items, lambda item: bool(item.get("outcome")))
@@ -59,7 +61,7 @@ def build(config: settings.Settings | None = None) -> Dataflow:
     decided = keyed_steps("per_user_steps", keyed, per_user_steps(catalog))
     done = op.merge("with_rejected", rejected.trues, over_limit.trues, op.key_rm("drop_user_key", decided))
     outgoing = op.flat_map("to_outbox_records", done, lambda item: outbox.outgoing(item, utcnow()))
-    op.output("write_topics", op.map("encode", outgoing, encode), kafka_sink(brokers))
+    op.output("write_topics", op.map("encode", outgoing, encode), sink(brokers))
     return flow
 
 
