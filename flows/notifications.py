@@ -29,7 +29,7 @@ from flows.rate_limit import RateLimit
 from flows.render import catalog_from_env, render
 from flows.templates import TemplateCatalog
 from flows.user_state import JoinUserState
-from flows.wiring import Encoder, built_on_demand, kafka_sink, keyed_steps
+from flows.wiring import Encoder, built_on_demand, kafka_sink, keyed_steps, settle_heap
 from kernel import logs, settings
 from kernel.clock import utcnow
 from kernel.keyed import Each, KeyedPipeline
@@ -62,6 +62,7 @@ def build(config: settings.Settings | None = None, *, source=KafkaSource, sink=k
     done = op.merge("with_rejected", rejected.trues, over_limit.trues, op.key_rm("drop_user_key", decided))
     outgoing = op.flat_map("to_outbox_records", done, lambda item: outbox.outgoing(item, utcnow()))
     op.output("write_topics", op.map("encode", outgoing, encode), sink(brokers))
+    settle_heap()
     return flow
 
 
