@@ -2,10 +2,11 @@
 
     python -m bench.flow [--events N] [--users N] [--processes P]
 
-Both read the same pre-produced mixed workload from notify.events on the local stack. The ceiling
-is consume -> decode -> encode -> produce in one loop; the flow is `bytewax.run` of the notification
-flow with recovery on (bench/probe.py: the same flow, its Kafka edges timed). Both are timed the
-same way, on the wall clock: from the first notify.events record consumed to the broker's
+Both read the same mixed workload from notify.events on the local stack. The ceiling is
+consume -> decode -> encode -> produce in one loop; the flow is `bytewax.run` of the notification
+flow with recovery on (bench/probe.py: the same flow, its Kafka edges timed), on fresh topics,
+having read the users' preferences and devices before the requests are published. Both are timed
+the same way, on the wall clock: from the first notify.events record consumed to the broker's
 acknowledgement of the last record written.
 
 Every input is accounted for, or the benchmark fails instead of printing a figure: the ceiling's by
@@ -33,11 +34,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from confluent_kafka.admin import AdminClient
 from rich.console import Console
 
 from connectors.kafka import TopicReader, ensure_topics, produce_all, producer
 from kernel.requests import notification_request
-from kernel.topics import DEVICES, DLQ, EVENTS, PREFERENCES, STATUS, TopicSpec, codec_for
+from kernel.topics import DEVICES, DLQ, EVENTS, PREFERENCES, STATUS, TOPICS, TopicSpec, codec_for
 from notifyflow.processes import FlowProcess
 from notifyflow.stack import LocalStack
 
@@ -98,12 +100,29 @@ def workload(events: int, users: int, seed: int = 7) -> tuple[list[Input], list,
     return inputs, prefs, devices
 
 
-def produce_inputs(bootstrap: str, inputs: list[Input], prefs, devices) -> None:
+def fresh_topics(bootstrap: str) -> None:
+    """Every notify topic deleted and created again, empty: each run starts from the same broker."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    names = [spec.name for spec in TOPICS]
+    for future in admin.delete_topics(names, operation_timeout=10).values():
+        future.result()
+    deadline = time.monotonic() + 10
+    while set(names) & set(admin.list_topics(timeout=10).topics):
+        if time.monotonic() > deadline:
+            raise SystemExit("the broker did not delete the topics")
+        time.sleep(0.1)
+    ensure_topics(bootstrap)
+
+
+def produce_user_state(bootstrap: str, prefs: list[dict], devices: list[dict]) -> None:
     client = producer(bootstrap)
     for topic, rows in ((PREFERENCES, prefs), (DEVICES, devices)):
         codec = codec_for(topic)
         produce_all(client, topic, [(r["user_id"].encode(), codec.encode(r)) for r in rows])
-    produce_all(client, EVENTS, [(i.key, i.value) for i in inputs])
+
+
+def produce_events(bootstrap: str, inputs: list[Input]) -> None:
+    produce_all(producer(bootstrap), EVENTS, [(i.key, i.value) for i in inputs])
 
 
 def ceiling(bootstrap: str, events: int) -> float:
@@ -194,16 +213,27 @@ def notes(probe: Path, suffix: str) -> list[list[float]]:
     return [[float(x) for x in path.read_text().split()] for path in probe.glob(f"*{suffix}")]
 
 
-def flow_rate(urls: dict[str, str], inputs: list[Input], reader: TopicReader, workdir: Path, budget_s: float,
-              processes: int) -> FlowRun:
-    """Runs the flow until every input is accounted for; its rate from the first record consumed
-    to the last acknowledgement, and its state once a snapshot covers every input."""
+def flow_rate(urls: dict[str, str], inputs: list[Input], prefs: list[dict], devices: list[dict], workdir: Path,
+              budget_s: float, processes: int) -> FlowRun:
+    """On fresh topics: the users' state first, read by the flow before any request arrives (as in
+    a running deployment, and as the same for every run), then the requests. Runs the flow until
+    every input is accounted for; its rate from the first request consumed to the last
+    acknowledgement, and its state once a snapshot covers every input."""
+    bootstrap = urls["KAFKA_BOOTSTRAP_SERVERS"]
+    fresh_topics(bootstrap)
+    produce_user_state(bootstrap, prefs, devices)
     probe, recovery = workdir / f"probe-p{processes}", workdir / f"recovery-p{processes}"
     probe.mkdir()
     ledger, deadline = Ledger(inputs), time.monotonic() + budget_s
     with FlowProcess(PROBED_FLOW, recovery, workdir / f"flow-p{processes}.log", processes=processes,
                      snapshot_s=SNAPSHOT_S, env={**urls, "BENCH_PROBE_DIR": str(probe)}) as flow, \
-            console.status(f"flow on {processes} process(es)"):
+            TopicReader(bootstrap, [STATUS, DLQ]) as reader, console.status(f"flow on {processes} process(es)"):
+        while read_by_flow(probe, (PREFERENCES, DEVICES)) < len(prefs) + len(devices):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the flow did not read the users' state in {budget_s:.0f} s")
+            flow.check()
+            time.sleep(0.1)
+        produce_events(bootstrap, inputs)
         while True:
             wait_until_quiet(flow, probe, deadline)
             ledger.read(reader)
@@ -217,6 +247,11 @@ def flow_rate(urls: dict[str, str], inputs: list[Input], reader: TopicReader, wo
         active = {user for i in inputs for user in i.users}
         state = state_bytes_per_user(recovery, active, len(inputs), flow)
     return FlowRun(len(inputs) / (ended - started), ledger.outputs, state)
+
+
+def read_by_flow(probe: Path, topics: tuple[str, ...]) -> int:
+    counts = [line.split() for path in probe.glob("*.read") for line in path.read_text().splitlines()]
+    return sum(int(n) for topic, n in counts if topic in topics)
 
 
 def wait_until_quiet(flow: FlowProcess, probe: Path, deadline: float) -> None:
@@ -283,16 +318,15 @@ def main() -> None:
             tempfile.TemporaryDirectory(prefix="bench-flow-") as scratch:
         bootstrap = stack.urls["KAFKA_BOOTSTRAP_SERVERS"]
         inputs, prefs, devices = workload(args.events, args.users)
-        produce_inputs(bootstrap, inputs, prefs, devices)
+        produce_events(bootstrap, inputs)
         ceiling_eps = ceiling(bootstrap, args.events)
         console.print(f"ceiling: {ceiling_eps:,.0f} events/s")
         runs = {}
-        with TopicReader(bootstrap, [STATUS, DLQ]) as reader:
-            for processes in sorted({1, args.processes}):
-                runs[processes] = run = flow_rate(stack.urls, inputs, reader, Path(scratch), args.budget, processes)
-                console.print(f"flow on {processes} process(es): {run.rate:,.0f} events/s ({run.outputs:,} statuses "
-                              f"and dead letters, every input accounted for); {run.state_bytes_per_user:,.0f} "
-                              f"snapshot bytes per user sent something")
+        for processes in sorted({1, args.processes}):
+            runs[processes] = run = flow_rate(stack.urls, inputs, prefs, devices, Path(scratch), args.budget, processes)
+            console.print(f"flow on {processes} process(es): {run.rate:,.0f} events/s ({run.outputs:,} statuses and "
+                          f"dead letters, every input accounted for); {run.state_bytes_per_user:,.0f} snapshot "
+                          "bytes per user sent something")
     one = runs[1]
     line = f"flow_eps={one.rate:.0f} ceiling_eps={ceiling_eps:.0f} ratio={one.rate / ceiling_eps:.2f}"
     if args.processes > 1:

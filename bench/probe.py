@@ -3,6 +3,7 @@ Kafka input and output wrapped so each worker notes two instants on the wall clo
 the same clock bench.flow's ceiling loop reads:
 
 - when its input first handed the flow a batch holding a notify.events record (`<pid>.first`);
+- how many records of each topic its input has handed the flow (`<pid>.read`, topic and count a line);
 - when the broker had acknowledged everything it had written so far (`<pid>-<worker>.acked`, with
   how many records that is). bytewax's KafkaSink flushes at the end of every batch it writes, so
   the end of a write is the acknowledgement of all of it.
@@ -48,20 +49,24 @@ class TimedSource(FixedPartitionedSource):
         return self.inner.list_parts()
 
     def build_part(self, step_id, for_part, resume_state):
-        return TimedPartition(self.inner.build_part(step_id, for_part, resume_state), EVENTS in for_part)
+        return TimedPartition(self.inner.build_part(step_id, for_part, resume_state), for_part.split("-", 1)[1])
 
 
 class TimedPartition(StatefulSourcePartition):
     first_noted = False  # once per process
+    read: dict[str, int] = {}  # topic -> records handed on, in this process
 
-    def __init__(self, inner, events: bool) -> None:
-        self.inner, self.events = inner, events
+    def __init__(self, inner, topic: str) -> None:
+        self.inner, self.topic = inner, topic
 
     def next_batch(self):
         batch = self.inner.next_batch()
-        if batch and self.events and not TimedPartition.first_noted:
-            TimedPartition.first_noted = True
-            note(f"{os.getpid()}.first", repr(time.time()))
+        if batch:
+            if self.topic == EVENTS and not TimedPartition.first_noted:
+                TimedPartition.first_noted = True
+                note(f"{os.getpid()}.first", repr(time.time()))
+            TimedPartition.read[self.topic] = TimedPartition.read.get(self.topic, 0) + len(batch)
+            note(f"{os.getpid()}.read", "".join(f"{topic} {n}\n" for topic, n in TimedPartition.read.items()))
         return batch
 
     def next_awake(self):
