@@ -121,3 +121,11 @@ def ensure_topics(bootstrap_servers: str, topics=TOPICS) -> list[str]:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # another launcher won the race
                 raise
     return created
+
+
+def partition_count(bootstrap_servers: str, topic: str) -> int:
+    """How many partitions the broker has for `topic`."""
+    metadata = AdminClient({"bootstrap.servers": bootstrap_servers}).list_topics(topic, timeout=10).topics[topic]
+    if metadata.error is not None:
+        raise KafkaException(metadata.error)
+    return len(metadata.partitions)

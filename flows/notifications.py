@@ -17,12 +17,13 @@ import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSource
 from bytewax.dataflow import Dataflow
 
+from connectors.kafka import partition_count
 from connectors.postgres import AudienceMembers
 from flows import audience, channels, outbox, preferences
 from flows.dedup import DedupMerge
 from flows.digest import Digest
 from flows.escalation import Escalation
-from flows.ingestion import IngestionLimit, IngestionLimits, tenant_of
+from flows.ingestion import IngestionLimit, IngestionLimits, partition_of
 from flows.intake import Intake
 from flows.quiet_hours import QuietHours
 from flows.rate_limit import RateLimit
@@ -42,8 +43,9 @@ def build(config: settings.Settings | None = None, *, source=KafkaSource, sink=k
     logs.install()
     config = config or settings.load()
     intake, catalog = Intake(config.schema_registry_url), catalog_from_env()
-    ingestion_limit = IngestionLimit(IngestionLimits.from_env())
     brokers = config.kafka_bootstrap_servers.split(",")
+    ingestion_limit = IngestionLimit(IngestionLimits.from_env(),
+                                     partitions=partition_count(config.kafka_bootstrap_servers, EVENTS))
     encode = Encoder(config.schema_registry_url)
 
     flow = Dataflow("notifications")
@@ -52,8 +54,8 @@ def build(config: settings.Settings | None = None, *, source=KafkaSource, sink=k
         m.topic, m.partition, m.offset, m.key, m.value, utcnow(), m.timestamp))
     rejected = op.branch("split_rejected", items, lambda item: bool(item.get("outcome")))
     kinds = op.branch("split_user_state", rejected.falses, lambda item: item["kind"] != "notification")
-    by_tenant = op.key_on("key_by_tenant", kinds.falses, tenant_of)
-    admitted = op.key_rm("drop_tenant_key", keyed_steps("limit_ingestion", by_tenant, ingestion_limit))
+    by_partition = op.key_on("key_by_partition", kinds.falses, partition_of)
+    admitted = op.key_rm("drop_partition_key", keyed_steps("limit_ingestion", by_partition, ingestion_limit))
     over_limit = op.branch("split_over_limit", admitted, lambda item: bool(item.get("outcome")))
     per_user = op.flat_map_batch("expand_audience", over_limit.falses, functools.partial(
         audience.expand, members_of=AudienceMembers(config.database_url)))
