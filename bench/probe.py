@@ -17,6 +17,7 @@ and kafka_sink, with their configuration.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def probe_dir() -> Path:
 def note(name: str, text: str) -> None:
     """Write a whole note at once (a reader never sees half of one)."""
     path = probe_dir() / name
-    partial = path.with_name(name + ".partial")
+    partial = path.with_name(f"{name}.{threading.get_ident()}.partial")
     partial.write_text(text)
     os.replace(partial, path)
 
