@@ -10,7 +10,7 @@ the same clock bench.flow's ceiling loop reads:
 
     BENCH_PROBE_DIR=<dir> python -m bytewax.run bench.probe:flow -r <recovery dir> -s 5 -b 0
 
-The wrappers only look at what passes; the Kafka clients are built by the flow's own KafkaSource
+The wrappers only look at what passes; the Kafka clients are built by the flow's own kafka_source
 and kafka_sink, with their configuration.
 """
 
@@ -21,12 +21,11 @@ import threading
 import time
 from pathlib import Path
 
-from bytewax.connectors.kafka import KafkaSource
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from flows import notifications
-from flows.wiring import built_on_demand, kafka_sink
+from flows.wiring import built_on_demand, kafka_sink, kafka_source
 from kernel.topics import EVENTS
 
 
@@ -43,8 +42,8 @@ def note(name: str, text: str) -> None:
 
 
 class TimedSource(FixedPartitionedSource):
-    def __init__(self, brokers, topics, **options) -> None:
-        self.inner = KafkaSource(brokers, topics, **options)
+    def __init__(self, brokers, topics) -> None:
+        self.inner = kafka_source(brokers, topics)
 
     def list_parts(self):
         return self.inner.list_parts()

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from kernel.topics import TOPICS, default_partitions
+from kernel.topics import TOPICS, default_partitions, default_replication
+
+# A secured cluster's settings come from the environment (in Kubernetes, the Secret); none set means
+# plaintext, as the local stack's broker speaks. Every client the project makes applies them.
+SECURITY_VARS = {"KAFKA_SECURITY_PROTOCOL": "security.protocol", "KAFKA_SASL_MECHANISM": "sasl.mechanism",
+                 "KAFKA_SASL_USERNAME": "sasl.username", "KAFKA_SASL_PASSWORD": "sasl.password",
+                 "KAFKA_SSL_CA_LOCATION": "ssl.ca.location"}
+
+
+def security(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """librdkafka options for the credentials in the environment (KAFKA_SASL_USERNAME, ...)."""
+    return {option: environ[name] for name, option in SECURITY_VARS.items() if environ.get(name)}
 
 
 def producer(bootstrap_servers: str, **overrides) -> Producer:
@@ -18,6 +30,7 @@ def producer(bootstrap_servers: str, **overrides) -> Producer:
         "partitioner": "murmur2_random",
         "enable.idempotence": True,
         "linger.ms": 5,
+        **security(),
         **overrides,
     })
 
@@ -57,6 +70,7 @@ class TopicReader:
             "group.id": "notifyflow-reader",
             "enable.auto.commit": False,
             "enable.partition.eof": False,
+            **security(),
         })
         partitions = []
         for topic in topics:
@@ -103,11 +117,11 @@ def read_topic(bootstrap_servers: str, topic: str | list[str], *, idle_timeout_s
 
 def ensure_topics(bootstrap_servers: str, topics=TOPICS) -> list[str]:
     """Create the topics that do not exist yet; returns the names created."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, **security()})
     existing = set(admin.list_topics(timeout=10).topics)
     wanted = [
         NewTopic(spec.name, num_partitions=spec.partitions or default_partitions(),
-                 replication_factor=1, config=spec.config())
+                 replication_factor=default_replication(), config=spec.config())
         for spec in topics if spec.name not in existing
     ]
     if not wanted:
@@ -123,9 +137,7 @@ def ensure_topics(bootstrap_servers: str, topics=TOPICS) -> list[str]:
     return created
 
 
-def partition_count(bootstrap_servers: str, topic: str) -> int:
-    """How many partitions the broker has for `topic`."""
-    metadata = AdminClient({"bootstrap.servers": bootstrap_servers}).list_topics(topic, timeout=10).topics[topic]
-    if metadata.error is not None:
-        raise KafkaException(metadata.error)
-    return len(metadata.partitions)
+def topic_partitions(bootstrap_servers: str) -> dict[str, int]:
+    """Every topic the cluster has, with its number of partitions."""
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, **security()})
+    return {name: len(meta.partitions) for name, meta in admin.list_topics(timeout=10).topics.items()}

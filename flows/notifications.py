@@ -14,10 +14,9 @@ from __future__ import annotations
 import functools
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaSource
 from bytewax.dataflow import Dataflow
 
-from connectors.kafka import partition_count
+from connectors.kafka import topic_partitions
 from connectors.postgres import AudienceMembers
 from flows import audience, channels, outbox, preferences
 from flows.dedup import DedupMerge
@@ -30,14 +29,14 @@ from flows.rate_limit import RateLimit
 from flows.render import catalog_from_env, render
 from flows.templates import TemplateCatalog
 from flows.user_state import JoinUserState
-from flows.wiring import Encoder, built_on_demand, kafka_sink, keyed_steps, settle_heap
+from flows.wiring import Encoder, built_on_demand, kafka_sink, kafka_source, keyed_steps, settle_heap
 from kernel import logs, settings
 from kernel.clock import utcnow
 from kernel.keyed import Each, KeyedPipeline
 from kernel.topics import ENGAGEMENT, EVENTS, USER_STATE_TOPICS
 
 
-def build(config: settings.Settings | None = None, *, source=KafkaSource, sink=kafka_sink) -> Dataflow:
+def build(config: settings.Settings | None = None, *, source=kafka_source, sink=kafka_sink) -> Dataflow:
     """The flow over `config`'s broker. `source` (brokers, topics) and `sink` (brokers) make its Kafka
     input and output; a benchmark passes timed wrappers of the same ones."""
     logs.install()
@@ -45,7 +44,7 @@ def build(config: settings.Settings | None = None, *, source=KafkaSource, sink=k
     intake, catalog = Intake(config.schema_registry_url), catalog_from_env()
     brokers = config.kafka_bootstrap_servers.split(",")
     ingestion_limit = IngestionLimit(IngestionLimits.from_env(),
-                                     partitions=partition_count(config.kafka_bootstrap_servers, EVENTS))
+                                     partitions=topic_partitions(config.kafka_bootstrap_servers)[EVENTS])
     encode = Encoder(config.schema_registry_url)
 
     flow = Dataflow("notifications")

@@ -8,28 +8,39 @@ import pickle
 from collections.abc import Callable
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage
+from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSource
 from bytewax.dataflow import Dataflow
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from connectors.kafka import security
+from flows import metrics
 from kernel.clock import utcnow
 from kernel.keyed import KeyedStep
 from kernel.records import Outgoing
 from kernel.topics import codec_for
 
 
+def kafka_source(brokers: list[str], topics: list[str]) -> KafkaSource:
+    """Reads the topics with the cluster's credentials, if the environment gives any."""
+    return KafkaSource(brokers, topics, add_config=security())
+
+
 def kafka_sink(brokers: list[str]) -> KafkaSink:
     """Writes each record to the topic it names, keyed by user like every other producer."""
     return KafkaSink(brokers, None, add_config={
-        "partitioner": "murmur2_random", "enable.idempotence": "true", "linger.ms": "5"})
+        "partitioner": "murmur2_random", "enable.idempotence": "true", "linger.ms": "5", **security()})
 
 
 class Encoder:
-    def __init__(self, schema_registry_url: str | None) -> None:
-        self.registry_url, self.codecs = schema_registry_url, {}
+    """Every record a flow writes passes here, so the flows' metrics are counted here (flows.metrics);
+    `lane` is the outbox lane a delivery flow reads."""
+
+    def __init__(self, schema_registry_url: str | None, lane: str = "") -> None:
+        self.registry_url, self.codecs, self.lane = schema_registry_url, {}, lane
 
     def __call__(self, record: Outgoing) -> KafkaSinkMessage:
         topic, key, value = record
+        metrics.observe(topic, value, self.lane)
         if topic not in self.codecs:
             self.codecs[topic] = codec_for(topic, self.registry_url)
         return KafkaSinkMessage(key, self.codecs[topic].encode(value), topic=topic)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from connectors.kafka import partition_count
+from connectors.kafka import topic_partitions
 from kernel.topics import EVENTS, codec_for
 from notifyflow.processes import FlowProcess
 
@@ -28,7 +28,7 @@ def test_a_flooding_sender_is_dead_lettered_past_its_limit_and_others_are_not(st
     tenant, user = unique("acme"), unique("u")
     # Each partition of notify.events enforces its share of each limit, and all of this test's
     # requests are for one user, so on one partition: limits of 5 and 7 a minute on it.
-    partitions = partition_count(bootstrap(), EVENTS)
+    partitions = topic_partitions(bootstrap())[EVENTS]
     env = {"NOTIFYFLOW_SENDER_PER_MINUTE": str(5 * partitions), "NOTIFYFLOW_TENANT_PER_MINUTE": str(7 * partitions)}
 
     def batch(prefix: str, n: int, sender: str, tenant: str = tenant) -> list[dict]:
