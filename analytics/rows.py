@@ -1,6 +1,7 @@
 """Turns consumed DeliveryStatus and EngagementEvent records into raw analytics rows.
 
-The row carries a pseudonymous user key and no device ids, addresses, tokens or content;
+The row carries a pseudonymous user key (under the key of the notification's creation time, so one
+notification's rows stay together across a key rotation) and no device ids, addresses, tokens or content;
 provider reasons are kept for "top failing reasons" with anything shaped like an address or
 a phone number masked. A preferences record with `deleted` set (the platform's erasure
 tombstone) becomes an erasure of the user's rows. Undecodable records become dead letters.
@@ -83,11 +84,14 @@ class Rows:
 
     def row(self, topic: str, partition: int, offset: int, record: dict, now_ms: int) -> tuple:
         at = record["at"]
-        version, user_key = self.keys.of_millis(record["user_id"], at)
         if topic == STATUS:
             kind, status, created_at, action_id = "status", record["status"], record["created_at"], ""
-        else:
-            kind, status, created_at, action_id = "engagement", record["action"], at, record["action_id"] or ""
+        else:  # engagement written before it carried the notification's time has only its own
+            kind, status, created_at, action_id = ("engagement", record["action"], record.get("created_at") or at,
+                                                   record["action_id"] or "")
+        # Keyed by the notification's time, not the row's: every row of one notification (its sends, and
+        # clicks after a key rotation) gets the same pseudonym, while other notifications stay unlinked.
+        version, user_key = self.keys.of_millis(record["user_id"], created_at)
         return (at, created_at, kind, status, record["notification_id"], user_key, version,
                 record["channel"] or "", record["category"] or "", record["campaign_id"] or "",
                 record["variant"] or "", record.get("platform") or "", record.get("provider") or "",

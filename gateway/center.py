@@ -45,7 +45,9 @@ def attribution(row: dict) -> dict:
     """What an engagement with a notification carries of it: from a stored row, where campaign and
     variant are in `content`, or from one as clients see it (as_json), where they are flattened."""
     fields = (row["content"] or {}) if "content" in row else row
-    return {"category": row["category"], "campaign_id": fields.get("campaign_id"), "variant": fields.get("variant")}
+    created_at = row.get("created_at")
+    return {"category": row["category"], "campaign_id": fields.get("campaign_id"), "variant": fields.get("variant"),
+            "created_at": datetime.fromisoformat(created_at) if isinstance(created_at, str) else created_at}
 
 
 def parse_seq(value: str | None) -> int | None:
@@ -115,10 +117,10 @@ class Center:
         """The delete's event_seq and what the notification was (its attribution, read before the
         content is wiped); None when the caller has no such notification."""
         rows = await self.fetch(
-            f"WITH gone AS (SELECT id, category, content FROM notifications WHERE user_id = %s AND id = %s AND {LIVE} "
+            f"WITH gone AS (SELECT id, category, content, created_at FROM notifications WHERE user_id = %s AND id = %s AND {LIVE} "
             f"FOR UPDATE) UPDATE notifications AS n SET deleted_at = now(), title = '', body = '', content = '{{}}', "
             f"event_seq = {NEXT_SEQ} FROM gone WHERE n.user_id = %s AND n.id = gone.id "
-            f"RETURNING n.event_seq, gone.category, gone.content", [user, notification_id, user])
+            f"RETURNING n.event_seq, gone.category, gone.content, gone.created_at", [user, notification_id, user])
         return {"event_seq": rows[0]["event_seq"], **attribution(rows[0])} if rows else None
 
     async def since(self, user: str, event_seq: int, limit: int) -> list[dict]:
@@ -135,7 +137,7 @@ class Center:
     async def attribution(self, user: str, notification_id: str | None) -> dict | None:
         """What an engagement report carries of the notification (category, campaign, variant);
         None when the caller has no such notification."""
-        rows = await self.fetch("SELECT category, content FROM notifications WHERE user_id = %s AND id = %s",
+        rows = await self.fetch("SELECT category, content, created_at FROM notifications WHERE user_id = %s AND id = %s",
                                 [user, notification_id])
         return attribution(rows[0]) if rows else None
 

@@ -23,9 +23,9 @@ REPORT_FIELDS = {"notification_id", "action", "action_id", "device_id", "channel
 
 def engagement_record(user: str, notification_id: str, action: str, attributed: dict, *, channel: str,
                       device_id: str | None = None, action_id: str | None = None) -> dict:
-    """An EngagementEvent; `attributed` is the notification's category, campaign_id and variant."""
+    """An EngagementEvent; `attributed` is the notification's category, campaign_id, variant and created_at."""
     return {"notification_id": notification_id, "user_id": user, "action": action, "action_id": action_id,
-            "device_id": device_id, "channel": channel, "at": utcnow(), **attributed}
+            "device_id": device_id, "channel": channel, "at": utcnow(), "created_at": None, **attributed}
 
 
 def parse_report(body: dict) -> dict:

@@ -36,8 +36,8 @@ def summary(record: dict) -> tuple:
 
 def test_center_actions_publish_engagement_events(gateway, sink):
     user, n1, n2, n3 = unique("eva"), unique("n1"), unique("n2"), unique("n3")
-    sink(in_app_job(user, n1, category="social", campaign_id="spring", variant="B"),
-         in_app_job(user, n2), in_app_job(user, n3))
+    first = in_app_job(user, n1, category="social", campaign_id="spring", variant="B")
+    sink(first, in_app_job(user, n2), in_app_job(user, n3))
     with api(gateway, user) as client:
         assert client.post(f"/api/notifications/{n1}/read", params={"device": "laptop"}).status_code == 200
         assert client.post(f"/api/notifications/{n1}/unread", params={"device": "laptop"}).status_code == 200
@@ -54,7 +54,10 @@ def test_center_actions_publish_engagement_events(gateway, sink):
         assert client.delete(f"/api/notifications/{n2}", params={"device": "laptop"}).status_code == 204
         assert client.post(f"/api/notifications/{unique('nope')}/read").status_code == 404
 
-    found = [summary(r) for r in records_for(user, ENGAGEMENT, 7)]
+    records = records_for(user, ENGAGEMENT, 7)
+    found = [summary(r) for r in records]
+    # Each carries when its notification was created: its analytics rows share that time's pseudonym key.
+    assert {r["created_at"] for r in records if r["notification_id"] == n1} == {first["created_at"]}
     social, messages = ("in_app", "social", "spring", "B"), ("in_app", "messages", None, None)
     assert found[:4] == [(n1, "read", "laptop", *social), (n1, "unread", "laptop", *social),
                          (n1, "archived", None, *social), (n2, "read", "phone", *messages)]
