@@ -117,9 +117,9 @@ class Center:
         """The delete's event_seq and what the notification was (its attribution, read before the
         content is wiped); None when the caller has no such notification."""
         rows = await self.fetch(
-            f"WITH gone AS (SELECT id, category, content, created_at FROM notifications WHERE user_id = %s AND id = %s AND {LIVE} "
-            f"FOR UPDATE) UPDATE notifications AS n SET deleted_at = now(), title = '', body = '', content = '{{}}', "
-            f"event_seq = {NEXT_SEQ} FROM gone WHERE n.user_id = %s AND n.id = gone.id "
+            f"WITH gone AS (SELECT id, category, content, created_at FROM notifications WHERE user_id = %s AND id = %s "
+            f"AND {LIVE} FOR UPDATE) UPDATE notifications AS n SET deleted_at = now(), title = '', body = '', "
+            f"content = '{{}}', event_seq = {NEXT_SEQ} FROM gone WHERE n.user_id = %s AND n.id = gone.id "
             f"RETURNING n.event_seq, gone.category, gone.content, gone.created_at", [user, notification_id, user])
         return {"event_seq": rows[0]["event_seq"], **attribution(rows[0])} if rows else None
 
@@ -137,8 +137,8 @@ class Center:
     async def attribution(self, user: str, notification_id: str | None) -> dict | None:
         """What an engagement report carries of the notification (category, campaign, variant);
         None when the caller has no such notification."""
-        rows = await self.fetch("SELECT category, content, created_at FROM notifications WHERE user_id = %s AND id = %s",
-                                [user, notification_id])
+        rows = await self.fetch("SELECT category, content, created_at FROM notifications "
+                                "WHERE user_id = %s AND id = %s", [user, notification_id])
         return attribution(rows[0]) if rows else None
 
     async def fetch(self, query: str, params: list) -> list[dict]:
