@@ -100,4 +100,6 @@ def status(item: dict, state: str, channel: str | None, now: datetime) -> dict:
         notification_id=item.get("notification_id") or request["id"], user_id=item["user_id"] or "",
         tenant=request["tenant"], state=state, channel=channel, category=request["category"],
         campaign_id=request["metadata"]["campaign_id"], variant=(item.get("rendered") or {}).get("variant"),
-        created_at=request["metadata"]["created_at"], at=now, reason=item.get("reason"))
+        created_at=request["metadata"]["created_at"], at=now,
+        reason=item.get("reason") or "; ".join(item.get("why", ())) or None,
+        cohort=item.get("cohort"), send_time=item.get("send_time"))

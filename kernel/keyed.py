@@ -60,6 +60,9 @@ class KeyedStep:
         """Learn from a signal; returns finished items the step emits because of it (usually none)."""
         return []
 
+    def went_out(self, state: dict, item: dict, now: datetime) -> None:
+        """The item left the key's steps to be delivered now (on `item["route"]["send"]`)."""
+
     def recheck(self, state: dict, item: dict, now: datetime) -> list[dict]:
         """An item a later step held back is due: what becomes of it here as things are now? (The
         user may have changed their preferences, gone quiet or engaged meanwhile.) By default, nothing."""
@@ -69,6 +72,12 @@ class KeyedStep:
 def finished(item: dict, outcome: str, reason: str | None = None, **extra) -> dict:
     """A copy of the item carrying its final outcome (a DeliveryStatus state, or `dead_letter`)."""
     return {**item, "outcome": outcome, "reason": reason, **extra}
+
+
+def explained(item: dict, why: str) -> dict:
+    """A copy of the item carrying one more reason for how it goes out (a status says it, e.g. "sent at
+    the best send time", "push chosen by affinity")."""
+    return {**item, "why": (*item.get("why", ()), why)}
 
 
 class Each(KeyedStep):
@@ -100,6 +109,7 @@ class KeyedPipeline(KeyedStep):
         # Asked about every item, so only the steps that can recognise an erasure or a signal are asked.
         self.forgetters = [step for _, step in steps if type(step).forgets is not KeyedStep.forgets]
         self.listeners = [(name, step) for name, step in steps if type(step).hears is not KeyedStep.hears]
+        self.senders = [(name, step) for name, step in steps if type(step).went_out is not KeyedStep.went_out]
         # Asked after every batch of every key: only the steps that can hold something or set a timer.
         self.holders = [(name, step) for name, step in steps if type(step).is_empty is not Each.is_empty]
         self.timers = [(name, step) for name, step in steps if type(step).due is not KeyedStep.due]
@@ -130,9 +140,13 @@ class KeyedPipeline(KeyedStep):
             if not items:
                 break
             items = step.process(state[name], items, now)
-        # A dead letter was not processed: once its cause is fixed and it is replayed, it must be new.
         for item in items:
-            if item.get("outcome") == "dead_letter":
+            outcome = item.get("outcome")
+            if not outcome:
+                for name, step in self.senders:
+                    step.went_out(state[name], item, now)
+            # A dead letter was not processed: once its cause is fixed and it is replayed, it must be new.
+            elif outcome == "dead_letter":
                 for name, step in self.steps:
                     step.forget(state[name], item)
         return items

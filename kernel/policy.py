@@ -21,6 +21,11 @@ class CategoryPolicy:
     digestible: bool = True  # may wait for the user's digest instead of going out now
     # Per priority; low priority never escalates, critical goes out on every channel at once.
     escalation: dict[str, tuple[int, ...]] = field(default_factory=lambda: ESCALATION)
+    # What the engagement profile may change (flows/learning.py): "optimal" holds non-urgent notifications
+    # to the user's best hour even when the request does not ask; "off" never, even when it does.
+    send_time: str = "now"  # now | optimal | off
+    fatigue: bool = True  # an ignored category gets a lower cap, its excess goes to the digest
+    affinity: bool = True  # the channel the user answers most goes first, among those they allow
 
 
 DEFAULT = CategoryPolicy(per_hour=30)
@@ -29,8 +34,9 @@ POLICIES = {
     "social": CategoryPolicy(merge="accumulate", per_hour=20),
     "ci": CategoryPolicy(merge="replace", per_hour=30),
     "marketing": CategoryPolicy(merge="replace", per_day=2, excess="drop", consent_required=True),
-    "security": CategoryPolicy(merge="replace", digestible=False, escalation={"high": (60, 300), "normal": (120, 900)}),
-    "billing": CategoryPolicy(merge="replace", digestible=False),
+    "security": CategoryPolicy(merge="replace", digestible=False, escalation={"high": (60, 300), "normal": (120, 900)},
+                               send_time="off", fatigue=False, affinity=False),
+    "billing": CategoryPolicy(merge="replace", digestible=False, send_time="off", fatigue=False),
 }
 # Across all categories: no one wants more than this many interruptions an hour.
 USER_PER_HOUR = 60
@@ -53,3 +59,21 @@ def escalation_delays(category: str, priority: str, scale: float | None = None) 
 def _scaled_delays(category: str, priority: str, scale: str) -> tuple[int, ...]:
     """escalation_delays for the environment's scale (asked for every notification routed)."""
     return escalation_delays(category, priority, float(scale))
+
+
+LEARNED = ("send_time", "fatigue", "affinity")
+
+
+def learns(category: str, part: str) -> bool:
+    """Whether `part` of what is learned (send_time, fatigue, affinity) may act on `category`: the
+    category's policy, unless NOTIFYFLOW_LEARNING_OFF switches it off, e.g. "social:fatigue,marketing:*"."""
+    return _learns(category, part, os.environ.get("NOTIFYFLOW_LEARNING_OFF", ""))
+
+
+@functools.lru_cache(maxsize=1024)
+def _learns(category: str, part: str, switched_off: str) -> bool:
+    off = {tuple(entry.strip().split(":", 1)) for entry in switched_off.split(",") if ":" in entry}
+    if off & {(category, part), (category, "*"), ("*", part), ("*", "*")}:
+        return False
+    policy = policy_for(category)
+    return policy.send_time != "off" if part == "send_time" else getattr(policy, part)

@@ -37,13 +37,15 @@ def dead_letter(item: dict, now: datetime, *, attempts: int = 1, first_seen: dat
 
 def status(*, notification_id: str, user_id: str, tenant: str, state: str, channel: str | None, category: str,
            campaign_id: str | None, variant: str | None, created_at: datetime, at: datetime, attempt: int = 0,
-           device: dict | None = None, provider: str | None = None, reason: str | None = None) -> dict:
-    """A DeliveryStatus: what was decided or done for one notification (and channel, and device), and why."""
+           device: dict | None = None, provider: str | None = None, reason: str | None = None,
+           cohort: str | None = None, send_time: str | None = None) -> dict:
+    """A DeliveryStatus: what was decided or done for one notification (and channel, and device), and why;
+    `cohort` (treated or holdout) and `send_time` (optimal) for the readouts of what is learned."""
     return {"notification_id": notification_id, "user_id": user_id, "channel": channel,
             "device_id": device["device_id"] if device else None, "status": state, "attempt": attempt,
             "provider": provider, "reason": reason, "category": category, "campaign_id": campaign_id,
             "variant": variant, "platform": device["platform"] if device else None, "created_at": created_at,
-            "at": at, "tenant": tenant}
+            "at": at, "tenant": tenant, "cohort": cohort, "send_time": send_time}
 
 
 def status_record(status: dict, fallback_key: bytes | None = None) -> Outgoing:

@@ -67,6 +67,7 @@ FULL_NOTIFICATION = {
     "locale": "fr-FR",
     "template_id": "sale-v2",
     "template_vars": {"name": "Ada"},
+    "send_time": "optimal",
 }
 
 MINIMAL = {

@@ -140,7 +140,7 @@ def test_one_job_per_sent_channel_and_a_requested_status_each():
         "notification_id": req["id"], "user_id": "alice", "channel": "in_app", "device_id": None,
         "status": "requested", "attempt": 0, "provider": None, "reason": None, "category": "messages",
         "campaign_id": None, "variant": None, "platform": None, "created_at": NOW, "at": LATER,
-        "tenant": "default"}
+        "tenant": "default", "cohort": None, "send_time": None}
     assert out[3][2] == {**out[1][2], "channel": "push"}
 
 
@@ -223,7 +223,7 @@ def test_deferred_status():
                       "status": "deferred", "attempt": 0, "provider": None,
                       "reason": "held until 2024-05-17T22:00:00+00:00", "category": "general",
                       "campaign_id": None, "variant": None, "platform": None, "created_at": NOW, "at": LATER,
-                      "tenant": "default"}
+                      "tenant": "default", "cohort": None, "send_time": None}
 
 
 @pytest.mark.parametrize(("req", "user", "state", "reason"), [

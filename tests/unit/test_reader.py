@@ -26,7 +26,8 @@ from schemas.writer import Unusual, encode_long, millis
 NOW = dt.datetime(2026, 5, 4, 12, 0, 0, 123000, tzinfo=dt.timezone.utc)
 STATUS = {"notification_id": "n1", "user_id": "ana", "channel": "push", "device_id": None, "status": "sent",
           "attempt": 1, "provider": "fcm", "reason": None, "category": "c", "campaign_id": None, "variant": None,
-          "platform": "android", "created_at": NOW, "at": NOW, "tenant": None}
+          "platform": "android", "created_at": NOW, "at": NOW, "tenant": None, "cohort": "treated",
+          "send_time": "optimal"}
 
 
 @pytest.mark.parametrize("name", SCHEMA_NAMES)
