@@ -3,12 +3,16 @@
 Every notification lands in the in-app center (the user's history) when in-app is allowed.
 The interruptive channels (push, email, SMS, webhook) are scored from urgency, presence,
 the devices the user has and the order of the user's own channel settings; how many are
-used at once, and how many wait in the fallback chain, depends on priority.
+used at once, and how many wait in the fallback chain, depends on priority. Channel affinity:
+for a treated user's non-urgent notification, the channel among those allowed that the user
+answers clearly most often (flows/profile.py) goes first; preferences always decide what is allowed.
 """
 
 from __future__ import annotations
 
-from kernel.keyed import finished
+from flows import profile
+from flows.learning import DEFAULTS, NON_URGENT, Learning, treated
+from kernel.keyed import explained, finished
 from kernel.policy import escalation_delays
 
 INTERRUPTIVE = ("push", "email", "sms", "webhook")
@@ -42,7 +46,7 @@ def score(channel: str, item: dict, now: bool = True) -> float:
     return points
 
 
-def select(item: dict) -> dict:
+def select(item: dict, learning: Learning = DEFAULTS) -> dict:
     if item.get("escalation"):  # its channel was chosen when it escalated
         return keep_route(item)
     hints = item["request"]["channels"]
@@ -53,6 +57,10 @@ def select(item: dict) -> dict:
         # Texts cost money and wake people: not for routine news unless the sender asks for SMS.
         allowed = [c for c in allowed if c != "sms"]
     ranked = sorted((c for c in allowed if c in INTERRUPTIVE), key=lambda c: -score(c, item))
+    if (preferred := by_affinity(ranked, item, learning)) is not None:
+        channel, why = preferred
+        ranked = [channel] + [c for c in ranked if c != channel]
+        item = explained(item, why)
     if item["priority"] == "normal" and item["user"]["online"] and "in_app" in allowed:
         now_count = 0  # online: the toast comes first, push and email only if it goes unseen
     else:
@@ -77,3 +85,23 @@ def keep_route(item: dict) -> dict:
     if not send:
         return finished(item, "dropped", f"{', '.join(item['route']['send'])} no longer allowed or reachable")
     return {**item, "route": {**item["route"], "send": send}}
+
+
+AFFINITY_MIN_DELIVERED = 3.0  # notifications on a channel before its answer rate counts
+AFFINITY_MARGIN = 0.1  # how much more often the user must answer there than on the first-ranked channel
+
+
+def by_affinity(ranked: list[str], item: dict, learning: Learning) -> tuple[str, str] | None:
+    """(channel, why) when the user answers another allowed channel clearly more than the first-ranked."""
+    if len(ranked) < 2 or item["priority"] not in NON_URGENT or not treated(item, "affinity"):
+        return None
+    rates, overall = profile.answer_rates(item["user"].get("profile") or {}, item["request"]["metadata"]["created_at"],
+                                          learning.half_life_s)
+    known = [c for c in ranked if c in rates and rates[c][1] >= AFFINITY_MIN_DELIVERED]
+    if not known:
+        return None
+    best = max(known, key=lambda c: rates[c][0])
+    first = rates.get(ranked[0], (overall, 0.0))[0]
+    if best == ranked[0] or rates[best][0] < first + AFFINITY_MARGIN:
+        return None
+    return best, f"{best} chosen by affinity: answered {rates[best][0]:.0%}, {ranked[0]} {first:.0%}"

@@ -1,6 +1,7 @@
 """Digest windows: notifications that can wait are collected per user and leave as one digest
 at the user's chosen local time (hourly, daily or weekly). Capped excess whose category says
-"digest" joins the next hourly digest when the user has no digest schedule of their own.
+"digest" joins the next hourly digest when the user has no digest schedule of their own; what
+fatigue holds back (flows/rate_limit.py) joins a daily one instead.
 
 A channel's own frequency (the user's email set to hourly or daily) holds back only that
 channel's part of a notification: the in-app and push parts go now, the email part joins that
@@ -18,7 +19,8 @@ from kernel.policy import policy_for
 from kernel.schedule import ScheduleError, next_digest_at
 
 MAX_DIGEST_ITEMS = 50
-WHOLE = ""  # the window of whole notifications; the others are named after their channel
+WHOLE = ""  # the window of whole notifications; the others are named after their channel, but
+FATIGUE = "fatigue"  # the daily window of what fatigue holds back from a user without a digest schedule
 CHANNEL_FREQUENCIES = ("hourly", "daily")
 DEFAULT_DAILY_TIME = "09:00"
 
@@ -39,6 +41,15 @@ def channel_schedule(preferences: dict, frequency: str) -> dict:
 def can_wait(item: dict) -> bool:
     return (item["priority"] in ("low", "normal") and item["revision"] == 0
             and policy_for(item["request"]["category"]).digestible)
+
+
+def whole_window(preferences: dict, fatigued: bool) -> tuple[str, dict]:
+    """The window (name and schedule) a whole notification waits in. What fatigue holds back waits for the
+    user's own digest, or without one for a daily digest: an hourly one would interrupt about as often."""
+    digest = preferences["digest"]
+    if fatigued and not (digest and digest["enabled"]):
+        return FATIGUE, channel_schedule(preferences, "daily")
+    return WHOLE, schedule_for(preferences)
 
 
 def waits_for_digest(item: dict) -> str | None:
@@ -67,12 +78,12 @@ class Digest(KeyedStep):
 
     def handle(self, state: dict, item: dict, now: datetime) -> list[dict]:
         if reason := waits_for_digest(item):
-            self.collect(state, WHOLE, item, schedule_for(item["user"]["preferences"]), now)
+            self.collect(state, *whole_window(item["user"]["preferences"], item.get("fatigued", False)), item, now)
             return [finished(item, "digested", reason)]
         held = held_channels(item)
         out = []
         for channel, frequency in held.items():
-            self.collect(state, channel, item, channel_schedule(item["user"]["preferences"], frequency), now)
+            self.collect(state, channel, channel_schedule(item["user"]["preferences"], frequency), item, now)
             out.append(finished(item, "digested", f"{frequency} {channel} digest", outcome_channel=channel))
         if not held:
             return [item]
@@ -82,7 +93,7 @@ class Digest(KeyedStep):
     def recheck(self, state: dict, item: dict, now: datetime) -> list[dict]:
         return self.handle(state, item, now) if item.get("escalation") else [item]
 
-    def collect(self, state: dict, window: str, item: dict, schedule: dict, now: datetime) -> None:
+    def collect(self, state: dict, window: str, schedule: dict, item: dict, now: datetime) -> None:
         collecting = state.setdefault(window, {"entries": [], "due": None, "last": None})
         collecting["entries"].append(entry(item))
         collecting["last"] = item
@@ -99,7 +110,8 @@ class Digest(KeyedStep):
         out = []
         for name, window in sorted(state.items(), key=lambda named: named[1]["due"]):
             if window["due"] <= now:
-                out.append(digest_item(window["last"], window["entries"], window["due"], name or None))
+                channel = None if name in (WHOLE, FATIGUE) else name
+                out.append(digest_item(window["last"], window["entries"], window["due"], channel, name))
                 del state[name]
         return out
 
@@ -114,12 +126,13 @@ def entry(item: dict) -> dict:
             "created_at": item["request"]["metadata"]["created_at"]}
 
 
-def digest_item(last: dict, entries: list[dict], window_end: datetime, channel: str | None = None) -> dict:
+def digest_item(last: dict, entries: list[dict], window_end: datetime, channel: str | None = None,
+                window: str = WHOLE) -> dict:
     """One notification summarising the window: on `channel` for a channel's own digest, else by
     email when the user can get it, or in the notification center."""
     entries = entries[-MAX_DIGEST_ITEMS:]
     user_id = last["user_id"]
-    notification_id = f"digest:{user_id}:{channel + ':' if channel else ''}{window_end.strftime('%Y%m%dT%H%M')}"
+    notification_id = f"digest:{user_id}:{window + ':' if window else ''}{window_end.strftime('%Y%m%dT%H%M')}"
     prefs = last["user"]["preferences"]
     channel = channel or ("email" if prefs["email"] and "email" in last["channels"] else "in_app")
     if channel not in last["channels"]:
@@ -133,6 +146,7 @@ def digest_item(last: dict, entries: list[dict], window_end: datetime, channel: 
                             "deep_link": None, "payload": {}, "campaign_id": None}}
     return with_entries({**last, "request": request, "notification_id": notification_id, "revision": 0,
                          "merge": None, "priority": "low", "to_digest": None, "escalation": None,
+                         "send_time": None, "why": (),
                          "route": {"send": [channel], "fallback": []}}, entries)
 
 

@@ -6,7 +6,8 @@ Each line below is one step; what the step does lives in the module it names. Th
 steps are keyed by user id and run as one stateful operator, so a user's notifications stay
 in order on one worker and all of that user's state is snapshotted once, together with the
 input offsets (recovery resumes both together). What the user does (notify.engagement) reaches
-the same operator in order with their requests: it cancels escalations and applies unsubscribes.
+the same operator in order with their requests: it cancels escalations, applies unsubscribes and
+teaches the user's engagement profile (best send time, channel affinity, fatigue).
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from flows.digest import Digest
 from flows.escalation import Escalation
 from flows.ingestion import IngestionLimit, IngestionLimits, partition_of
 from flows.intake import Intake
+from flows.learning import Learning, LearnEngagement
 from flows.quiet_hours import QuietHours
 from flows.rate_limit import RateLimit
 from flows.render import catalog_from_env, render
+from flows.send_time import BestSendTime
 from flows.templates import TemplateCatalog
 from flows.user_state import JoinUserState
 from flows.wiring import Encoder, built_on_demand, kafka_sink, kafka_source, keyed_steps, settle_heap
@@ -67,16 +70,19 @@ def build(config: settings.Settings | None = None, *, source=kafka_source, sink=
     return flow
 
 
-def per_user_steps(catalog: TemplateCatalog) -> KeyedPipeline:
+def per_user_steps(catalog: TemplateCatalog, learning: Learning | None = None) -> KeyedPipeline:
     """One user's requests, state and engagement, in order, as one stateful step."""
+    learning = learning or Learning.from_env()
     return KeyedPipeline([
         ("join_user_state", JoinUserState()),
+        ("learn_engagement", LearnEngagement(learning)),
         ("dedup_merge", DedupMerge()),
         ("apply_preferences", Each(preferences.apply, recheck=preferences.apply)),
         ("quiet_hours", QuietHours()),
+        ("best_send_time", BestSendTime(learning)),
         ("render_template", Each(functools.partial(render, catalog))),
-        ("select_channels", Each(channels.select, recheck=channels.keep_route)),
-        ("rate_limit", RateLimit()),
+        ("select_channels", Each(functools.partial(channels.select, learning=learning), recheck=channels.keep_route)),
+        ("rate_limit", RateLimit(learning)),
         ("digest", Digest()),
         ("escalate_if_unseen", Escalation()),
     ])

@@ -1,6 +1,7 @@
 """Quiet hours and scheduled sends: hold a notification until the user's quiet window ends
 (or until its scheduled_at), instead of dropping it. Critical notifications are never held
-by quiet hours. An escalation that comes due in quiet hours waits for them to end too."""
+by quiet hours. An escalation, or a notification held for its best send time, that comes due in
+quiet hours waits for them to end too."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ class QuietHours(KeyedStep):
         return [finished(item, "deferred", f"held until {until.isoformat()}")]
 
     def recheck(self, state: dict, item: dict, now: datetime) -> list[dict]:
-        return self.handle(state, item, now) if item.get("escalation") else [item]
+        # An escalation, or a notification held for the best send time, may come due in quiet hours
+        # the user set meanwhile: it waits for them to end.
+        return self.handle(state, item, now) if item.get("escalation") or "best_time" in item else [item]
 
     def due(self, state: dict) -> datetime | None:
         return min((held["until"] for held in state["held"]), default=None)

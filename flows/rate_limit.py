@@ -4,12 +4,18 @@ Windows run on the request's created_at so replays decide the same. Critical not
 and updates to a notification the user already has are never capped. The excess goes to
 the user's digest or is dropped, as the category's policy says. An escalation is another
 interruption: it counts, at the time it goes out.
+
+Fatigue: when a treated user ignores a category (flows/profile.py), that category's daily cap is
+lowered and the excess goes to the digest; critical notifications and categories whose policy has no
+fatigue (security, billing) are never touched.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from flows import profile
+from flows.learning import Learning, treated
 from kernel.keyed import KeyedStep, finished
 from kernel.policy import USER_PER_HOUR, policy_for
 
@@ -17,6 +23,9 @@ HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 
 
 class RateLimit(KeyedStep):
+    def __init__(self, learning: Learning | None = None) -> None:
+        self.learning = learning or Learning.from_env()
+
     def new_state(self) -> dict:
         return {"sent": []}  # (created_at, category), oldest first
 
@@ -24,12 +33,16 @@ class RateLimit(KeyedStep):
         if item["priority"] == "critical" or item["revision"] > 0:
             return [item]
         request = item["request"]
-        at, category = now if item.get("escalation") else request["metadata"]["created_at"], request["category"]
+        # Held for the best send time: counted at the hour it goes out (planned, so a replay agrees).
+        at = now if item.get("escalation") else item.get("best_time") or request["metadata"]["created_at"]
+        category = request["category"]
         state["sent"] = [(t, c) for t, c in state["sent"] if at - t < DAY]
         if reason := over_cap(state["sent"], at, category):
             if policy_for(category).excess == "digest":
                 return [{**item, "to_digest": reason}]
             return [finished(item, "rate_limited", reason)]
+        if not item.get("escalation") and (reason := fatigued(item, state["sent"], category, self.learning)):
+            return [{**item, "to_digest": reason, "fatigued": True}]
         state["sent"].append((at, category))
         return [item]
 
@@ -47,3 +60,26 @@ def over_cap(sent: list[tuple[datetime, str]], at: datetime, category: str) -> s
     if policy.per_day is not None and sum(c == category for _, c in sent) >= policy.per_day:
         return f"{category} cap of {policy.per_day} per day reached"
     return None
+
+
+def fatigue_cap(item: dict, learning: Learning) -> tuple[int, float] | None:
+    """(lowered daily cap, ignored share) when the user ignores the item's category above the threshold:
+    the cap is `fatigue_per_day` at the threshold and falls with the share ignored, to 1; it lifts as
+    answers come back and the share falls. Never for critical notifications or categories without fatigue."""
+    if not treated(item, "fatigue"):
+        return None
+    rate, delivered = profile.ignored_rate(item["user"].get("profile") or {}, item["request"]["category"],
+                                           item["request"]["metadata"]["created_at"], learning.half_life_s)
+    if delivered < learning.fatigue_min_delivered or rate <= learning.fatigue_threshold:
+        return None
+    return max(1, round(learning.fatigue_per_day * (1 - rate) / (1 - learning.fatigue_threshold))), rate
+
+
+def fatigued(item: dict, sent: list[tuple[datetime, str]], category: str, learning: Learning) -> str | None:
+    """Why the item joins the digest for fatigue, or None (`sent`: the last 24 h)."""
+    if (found := fatigue_cap(item, learning)) is None:
+        return None
+    cap, rate = found
+    if sum(c == category for _, c in sent) < cap:
+        return None
+    return f"fatigue: {rate:.0%} of {category} ignored lately, cap lowered to {cap} a day"

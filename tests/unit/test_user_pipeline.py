@@ -21,6 +21,10 @@ def pipeline() -> KeyedPipeline:
     return per_user_steps(sample_catalog())
 
 
+def index_of(steps: KeyedPipeline, name: str) -> int:
+    return [step_name for step_name, _ in steps.steps].index(name)
+
+
 def keyed(*requests) -> list[dict]:
     """Requests as they reach the per-user steps (decoded, validated, one per user)."""
     return [item for req in requests for item in Pipeline(until="expand_audience").run(req)]
@@ -87,8 +91,8 @@ def test_a_dead_letter_leaves_no_dedup_memory_so_its_replay_after_a_fix_is_new()
     assert steps.is_empty(state)
 
     # The template is deployed; the same bytes are replayed: rendered, not "already processed".
-    steps.steps[4] = ("render_template", Each(functools.partial(render, TemplateCatalog(
-        {**TEMPLATES, "welcome-v2": TEMPLATES["welcome"]}))))
+    steps.steps[index_of(steps, "render_template")] = ("render_template", Each(functools.partial(
+        render, TemplateCatalog({**TEMPLATES, "welcome-v2": TEMPLATES["welcome"]}))))
     [replayed] = steps.process(state, keyed(broken), NOW + timedelta(minutes=1))
     assert "outcome" not in replayed and replayed["revision"] == 0
     assert replayed["rendered"]["title"] == "Welcome to Acme, Ana!"
@@ -100,7 +104,8 @@ def test_a_dead_update_of_a_merged_notification_keeps_the_window_the_user_has():
     first = steps.process(state, keyed(request(title="Ping", body="same")), NOW)
     assert "outcome" not in first[0]
     update = first[0]
-    steps.steps[4] = ("render_template", Each(lambda item: finished(item, "dead_letter", "broken", stage="render")))
+    steps.steps[index_of(steps, "render_template")] = ("render_template", Each(
+        lambda item: finished(item, "dead_letter", "broken", stage="render")))
     [dead] = steps.process(state, keyed(request(title="Ping", body="same")), NOW)
     assert dead["revision"] == 1
     assert [w["notification_id"] for w in state["dedup_merge"]["windows"].values()] == [update["notification_id"]]

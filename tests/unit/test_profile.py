@@ -1,0 +1,100 @@
+"""The engagement profile (flows/profile.py) as the learning step (flows/learning.py) keeps it: local
+hours of opens and clicks, answers per channel, ignored notifications per category, decay, its size,
+erasure with the user, and the deterministic holdout."""
+
+import pickle
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+
+from flows import profile
+from flows.learning import Learning, cohort
+from flows.profile import HOURS_OF_WEEK, MAX_CATEGORIES, MAX_PENDING, UNIT, hour_of_week
+
+from flow_items import NOW, preferences_record, user_state_item
+from learning_items import engagement, keyed, opens, optimal, steps_for
+
+HALF_LIFE_S = timedelta(days=14).total_seconds()
+
+
+def learned(state) -> dict:
+    return state["learn_engagement"]
+
+
+def test_opens_and_clicks_fill_the_hour_of_the_week_in_the_users_local_time():
+    steps, state = steps_for(timezone="Asia/Tokyo")
+    steps.process(state, keyed(optimal()), NOW)  # a notification tells the step the user's time zone
+    # Friday 12:00 UTC is Friday 21:00 in Tokyo; a click counts like an open, a dismissal does not.
+    steps.process(state, opens([NOW]) + [engagement("x", "clicked", NOW), engagement("y", "dismissed", NOW)], NOW)
+    hours = learned(state)["hours"]
+    assert hours[4 * 24 + 21] == 2 * UNIT and sum(hours) == 2 * UNIT
+    assert profile.events(learned(state), NOW, HALF_LIFE_S) == 2
+
+
+def test_counts_decay_with_the_half_life():
+    steps, state = steps_for()
+    steps.process(state, opens([NOW - timedelta(days=14)]), NOW)  # learned late: worth half an open
+    assert profile.events(learned(state), NOW, HALF_LIFE_S) == pytest.approx(0.5, abs=0.02)
+    assert profile.events(learned(state), NOW + timedelta(days=14), HALF_LIFE_S) == pytest.approx(0.25, abs=0.02)
+    steps.process(state, opens([NOW + timedelta(days=28)]), NOW + timedelta(days=28))
+    assert profile.events(learned(state), NOW + timedelta(days=28), HALF_LIFE_S) == pytest.approx(1.125, abs=0.02)
+
+
+def test_a_delivered_notification_is_answered_ignored_after_a_day_or_dismissed_at_once():
+    steps, state = steps_for()
+    sent = {title: steps.process(state, keyed(optimal(title=title)), NOW)[0]["notification_id"]
+            for title in ("opened", "left", "dismissed")}
+    assert learned(state)["categories"]["social"] == [3.0, 0.0]
+    steps.process(state, [engagement(sent["opened"], "opened", NOW + timedelta(minutes=5)),
+                          engagement(sent["dismissed"], "dismissed", NOW + timedelta(seconds=4))], NOW)
+    assert learned(state)["categories"]["social"] == [3.0, 1.0]  # dismissed within seconds: ignored
+    assert learned(state)["channels"]["push"] == [3.0, 1.0]  # answered once of three sent by push
+    # A day later, the one left alone counts as ignored too (seen at the next event).
+    steps.process(state, opens([NOW + timedelta(days=1)]), NOW + timedelta(days=1))
+    assert profile.ignored_rate(learned(state), "social", NOW, HALF_LIFE_S)[0] == pytest.approx(2 / 3)
+    assert learned(state)["pending"] == []
+
+
+def test_the_fullest_profile_stays_within_a_kilobyte():
+    steps, state = steps_for()
+    for n in range(MAX_CATEGORIES + 3):
+        steps.process(state, keyed(optimal(title=f"t{n}", category=f"category-number-{n}")), NOW)
+    for n in range(MAX_PENDING * 2):
+        steps.process(state, keyed(optimal(title=f"more {n}")), NOW + timedelta(minutes=n))
+    steps.process(state, opens([NOW + timedelta(hours=h) for h in range(HOURS_OF_WEEK)] * 40), NOW)
+    full = learned(state)
+    assert len(full["pending"]) == MAX_PENDING and len(full["categories"]) == MAX_CATEGORIES
+    assert set(full["hours"]) == {255}  # saturated
+    assert len(pickle.dumps(full, protocol=pickle.HIGHEST_PROTOCOL)) <= 1024
+
+
+def test_the_profile_is_erased_with_the_user():
+    steps, state = steps_for()
+    steps.process(state, keyed(optimal()) + opens([NOW]), NOW)
+    assert learned(state)["hours"]
+    steps.process(state, [user_state_item("notify.preferences", preferences_record("alice", deleted=True))], NOW)
+    assert learned(state) == {} and steps.is_empty(state)
+
+
+def test_the_holdout_is_a_fixed_tenth_of_each_tenants_users():
+    shares = {tenant: Counter(cohort(tenant, f"user-{n}", 10) for n in range(20_000)) for tenant in ("acme", "globex")}
+    for counts in shares.values():
+        assert counts["holdout"] / 20_000 == pytest.approx(0.10, abs=0.01)
+    assert cohort("acme", "user-1", 10) == cohort("acme", "user-1", 10)
+    assert {cohort("acme", f"user-{n}", 0) for n in range(1000)} == {"treated"}
+
+
+def test_settings_come_from_the_environment():
+    learning = Learning.from_env({"NOTIFYFLOW_PROFILE_HALF_LIFE_DAYS": "7", "NOTIFYFLOW_HOLDOUT_PERCENT": "20"})
+    assert (learning.half_life, learning.holdout_percent, learning.min_events) == (timedelta(days=7), 20, 5)
+    with pytest.raises(ValueError, match="NOTIFYFLOW_SEND_TIME_WINDOW_HOURS"):
+        Learning.from_env({"NOTIFYFLOW_SEND_TIME_WINDOW_HOURS": "a day"})
+
+
+def test_hour_of_week_follows_the_local_clock_across_dst():
+    from zoneinfo import ZoneInfo
+
+    paris = ZoneInfo("Europe/Paris")
+    winter, summer = NOW.replace(month=1, day=5), NOW  # a Friday in January, one in May, 12:00 UTC
+    assert hour_of_week(winter, paris) == 4 * 24 + 13 and hour_of_week(summer, paris) == 4 * 24 + 14
