@@ -28,7 +28,7 @@ from schemas.writer import millis
 TOPICS = (STATUS, ENGAGEMENT, PREFERENCES)
 COLUMNS = ("at", "created_at", "kind", "status", "notification_id", "user_key", "key_version", "channel",
            "category", "campaign_id", "variant", "platform", "provider", "reason", "action_id", "attempt",
-           "tenant", "source_topic", "source_partition", "source_offset", "ingested_at")
+           "tenant", "cohort", "send_time", "source_topic", "source_partition", "source_offset", "ingested_at")
 TIMES = tuple(COLUMNS.index(c) for c in ("at", "created_at", "ingested_at"))
 _TOPIC, _PARTITION = COLUMNS.index("source_topic"), COLUMNS.index("source_partition")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -96,7 +96,7 @@ class Rows:
                 record["channel"] or "", record["category"] or "", record["campaign_id"] or "",
                 record["variant"] or "", record.get("platform") or "", record.get("provider") or "",
                 masked(record.get("reason")), action_id, record.get("attempt", 0), record.get("tenant") or "",
-                topic, partition, offset, now_ms)
+                record.get("cohort") or "", record.get("send_time") or "", topic, partition, offset, now_ms)
 
     def item(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes, now: datetime) -> dict:
         """One record: {"row": [...]} in COLUMNS order with its times as datetimes, {"erase": [...]},

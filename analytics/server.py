@@ -39,6 +39,9 @@ KPIS = {
                 " WHERE hour >= toStartOfHour(now() - INTERVAL {minutes} MINUTE)"
                 " GROUP BY channel, provider, status, reason ORDER BY failures DESC LIMIT 10",
     "lag": "SELECT flow, topic, lag, sampled_at FROM notifyflow.queue_lag ORDER BY flow, topic",
+    # What the flow learns from engagement against its holdout, over all retained rows.
+    "sto": "SELECT * FROM notifyflow.released_sto_uplift",
+    "fatigue": "SELECT * FROM notifyflow.released_fatigue_effect ORDER BY category",
 }
 
 

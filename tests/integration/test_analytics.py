@@ -108,8 +108,10 @@ def ab_campaign(run: str, campaign: str) -> tuple[list[dict], list[dict]]:
     statuses, engagements = [], []
     for variant, offset, clicks, conversions in (("A", 0, 40, 12), ("B", 400, 72, 30)):
         for n in range(offset, offset + 400):
+            # Sent at the learned best time to treated users, at once to the holdout (the learning readouts).
             statuses.append(status(run, n, "delivered" if n % 2 else "sent", campaign=campaign, variant=variant,
-                                   latency_ms=20 + n % 300, channel=("push", "in_app")[n % 2]))
+                                   latency_ms=20 + n % 300, channel=("push", "in_app")[n % 2],
+                                   cohort="holdout" if n % 10 == 0 else "treated", send_time="optimal"))
         for n in range(offset, offset + clicks):
             engagements.append(engagement(run, n, "clicked", campaign=campaign, variant=variant,
                                           action_id="buy" if n - offset < conversions else None))
@@ -119,7 +121,7 @@ def ab_campaign(run: str, campaign: str) -> tuple[list[dict], list[dict]]:
 def two_proportion_p(x1: int, n1: int, x2: int, n2: int) -> tuple[float, float]:
     pooled = (x1 + x2) / (n1 + n2)
     z = (x2 / n2 - x1 / n1) / math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
-    return z, 1 - math.erf(abs(z) / math.sqrt(2))
+    return z, math.erfc(abs(z) / math.sqrt(2))
 
 
 def test_rollups_ab_readout_privacy_and_erasure(stack, tmp_path):
@@ -175,7 +177,8 @@ def test_rollups_ab_readout_privacy_and_erasure(stack, tmp_path):
             " any(notifyflow_dp(5000, 0.5, 1000, 1)) FROM numbers(200000)")
         assert abs(mean) < 0.1 and 7.5 < variance < 8.7 and big == 5000
         kpis = httpx.get(f"{analytics.url}/api/kpis?minutes=60", timeout=30).json()
-        assert set(kpis) == {"series", "channels", "latency", "campaigns", "failures", "lag"}
+        assert set(kpis) == {"series", "channels", "latency", "campaigns", "failures", "lag", "sto", "fatigue"}
+        assert kpis["sto"]["rows"][0][:2] == [720, 80]
         released = [row for row in kpis["campaigns"]["rows"] if row[0] == campaign]
         # 400, 40, 72 and 30 are at least the threshold (20) and exact; A's 12 conversions carry noise (scale 1).
         assert [row[:5] for row in released][1] == [campaign, "B", 400, 72, 30]

@@ -90,11 +90,12 @@ def test_postgres_migrations_are_idempotent(stack):
 
 def test_clickhouse_migrations_are_idempotent(tmp_path):
     url = f"chdb://{tmp_path / 'clickhouse'}"
-    assert migrate_clickhouse(url) == ["0001_init", "0002_analytics", "0003_engagement_counters"]
+    assert migrate_clickhouse(url) == ["0001_init", "0002_analytics", "0003_engagement_counters", "0004_readout",
+                                       "0005_learning"]
     assert migrate_clickhouse(url) == []
     client = clickhouse.client(url)
     try:
-        assert client.query("SELECT count() FROM notifyflow.schema_migrations").result_rows == [(3,)]
+        assert client.query("SELECT count() FROM notifyflow.schema_migrations").result_rows == [(5,)]
         assert {"escalated", "seen", "read"} <= {row[0] for row in client.query(
             "SELECT name FROM system.columns WHERE database = 'notifyflow' AND table = 'kpi_minute'").result_rows}
     finally:
