@@ -30,7 +30,7 @@ from kernel import logs, settings
 from kernel.clock import parse_time
 from kernel.requests import from_json, notification_request
 from kernel.topics import DLQ, EVENTS, codec_for
-from notifyflow import demo as demo_run, dlq as dead_letters, retention as retention_job, userdata
+from notifyflow import demo as demo_run, dlq as dead_letters, explain, retention as retention_job, userdata
 from notifyflow.console import console, err_console, printable
 from notifyflow.processes import FlowError
 from notifyflow.publish import publish_requests
@@ -40,13 +40,13 @@ from schemas import CodecError
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
 app.command()(setup)
+app.command()(explain.explain)
 stack_app = typer.Typer(help="The local stack of embedded servers.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 analytics_app = typer.Typer(help="Without a command: run the analytics flow into ClickHouse and serve its dashboard "
                                  "until Ctrl-C. `sql`: run SQL on live data.", invoke_without_command=True)
 app.add_typer(analytics_app, name="analytics")
-dlq_app = typer.Typer(help="Dead letters: list them grouped by stage and reason, replay a selection.",
-                      invoke_without_command=True)
+dlq_app = typer.Typer(help="Dead letters: list by stage and reason, replay a selection.", invoke_without_command=True)
 app.add_typer(dlq_app, name="dlq")
 user_app = typer.Typer(help="GDPR: export or erase everything stored about a user.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
