@@ -30,6 +30,19 @@ def stack():
                     os.environ[name] = value
 
 
+@pytest.fixture
+def chdb_client(tmp_path):
+    """A client of the in-process ClickHouse engine (chDB) over a fresh, migrated data directory."""
+    from connectors import clickhouse
+    from notifyflow.migrate import migrate_clickhouse
+
+    url = f"chdb://{tmp_path / 'clickhouse'}"
+    migrate_clickhouse(url)
+    opened = clickhouse.client(url)
+    yield opened
+    opened.close()
+
+
 @pytest.fixture(scope="session")
 def gateway(stack):
     """The gateway (with its demo token endpoint and the web client) served by uvicorn on loopback."""

@@ -7,6 +7,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from analytics.pseudonym import UserKeys
+from analytics.rows import Rows
+from kernel.topics import codec_for
 from notifyflow.processes import AnalyticsProcess
 
 SECRET = "test-analytics-secret-0123456789"
@@ -47,3 +50,16 @@ def engagement(run: str, n: int, action: str, *, campaign: str | None = None, va
     return {"notification_id": f"{run}-{n}", "user_id": f"{run}-user-{n % 50}", "action": action,
             "action_id": action_id, "device_id": f"device-{n}", "channel": "push", "at": at or datetime.now(UTC),
             "campaign_id": campaign, "variant": variant, "category": "marketing" if campaign else "messages"}
+
+
+class Consumed:
+    """Records encoded by the real codecs and turned into rows as the analytics flow does, for a
+    writer (analytics.store.RawEvents) to store: `items`, in the order they were added."""
+
+    def __init__(self, keys: UserKeys) -> None:
+        self.rows, self.items, self.offset = Rows(keys), [], 0
+
+    def add(self, topic: str, record: dict) -> None:
+        self.offset += 1
+        self.items.append(self.rows.item(topic, 0, self.offset, record["user_id"].encode(),
+                                         codec_for(topic).encode(record), datetime.now(UTC)))

@@ -7,38 +7,24 @@ import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from analytics_harness import Consumed
 
 from analytics.pseudonym import UserKeys
-from analytics.rows import Rows
 from analytics.store import RawEvents
-from connectors import clickhouse
-from kernel.topics import codec_for
-from notifyflow.migrate import migrate_clickhouse
 
 KEYS = UserKeys(b"rotation-test-secret-0123456789", timedelta(days=30))
 # The last rotation instant before now (raw rows live 90 days, so the test writes around it).
 ROTATION = datetime.fromtimestamp(KEYS.version(datetime.now(UTC)) * KEYS.period_s, UTC)
 
 
+
 @pytest.fixture
-def client(tmp_path):
-    url = f"chdb://{tmp_path / 'clickhouse'}"
-    migrate_clickhouse(url)
-    opened = clickhouse.client(url)
-    yield opened
-    opened.close()
+def client(chdb_client):
+    return chdb_client
 
-
-class Topics:
-    """Records encoded by the real codecs and turned into rows as the analytics flow does."""
-
+class Topics(Consumed):
     def __init__(self) -> None:
-        self.rows, self.items, self.offset = Rows(KEYS), [], 0
-
-    def add(self, topic: str, record: dict) -> None:
-        self.offset += 1
-        self.items.append(self.rows.item(topic, 0, self.offset, record["user_id"].encode(),
-                                         codec_for(topic).encode(record), datetime.now(UTC)))
+        super().__init__(KEYS)
 
     def status(self, user: str, state: str, created_at: datetime, at: datetime, campaign: str, variant: str,
                channel: str = "push") -> None:
@@ -67,8 +53,8 @@ def test_a_notification_engaged_with_across_a_key_rotation_is_counted_once(clien
         topics.click(f"user-{n}", created, ROTATION + timedelta(minutes=1), "spring", "A")
     RawEvents(client).write(topics.items)
 
-    assert client.query("SELECT reached, clicked, ctr FROM notifyflow.campaign_variants WHERE campaign_id = 'spring'"
-                        ).result_rows == [(40, 20, 0.5)]
+    assert client.query("SELECT reached, clicked, ctr FROM notifyflow.campaign_variants"
+                        " WHERE campaign_id = 'spring'").result_rows == [(40, 20, 0.5)]
     # Different notifications of one user, either side of the rotation, stay unlinked.
     assert client.query("SELECT uniqExact(key_version) FROM notifyflow.events_raw").result_rows == [(1,)]
 

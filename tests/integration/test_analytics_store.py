@@ -10,9 +10,7 @@ import pytest
 from analytics.pseudonym import UserKeys
 from analytics.rows import Rows
 from analytics.store import RawEvents, erase, stored_offsets
-from connectors import clickhouse
 from kernel.topics import codec_for
-from notifyflow.migrate import migrate_clickhouse
 
 KEYS = UserKeys(b"store-test-secret-0123456789")
 # Raw rows live 90 days (TTL), so the test writes around the last midnight.
@@ -20,12 +18,8 @@ MIDNIGHT = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 @pytest.fixture
-def client(tmp_path):
-    url = f"chdb://{tmp_path / 'clickhouse'}"
-    migrate_clickhouse(url)
-    opened = clickhouse.client(url)
-    yield opened
-    opened.close()
+def client(chdb_client):
+    return chdb_client
 
 
 def items(first: int, count: int, user: str = "alice") -> list[dict]:

@@ -8,35 +8,23 @@ import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from analytics_harness import Consumed
 
 from analytics.pseudonym import UserKeys
-from analytics.rows import Rows
 from analytics.store import RawEvents
-from connectors import clickhouse
-from kernel.topics import codec_for
-from notifyflow.migrate import migrate_clickhouse
 
 KEYS = UserKeys(b"learning-views-secret-0123456789")
 CREATED = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
 
 
+
 @pytest.fixture
-def client(tmp_path):
-    url = f"chdb://{tmp_path / 'clickhouse'}"
-    migrate_clickhouse(url)
-    opened = clickhouse.client(url)
-    yield opened
-    opened.close()
+def client(chdb_client):
+    return chdb_client
 
-
-class Events:
+class Events(Consumed):
     def __init__(self) -> None:
-        self.rows, self.items, self.offset = Rows(KEYS), [], 0
-
-    def add(self, topic: str, record: dict) -> None:
-        self.offset += 1
-        self.items.append(self.rows.item(topic, 0, self.offset, record["user_id"].encode(),
-                                         codec_for(topic).encode(record), datetime.now(UTC)))
+        super().__init__(KEYS)
 
     def notification(self, user: str, nid: str, cohort: str, category: str, optimal: bool, *actions: str,
                      statuses: tuple[str, ...] = ("requested",)) -> None:
