@@ -88,7 +88,10 @@ class LearnEngagement(KeyedStep):
         user["profile"] = state
         request = item["request"]
         item["cohort"] = cohort(request["tenant"], item["user_id"], self.learning.holdout_percent)
-        item["send_time"] = "optimal" if asks_best_time(item) else None
+        if asks_best_time(item):  # absent otherwise: held copies of the item stay small
+            item["send_time"] = "optimal"
+        else:
+            item.pop("send_time", None)
         return [item]
 
     def recheck(self, state: dict, item: dict, now: datetime) -> list[dict]:

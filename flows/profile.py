@@ -27,8 +27,9 @@ from datetime import UTC, datetime
 from kernel.schedule import ScheduleError, parse_zone
 
 UNIT = 8  # one event in an hour-of-week counter
+COUNT_UNIT = 100  # one notification in a per-channel or per-category count (integers pickle small)
 HOURS_OF_WEEK = 168
-MAX_PENDING = 12
+MAX_PENDING = 10
 MAX_CATEGORIES = 8
 IGNORED_AFTER_S = 24 * 3600
 DISMISSED_WITHIN_S = 10
@@ -41,7 +42,8 @@ def seconds(moment: datetime) -> int:
 
 
 def notification_key(notification_id: str) -> int:
-    return zlib.crc32(notification_id.encode())
+    """16 bits: among the few notifications waiting, a collision is rare and costs one wrong answer."""
+    return zlib.crc32(notification_id.encode()) & 0xFFFF
 
 
 def decay(profile: dict, now_s: int, half_life_s: float) -> None:
@@ -59,14 +61,19 @@ def decay(profile: dict, now_s: int, half_life_s: float) -> None:
     factor = 0.5 ** halvings
     for table in (profile.get("channels"), profile.get("categories")):
         for name, counts in list((table or {}).items()):
-            counts[0], counts[1] = counts[0] * factor, counts[1] * factor
-            if counts[0] < 0.05:
+            counts[0], counts[1] = round(counts[0] * factor), round(counts[1] * factor)
+            if counts[0] < COUNT_UNIT // 20:
                 del table[name]
 
 
 def weight(profile: dict, at_s: float, half_life_s: float) -> float:
     """What one event at `at_s` adds to a counter (1 at the landmark)."""
     return 2.0 ** ((at_s - profile["at"]) / half_life_s)
+
+
+def units(profile: dict, at_s: float, half_life_s: float) -> int:
+    """weight() in the integer units of the per-channel and per-category counts."""
+    return round(COUNT_UNIT * weight(profile, at_s, half_life_s))
 
 
 def now_value(profile: dict, now: datetime, half_life_s: float) -> float:
@@ -99,7 +106,7 @@ def learn(profile: dict, engagement: dict, now: datetime, half_life_s: float) ->
         hours[bucket] = min(255, hours[bucket] + round(UNIT * weight(profile, seconds(at), half_life_s)))
         entry = take_pending(profile, engagement["notification_id"])
         if entry is not None and (counts := profile["channels"].get(entry[3])) is not None:
-            counts[1] += weight(profile, entry[1], half_life_s)
+            counts[1] += units(profile, entry[1], half_life_s)
     elif action == "dismissed":
         key = notification_key(engagement["notification_id"])
         for entry in profile.get("pending", ()):
@@ -120,7 +127,7 @@ def take_pending(profile: dict, notification_id: str) -> tuple | None:
 
 def ignored(profile: dict, entry: tuple, half_life_s: float) -> None:
     if (counts := profile.get("categories", {}).get(entry[2])) is not None:
-        counts[1] += weight(profile, entry[1], half_life_s)
+        counts[1] += units(profile, entry[1], half_life_s)
 
 
 def delivered(profile: dict, item: dict, now: datetime, half_life_s: float) -> None:
@@ -133,7 +140,7 @@ def delivered(profile: dict, item: dict, now: datetime, half_life_s: float) -> N
     settle(profile, now_s, half_life_s)
     send = item["route"]["send"]
     channel = next((c for c in send if c in INTERRUPTIVE), send[0] if send else "in_app")
-    pending, added = profile.setdefault("pending", []), weight(profile, now_s, half_life_s)
+    pending, added = profile.setdefault("pending", []), units(profile, now_s, half_life_s)
     if item.get("escalation"):
         key = notification_key(item["notification_id"])
         for index, entry in enumerate(pending):
@@ -149,15 +156,15 @@ def delivered(profile: dict, item: dict, now: datetime, half_life_s: float) -> N
         _, sent_s, old_category, old_channel = pending.pop(0)
         for table, name in ((profile["channels"], old_channel), (profile["categories"], old_category)):
             if name in table:
-                table[name][0] = max(0.0, table[name][0] - weight(profile, sent_s, half_life_s))
+                table[name][0] = max(0, table[name][0] - units(profile, sent_s, half_life_s))
 
 
-def count(table: dict, name: str, limit: int, added: float) -> None:
+def count(table: dict, name: str, limit: int, added: int) -> None:
     counts = table.get(name)
     if counts is None:
         if len(table) >= limit:  # the least delivered makes room
             del table[min(table, key=lambda other: table[other][0])]
-        counts = table[name] = [0.0, 0.0]
+        counts = table[name] = [0, 0]
     counts[0] += added
 
 
@@ -190,14 +197,14 @@ def ignored_rate(profile: dict, category: str, now: datetime, half_life_s: float
     counts = (profile.get("categories") or {}).get(category)
     if not counts or counts[0] <= 0:
         return 0.0, 0.0
-    return min(1.0, counts[1] / counts[0]), counts[0] * now_value(profile, now, half_life_s)
+    return min(1.0, counts[1] / counts[0]), counts[0] / COUNT_UNIT * now_value(profile, now, half_life_s)
 
 
 def answer_rates(profile: dict, now: datetime, half_life_s: float,
                  prior_weight: float = 3.0) -> tuple[dict[str, tuple[float, float]], float]:
     """Per channel: (smoothed share of notifications answered, how many were delivered, decayed to
     `now`), and the user's overall share, which channels with little or no history lean on."""
-    channels, value = profile.get("channels") or {}, now_value(profile, now, half_life_s)
+    channels, value = profile.get("channels") or {}, now_value(profile, now, half_life_s) / COUNT_UNIT
     delivered_all = sum(counts[0] for counts in channels.values())
     overall = sum(counts[1] for counts in channels.values()) / delivered_all if delivered_all else 0.0
     return {channel: ((answered * value + prior_weight * overall) / (sent * value + prior_weight), sent * value)

@@ -28,7 +28,7 @@ class BestSendTime(KeyedStep):
         self.learning = learning or Learning.from_env()
 
     def new_state(self) -> dict:
-        return {"held": []}
+        return {}  # "held": [{"until", "item"}], once something is
 
     def handle(self, state: dict, item: dict, now: datetime) -> list[dict]:
         if not wanted(item):
@@ -37,7 +37,7 @@ class BestSendTime(KeyedStep):
         if found is None:
             return [item]
         until, why = found
-        state["held"].append({"until": until, "item": {**waiting(item), "best_time": until}})
+        state.setdefault("held", []).append({"until": until, "item": {**waiting(item), "best_time": until}})
         return [finished(item, "deferred", f"held for the best send time until {until.isoformat()} ({why})")]
 
     def best_time(self, item: dict, now: datetime) -> tuple[datetime, str] | None:
@@ -60,18 +60,20 @@ class BestSendTime(KeyedStep):
                         f"learned from {history:.0f} recent opens and clicks")
 
     def due(self, state: dict) -> datetime | None:
-        return min((held["until"] for held in state["held"]), default=None)
+        return min((held["until"] for held in state.get("held", ())), default=None)
 
     def release(self, state: dict, now: datetime) -> list[dict]:
         ready = sorted((held for held in state["held"] if held["until"] <= now), key=lambda held: held["until"])
         state["held"] = [held for held in state["held"] if held["until"] > now]
+        if not state["held"]:
+            del state["held"]
         return [finished(held["item"], "expired", "expired while held for the best send time")
                 if is_expired(held["item"]["request"], now)
                 else explained(held["item"], f"sent at the best send time, {held['until'].isoformat()}")
                 for held in ready]
 
     def is_empty(self, state: dict) -> bool:
-        return not state["held"]
+        return not state
 
 
 def wanted(item: dict) -> bool:

@@ -45,11 +45,11 @@ def test_a_delivered_notification_is_answered_ignored_after_a_day_or_dismissed_a
     steps, state = steps_for()
     sent = {title: steps.process(state, keyed(optimal(title=title)), NOW)[0]["notification_id"]
             for title in ("opened", "left", "dismissed")}
-    assert learned(state)["categories"]["social"] == [3.0, 0.0]
+    assert learned(state)["categories"]["social"] == [300, 0]  # in hundredths
     steps.process(state, [engagement(sent["opened"], "opened", NOW + timedelta(minutes=5)),
                           engagement(sent["dismissed"], "dismissed", NOW + timedelta(seconds=4))], NOW)
-    assert learned(state)["categories"]["social"] == [3.0, 1.0]  # dismissed within seconds: ignored
-    assert learned(state)["channels"]["push"] == [3.0, 1.0]  # answered once of three sent by push
+    assert learned(state)["categories"]["social"] == [300, 100]  # dismissed within seconds: ignored
+    assert learned(state)["channels"]["push"] == [300, 100]  # answered once of three sent by push
     # A day later, the one left alone counts as ignored too (seen at the next event).
     steps.process(state, opens([NOW + timedelta(days=1)]), NOW + timedelta(days=1))
     assert profile.ignored_rate(learned(state), "social", NOW, HALF_LIFE_S)[0] == pytest.approx(2 / 3)
@@ -58,11 +58,11 @@ def test_a_delivered_notification_is_answered_ignored_after_a_day_or_dismissed_a
 
 def test_the_fullest_profile_stays_within_a_kilobyte():
     steps, state = steps_for()
+    steps.process(state, opens([NOW + timedelta(hours=h) for h in range(HOURS_OF_WEEK)] * 40), NOW)
     for n in range(MAX_CATEGORIES + 3):
         steps.process(state, keyed(optimal(title=f"t{n}", category=f"category-number-{n}")), NOW)
     for n in range(MAX_PENDING * 2):
         steps.process(state, keyed(optimal(title=f"more {n}")), NOW + timedelta(minutes=n))
-    steps.process(state, opens([NOW + timedelta(hours=h) for h in range(HOURS_OF_WEEK)] * 40), NOW)
     full = learned(state)
     assert len(full["pending"]) == MAX_PENDING and len(full["categories"]) == MAX_CATEGORIES
     assert set(full["hours"]) == {255}  # saturated
