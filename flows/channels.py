@@ -93,10 +93,12 @@ AFFINITY_MARGIN = 0.1  # how much more often the user must answer there than on 
 
 def by_affinity(ranked: list[str], item: dict, learning: Learning) -> tuple[str, str] | None:
     """(channel, why) when the user answers another allowed channel clearly more than the first-ranked."""
-    if len(ranked) < 2 or item["priority"] not in NON_URGENT or not treated(item, "affinity"):
+    learned = item["user"].get("profile") or {}
+    # One channel's history alone never beats the others (they lean on its rate): nothing to compare.
+    if len(ranked) < 2 or len(learned.get("channels") or ()) < 2 or item["priority"] not in NON_URGENT \
+            or not treated(item, "affinity", learning):
         return None
-    rates, overall = profile.answer_rates(item["user"].get("profile") or {}, item["request"]["metadata"]["created_at"],
-                                          learning.half_life_s)
+    rates, overall = profile.answer_rates(learned, item["request"]["metadata"]["created_at"], learning.half_life_s)
     known = [c for c in ranked if c in rates and rates[c][1] >= AFFINITY_MIN_DELIVERED]
     if not known:
         return None

@@ -80,6 +80,10 @@ class Escalation(KeyedStep):
         return not state["chains"] and not state["engaged"]
 
 
+# Looked up again when a held item is released (join_user_state, learn_engagement): not kept meanwhile.
+LOOKED_UP = frozenset(("user", "cohort", "send_time"))
+
+
 def waiting(item: dict) -> dict:
     """What a chain keeps of the notification: the user is looked up again when it fires."""
-    return {key: value for key, value in item.items() if key != "user"}
+    return {key: value for key, value in item.items() if key not in LOOKED_UP}

@@ -11,12 +11,14 @@ two cohorts (every status carries its cohort; views sto_uplift and fatigue_effec
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flows import profile
+from flows.profile_pack import Profile
 from kernel.keyed import KeyedStep
 from kernel.policy import learns, policy_for
 
@@ -32,6 +34,7 @@ class Learning:
     fatigue_threshold: float = 0.7  # ignored share above which a category's cap is lowered
     fatigue_min_delivered: float = 5.0  # delivered (decayed) before the ignored share counts
     fatigue_per_day: int = 3  # the lowered cap at the threshold; less the more is ignored, at least 1
+    switched_off: str = ""  # category:part pairs that learn nothing (kernel.policy.learns)
 
     @classmethod
     def from_env(cls, environ=os.environ) -> Learning:
@@ -47,9 +50,10 @@ class Learning:
                    holdout_percent=number("NOTIFYFLOW_HOLDOUT_PERCENT", 10),
                    fatigue_threshold=number("NOTIFYFLOW_FATIGUE_THRESHOLD", 0.7),
                    fatigue_min_delivered=number("NOTIFYFLOW_FATIGUE_MIN_DELIVERED", 5),
-                   fatigue_per_day=int(number("NOTIFYFLOW_FATIGUE_PER_DAY", 3)))
+                   fatigue_per_day=int(number("NOTIFYFLOW_FATIGUE_PER_DAY", 3)),
+                   switched_off=environ.get("NOTIFYFLOW_LEARNING_OFF", ""))
 
-    @property
+    @functools.cached_property
     def half_life_s(self) -> float:
         return self.half_life.total_seconds()
 
@@ -57,19 +61,20 @@ class Learning:
 DEFAULTS = Learning()
 
 
+@functools.lru_cache(maxsize=65_536)  # asked for every notification; users come back
 def cohort(tenant: str, user_id: str, holdout_percent: float) -> str:
     """`holdout` for a fixed share of each tenant's users, the same on every worker and every run."""
     digest = hashlib.blake2b(f"{tenant}\x00{user_id}".encode(), digest_size=8).digest()
     return "holdout" if int.from_bytes(digest, "big") % 10_000 < holdout_percent * 100 else "treated"
 
 
-def asks_best_time(item: dict) -> bool:
+def asks_best_time(item: dict, learning: Learning) -> bool:
     """Whether the notification asks for the best send time: the request says `optimal`, or says
     nothing and its category's policy does; never urgent ones, never where the category switched it off."""
     request = item["request"]
     wanted = request.get("send_time") or policy_for(request["category"]).send_time
     return (wanted == "optimal" and request["priority"] in NON_URGENT and request["scheduled_at"] is None
-            and learns(request["category"], "send_time"))
+            and learns(request["category"], "send_time", learning.switched_off))
 
 
 class LearnEngagement(KeyedStep):
@@ -77,7 +82,7 @@ class LearnEngagement(KeyedStep):
         self.learning = learning or Learning.from_env()
 
     def new_state(self) -> dict:
-        return {}
+        return Profile()
 
     def handle(self, state: dict, item: dict, now: datetime) -> list[dict]:
         # The user view join_user_state just made is this item's own: it carries the live profile.
@@ -88,7 +93,7 @@ class LearnEngagement(KeyedStep):
         user["profile"] = state
         request = item["request"]
         item["cohort"] = cohort(request["tenant"], item["user_id"], self.learning.holdout_percent)
-        if asks_best_time(item):  # absent otherwise: held copies of the item stay small
+        if asks_best_time(item, self.learning):  # absent otherwise: held copies of the item stay small
             item["send_time"] = "optimal"
         else:
             item.pop("send_time", None)
@@ -111,8 +116,8 @@ class LearnEngagement(KeyedStep):
         return not (state.get("hours") or state.get("pending") or state.get("channels"))
 
 
-def treated(item: dict, part: str) -> bool:
+def treated(item: dict, part: str, learning: Learning) -> bool:
     """Whether `part` (send_time, fatigue, affinity) may act on the item: a treated user's
     non-critical notification of a category that learns it."""
     return (item.get("cohort") == "treated" and item["priority"] != "critical"
-            and learns(item["request"]["category"], part))
+            and learns(item["request"]["category"], part, learning.switched_off))

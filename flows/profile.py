@@ -108,21 +108,30 @@ def learn(profile: dict, engagement: dict, now: datetime, half_life_s: float) ->
         if entry is not None and (counts := profile["channels"].get(entry[3])) is not None:
             counts[1] += units(profile, entry[1], half_life_s)
     elif action == "dismissed":
-        key = notification_key(engagement["notification_id"])
-        for entry in profile.get("pending", ()):
-            if entry[0] == key and seconds(at) - entry[1] <= DISMISSED_WITHIN_S:
-                take_pending(profile, engagement["notification_id"])
-                ignored(profile, entry, half_life_s)
-                break
+        index = find_pending(profile, engagement["notification_id"])
+        if index is not None and seconds(at) - profile["pending"][index + 1] <= DISMISSED_WITHIN_S:
+            ignored(profile, take_pending(profile, engagement["notification_id"]), half_life_s)
+
+
+# `pending` is one flat list, ENTRY values a notification (key, sent at, category, channel): one object
+# in the snapshot rather than one per notification.
+ENTRY = 4
+
+
+def find_pending(profile: dict, notification_id: str) -> int | None:
+    key, pending = notification_key(notification_id), profile.get("pending") or ()
+    return next((index for index in range(0, len(pending), ENTRY) if pending[index] == key), None)
 
 
 def take_pending(profile: dict, notification_id: str) -> tuple | None:
-    key, pending = notification_key(notification_id), profile.get("pending")
-    for index, entry in enumerate(pending or ()):
-        if entry[0] == key:
-            del pending[index]
-            return entry
-    return None
+    index = find_pending(profile, notification_id)
+    return None if index is None else pop_pending(profile["pending"], index)
+
+
+def pop_pending(pending: list, index: int = 0) -> tuple:
+    entry = tuple(pending[index:index + ENTRY])
+    del pending[index:index + ENTRY]
+    return entry
 
 
 def ignored(profile: dict, entry: tuple, half_life_s: float) -> None:
@@ -142,18 +151,16 @@ def delivered(profile: dict, item: dict, now: datetime, half_life_s: float) -> N
     channel = next((c for c in send if c in INTERRUPTIVE), send[0] if send else "in_app")
     pending, added = profile.setdefault("pending", []), units(profile, now_s, half_life_s)
     if item.get("escalation"):
-        key = notification_key(item["notification_id"])
-        for index, entry in enumerate(pending):
-            if entry[0] == key:
-                pending[index] = (*entry[:2], entry[2], channel)
-                count(profile.setdefault("channels", {}), channel, len(INTERRUPTIVE) + 1, added)
+        if (index := find_pending(profile, item["notification_id"])) is not None:
+            pending[index + 3] = channel
+            count(profile.setdefault("channels", {}), channel, len(INTERRUPTIVE) + 1, added)
         return
     category = sys.intern(item["request"]["category"])  # one copy per snapshot, however often it appears
-    pending.append((notification_key(item["notification_id"]), now_s, category, channel))
+    pending.extend((notification_key(item["notification_id"]), now_s, category, channel))
     count(profile.setdefault("channels", {}), channel, len(INTERRUPTIVE) + 1, added)
     count(profile.setdefault("categories", {}), category, MAX_CATEGORIES, added)
-    if len(pending) > MAX_PENDING:  # pushed out unanswered: forgotten, not guessed
-        _, sent_s, old_category, old_channel = pending.pop(0)
+    if len(pending) > MAX_PENDING * ENTRY:  # pushed out unanswered: forgotten, not guessed
+        _, sent_s, old_category, old_channel = pop_pending(pending)
         for table, name in ((profile["channels"], old_channel), (profile["categories"], old_category)):
             if name in table:
                 table[name][0] = max(0, table[name][0] - units(profile, sent_s, half_life_s))
@@ -172,8 +179,8 @@ def settle(profile: dict, now_s: int, half_life_s: float) -> None:
     """Decay, and count what waited 24 h without an answer as ignored."""
     decay(profile, now_s, half_life_s)
     pending = profile.get("pending")
-    while pending and now_s - pending[0][1] >= IGNORED_AFTER_S:
-        ignored(profile, pending.pop(0), half_life_s)
+    while pending and now_s - pending[1] >= IGNORED_AFTER_S:
+        ignored(profile, pop_pending(pending), half_life_s)
 
 
 def events(profile: dict, now: datetime, half_life_s: float) -> float:

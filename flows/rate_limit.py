@@ -66,10 +66,12 @@ def fatigue_cap(item: dict, learning: Learning) -> tuple[int, float] | None:
     """(lowered daily cap, ignored share) when the user ignores the item's category above the threshold:
     the cap is `fatigue_per_day` at the threshold and falls with the share ignored, to 1; it lifts as
     answers come back and the share falls. Never for critical notifications or categories without fatigue."""
-    if not treated(item, "fatigue"):
+    learned, category = item["user"].get("profile") or {}, item["request"]["category"]
+    counts = (learned.get("categories") or {}).get(category)
+    if not counts or not counts[1] or not treated(item, "fatigue", learning):  # nothing ignored: no fatigue
         return None
-    rate, delivered = profile.ignored_rate(item["user"].get("profile") or {}, item["request"]["category"],
-                                           item["request"]["metadata"]["created_at"], learning.half_life_s)
+    rate, delivered = profile.ignored_rate(learned, category, item["request"]["metadata"]["created_at"],
+                                           learning.half_life_s)
     if delivered < learning.fatigue_min_delivered or rate <= learning.fatigue_threshold:
         return None
     return max(1, round(learning.fatigue_per_day * (1 - rate) / (1 - learning.fatigue_threshold))), rate

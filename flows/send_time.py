@@ -31,7 +31,7 @@ class BestSendTime(KeyedStep):
         return {}  # "held": [{"until", "item"}], once something is
 
     def handle(self, state: dict, item: dict, now: datetime) -> list[dict]:
-        if not wanted(item):
+        if not wanted(item, self.learning):
             return [item]
         found = self.best_time(item, now)
         if found is None:
@@ -76,9 +76,9 @@ class BestSendTime(KeyedStep):
         return not state
 
 
-def wanted(item: dict) -> bool:
+def wanted(item: dict, learning: Learning) -> bool:
     return (item.get("send_time") == "optimal" and "best_time" not in item and item["priority"] in NON_URGENT
-            and item["revision"] == 0 and not item.get("escalation") and treated(item, "send_time"))
+            and item["revision"] == 0 and not item.get("escalation") and treated(item, "send_time", learning))
 
 
 def best_hour(scores: list[float], zone, quiet_hours: dict | None, now: datetime,

@@ -64,14 +64,10 @@ def _scaled_delays(category: str, priority: str, scale: str) -> tuple[int, ...]:
 LEARNED = ("send_time", "fatigue", "affinity")
 
 
-def learns(category: str, part: str) -> bool:
-    """Whether `part` of what is learned (send_time, fatigue, affinity) may act on `category`: the
-    category's policy, unless NOTIFYFLOW_LEARNING_OFF switches it off, e.g. "social:fatigue,marketing:*"."""
-    return _learns(category, part, os.environ.get("NOTIFYFLOW_LEARNING_OFF", ""))
-
-
 @functools.lru_cache(maxsize=1024)
-def _learns(category: str, part: str, switched_off: str) -> bool:
+def learns(category: str, part: str, switched_off: str = "") -> bool:
+    """Whether `part` of what is learned (send_time, fatigue, affinity) may act on `category`: the
+    category's policy, unless `switched_off` (NOTIFYFLOW_LEARNING_OFF) lists it, e.g. "social:fatigue,*:affinity"."""
     off = {tuple(entry.strip().split(":", 1)) for entry in switched_off.split(",") if ":" in entry}
     if off & {(category, part), (category, "*"), ("*", part), ("*", "*")}:
         return False

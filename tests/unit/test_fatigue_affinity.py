@@ -68,9 +68,9 @@ def test_the_cap_recovers_as_answers_come_back():
     assert capped[0] == "digested" and capped[-1] == "job", capped
 
 
-def affine_to_email():
+def affine_to_email(learning=None):
     """A user who ignores push and answers email."""
-    steps, state = steps_for()
+    steps, state = steps_for(learning)
     for n in range(4):
         for channel in ("push", "email"):
             [sent] = [item for item in steps.process(state, keyed(request(title=f"{channel} {n}", channels=[channel])),
@@ -102,10 +102,11 @@ def test_preferences_always_win_over_affinity():
     assert out["route"]["send"] == ["in_app", "push"] and out["route"]["fallback"] == []
 
 
-def test_each_part_switches_off_per_category(monkeypatch):
-    monkeypatch.setenv("NOTIFYFLOW_LEARNING_OFF", "social:fatigue, *:affinity")
-    steps, state = ignored_for_days()
+def test_each_part_switches_off_per_category():
+    learning = Learning.from_env({"NOTIFYFLOW_LEARNING_OFF": "social:fatigue, *:affinity",
+                                  "NOTIFYFLOW_HOLDOUT_PERCENT": "0"})
+    steps, state = ignored_for_days(learning=learning)
     assert [outcomes(steps, state, social(n, 4), NOW + 4 * DAY)[0] for n in range(3)] == ["job"] * 3
-    steps, state = affine_to_email()
+    steps, state = affine_to_email(learning)
     [out] = steps.process(state, keyed(request(title="news")), NOW)
     assert out["route"]["send"] == ["in_app", "push"]

@@ -64,9 +64,23 @@ def test_the_fullest_profile_stays_within_a_kilobyte():
     for n in range(MAX_PENDING * 2):
         steps.process(state, keyed(optimal(title=f"more {n}")), NOW + timedelta(minutes=n))
     full = learned(state)
-    assert len(full["pending"]) == MAX_PENDING and len(full["categories"]) == MAX_CATEGORIES
+    assert len(full["pending"]) == MAX_PENDING * 4 and len(full["categories"]) == MAX_CATEGORIES
     assert set(full["hours"]) == {255}  # saturated
-    assert len(pickle.dumps(full, protocol=pickle.HIGHEST_PROTOCOL)) <= 1024
+    snapshot = pickle.dumps(full, protocol=pickle.HIGHEST_PROTOCOL)
+    assert len(snapshot) <= 1024
+    assert pickle.loads(snapshot) == full  # packed into one bytes object, unpacked the same
+
+
+def test_a_snapshotted_profile_learns_on_as_before():
+    steps, state = steps_for()
+    steps.process(state, keyed(optimal()) + opens([NOW]), NOW)
+    restored = pickle.loads(pickle.dumps(state))
+    assert restored["learn_engagement"] == learned(state) and type(learned(restored)) is type(learned(state))
+    later = NOW + timedelta(days=15)
+    items = keyed(optimal(title="next"), later) + opens([later])
+    for current in (state, restored):
+        steps.process(current, items, later)
+    assert learned(restored) == learned(state)
 
 
 def test_the_profile_is_erased_with_the_user():
