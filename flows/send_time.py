@@ -31,6 +31,11 @@ class BestSendTime(KeyedStep):
         return {}  # "held": [{"until", "item"}], once something is
 
     def handle(self, state: dict, item: dict, now: datetime) -> list[dict]:
+        if item["revision"] and (held := self.holding(state, item["notification_id"])) is not None:
+            # An update of a notification still held (a merge): it waits in its place, not ahead of it.
+            held["item"] = {**waiting(item), "best_time": held["until"]}
+            return [finished(item, "deferred", f"held for the best send time until {held['until'].isoformat()}, "
+                                               "with the notification it updates")]
         if not wanted(item, self.learning):
             return [item]
         found = self.best_time(item, now)
@@ -58,6 +63,10 @@ class BestSendTime(KeyedStep):
             return None
         return chosen, (f"{chosen.astimezone(zone):%H:%M} {zone.key} is when the user opens most, "
                         f"learned from {history:.0f} recent opens and clicks")
+
+    def holding(self, state: dict, notification_id: str) -> dict | None:
+        return next((held for held in state.get("held", ()) if held["item"]["notification_id"] == notification_id),
+                    None)
 
     def due(self, state: dict) -> datetime | None:
         return min((held["until"] for held in state.get("held", ())), default=None)

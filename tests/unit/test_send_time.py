@@ -131,3 +131,13 @@ def test_now_when_no_hour_ahead_beats_it():
     assert best_hour(scores_at([14]), paris, None, NOW, NOW + timedelta(hours=24)) is None  # 14:00 is now
     assert best_hour(scores_at([]), paris, None, NOW, NOW + timedelta(hours=24)) is None
     assert best_hour(scores_at([19]), paris, None, NOW, NOW + timedelta(hours=2)) is None  # beyond the window
+
+
+def test_an_update_of_a_held_notification_waits_in_its_place():
+    steps, state = learned(AT_19_PARIS)
+    steps.process(state, keyed(optimal(title="Ping", body="same")), NOW)
+    [(status, _, reason)] = statuses(steps.process(state, keyed(optimal(title="Ping", body="same")), NOW))
+    assert (status, reason) == ("deferred", "held for the best send time until 2024-05-17T17:00:00+00:00, with the "
+                                            "notification it updates")
+    released = [item for item in steps.release(state, BEST) if not item.get("outcome")]
+    assert [(item["revision"], item["request"]["content"]["body"]) for item in released] == [(1, "same\nsame")]
