@@ -13,14 +13,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaSource
 from bytewax.dataflow import Dataflow
 
 from analytics import pseudonym
 from analytics.rows import TOPICS, Rows, source_partition
 from analytics.store import RawEvents
 from connectors import clickhouse
-from flows.wiring import ClickHouseSink, Encoder, built_on_demand, kafka_sink
+from flows.wiring import ClickHouseSink, Encoder, built_on_demand, kafka_sink, kafka_source
 from kernel import logs, records, settings
 from kernel.clock import utcnow
 
@@ -35,7 +34,7 @@ def build(config: settings.Settings | None = None, keys: pseudonym.UserKeys | No
     brokers = config.kafka_bootstrap_servers.split(",")
 
     flow = Dataflow("analytics")
-    messages = op.input("read_topics", flow, KafkaSource(brokers, list(TOPICS)))
+    messages = op.input("read_topics", flow, kafka_source(brokers, list(TOPICS)))
     items = op.map("to_rows", messages, lambda m: rows.item(m.topic, m.partition, m.offset, m.key, m.value,
                                                              utcnow()))
     decoded = op.branch("split_undecodable", items, lambda item: item.get("outcome") != "dead_letter")

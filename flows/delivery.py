@@ -17,12 +17,11 @@ import os
 import zlib
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaSource
 from bytewax.dataflow import Dataflow
 
 from connectors import postgres, redis
 from connectors.threads import PerThread
-from flows.wiring import Encoder, kafka_sink, keyed_steps
+from flows.wiring import Encoder, kafka_sink, kafka_source, keyed_steps
 from kernel import logs, records, settings
 from kernel.clock import utcnow
 from kernel.topics import CHANNELS, LANES, codec_for, outbox_topic
@@ -59,7 +58,7 @@ def build(channel: str, lane: str, config: settings.Settings | None = None) -> D
     codec = codec_for(topic, config.schema_registry_url)
 
     flow = Dataflow(f"delivery_{channel}_{lane}")
-    messages = op.input("read_outbox", flow, KafkaSource(brokers, [topic]))
+    messages = op.input("read_outbox", flow, kafka_source(brokers, [topic]))
     items = op.map("decode_jobs", messages, lambda m: jobs.decode(codec, m.topic, m.partition, m.offset,
                                                                    m.key, m.value))
     decoded = op.branch("split_undecodable", items, lambda item: "job" in item)

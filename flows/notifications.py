@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaSource
 from bytewax.dataflow import Dataflow
 
 from connectors.postgres import AudienceMembers
@@ -29,7 +28,7 @@ from flows.rate_limit import RateLimit
 from flows.render import catalog_from_env, render
 from flows.templates import TemplateCatalog
 from flows.user_state import JoinUserState
-from flows.wiring import Encoder, built_on_demand, kafka_sink, keyed_steps
+from flows.wiring import Encoder, built_on_demand, kafka_sink, kafka_source, keyed_steps
 from kernel import logs, settings
 from kernel.clock import utcnow
 from kernel.keyed import Each, KeyedPipeline
@@ -45,7 +44,7 @@ def build(config: settings.Settings | None = None) -> Dataflow:
     encode = Encoder(config.schema_registry_url)
 
     flow = Dataflow("notifications")
-    messages = op.input("read_topics", flow, KafkaSource(brokers, [EVENTS, ENGAGEMENT, *USER_STATE_TOPICS]))
+    messages = op.input("read_topics", flow, kafka_source(brokers, [EVENTS, ENGAGEMENT, *USER_STATE_TOPICS]))
     items = op.map("decode_and_validate", messages, lambda m: intake.item(
         m.topic, m.partition, m.offset, m.key, m.value, utcnow(), m.timestamp))
     rejected = op.branch("split_rejected", items, lambda item: bool(item.get("outcome")))
