@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from kernel.topics import TOPICS, default_partitions
+from kernel.topics import TOPICS, default_partitions, default_replication
 
 
 # What decides latency and throughput, right for the embedded broker and for a real cluster.
@@ -47,7 +47,7 @@ def client_config(role: str, environ: Mapping[str, str] = os.environ) -> dict[st
     for prefix in ("KAFKA_", f"KAFKA_{role.upper()}_"):
         for name, value in environ.items():
             rest = name[len(prefix):]
-            if (name.startswith(prefix) and name not in SERVICE_VARS
+            if (name.startswith(prefix) and value and name not in SERVICE_VARS
                     and not rest.startswith(tuple(f"{r.upper()}_" for r in ROLES))):
                 config[rest.lower().replace("_", ".")] = value
     return config
@@ -143,7 +143,7 @@ def ensure_topics(bootstrap_servers: str, topics=TOPICS) -> list[str]:
     existing = set(admin.list_topics(timeout=10).topics)
     wanted = [
         NewTopic(spec.name, num_partitions=spec.partitions or default_partitions(),
-                 replication_factor=1, config=spec.config())
+                 replication_factor=default_replication(), config=spec.config())
         for spec in topics if spec.name not in existing
     ]
     if not wanted:
@@ -157,3 +157,9 @@ def ensure_topics(bootstrap_servers: str, topics=TOPICS) -> list[str]:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # another launcher won the race
                 raise
     return created
+
+
+def topic_partitions(bootstrap_servers: str) -> dict[str, int]:
+    """Every topic the cluster has, with its number of partitions."""
+    admin = AdminClient({**client_config("admin"), "bootstrap.servers": bootstrap_servers})
+    return {name: len(meta.partitions) for name, meta in admin.list_topics(timeout=10).topics.items()}

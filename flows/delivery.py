@@ -73,7 +73,8 @@ def build(channel: str, lane: str, config: settings.Settings | None = None) -> D
         sharded = op.key_on("key_by_shard", op.map("jobs", decoded.trues, lambda item: item["job"]), shard_of)
         delivered = op.key_rm("drop_shard_key", keyed_steps("deliver", sharded, engine))
     outgoing = op.merge("with_dead_letters", dead, delivered)
-    op.output("write_topics", op.map("encode", outgoing, Encoder(config.schema_registry_url)), kafka_sink(brokers))
+    encode = Encoder(config.schema_registry_url, lane)
+    op.output("write_topics", op.map("encode", outgoing, encode), kafka_sink(brokers))
     return flow
 
 

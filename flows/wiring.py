@@ -12,6 +12,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from connectors.kafka import client_config
+from flows import metrics
 from kernel.clock import utcnow
 from kernel.keyed import KeyedStep
 from kernel.records import Outgoing
@@ -29,11 +30,15 @@ def kafka_sink(brokers: list[str]) -> KafkaSink:
 
 
 class Encoder:
-    def __init__(self, schema_registry_url: str | None) -> None:
-        self.registry_url, self.codecs = schema_registry_url, {}
+    """Every record a flow writes passes here, so the flows' metrics are counted here (flows.metrics);
+    `lane` is the outbox lane a delivery flow reads."""
+
+    def __init__(self, schema_registry_url: str | None, lane: str = "") -> None:
+        self.registry_url, self.codecs, self.lane = schema_registry_url, {}, lane
 
     def __call__(self, record: Outgoing) -> KafkaSinkMessage:
         topic, key, value = record
+        metrics.observe(topic, value, self.lane)
         if topic not in self.codecs:
             self.codecs[topic] = codec_for(topic, self.registry_url)
         return KafkaSinkMessage(key, self.codecs[topic].encode(value), topic=topic)

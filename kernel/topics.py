@@ -67,6 +67,11 @@ def default_partitions() -> int:
     return int(os.environ.get("NOTIFYFLOW_PARTITIONS", "4"))
 
 
+def default_replication() -> int:
+    """Copies of each partition: 1 on the local stack's single broker, 3 on a real cluster."""
+    return int(os.environ.get("NOTIFYFLOW_REPLICATION_FACTOR", "1"))
+
+
 def spec_for(topic: str) -> TopicSpec:
     try:
         return BY_NAME[topic]

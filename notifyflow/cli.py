@@ -1,5 +1,5 @@
-"""The `notifyflow` command: run the local stack, send notifications, read topics, replay dead letters,
-export and erase users, apply retention."""
+"""The `notifyflow` command: set up real servers, run the local stack, send notifications, read topics,
+replay dead letters, export and erase users, apply retention."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import redis
 import typer
 from clickhouse_connect.driver.exceptions import ProgrammingError
 from confluent_kafka import KafkaException
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
@@ -29,17 +30,16 @@ from kernel import logs, settings
 from kernel.clock import parse_time
 from kernel.requests import from_json, notification_request
 from kernel.topics import DLQ, EVENTS, codec_for
-from notifyflow import demo as demo_run
-from notifyflow import dlq as dead_letters
-from notifyflow import retention as retention_job
-from notifyflow import userdata
+from notifyflow import demo as demo_run, dlq as dead_letters, retention as retention_job, userdata
 from notifyflow.console import console, err_console, printable
 from notifyflow.processes import FlowError
 from notifyflow.publish import publish_requests
+from notifyflow.setup import SetupError, setup
 from notifyflow.stack import StackError, running_stack
 from schemas import CodecError
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
+app.command()(setup)
 stack_app = typer.Typer(help="The local stack of embedded servers.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 analytics_app = typer.Typer(help="Without a command: run the analytics flow into ClickHouse and serve its dashboard "
@@ -339,10 +339,10 @@ def main() -> None:
     logs.install()
     try:
         app()
-    except (UserError, settings.SettingsError, StackError, FlowError, CodecError, KafkaException, KeyError,
+    except (UserError, SetupError, settings.SettingsError, StackError, FlowError, CodecError, KafkaException, KeyError,
             dead_letters.SelectionError, psycopg.OperationalError, redis.ConnectionError) as exc:
         reason = exc.reason if isinstance(exc, CodecError) else exc.args[0] if exc.args else exc
-        err_console.print(f"[red]error:[/red] {reason}")
+        err_console.print(f"[red]error:[/red] {escape(str(reason))}")  # a reason may hold "[redacted]"
         sys.exit(2)
 
 

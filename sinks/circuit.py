@@ -14,7 +14,13 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from prometheus_client import Counter, Gauge
+
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+# In the default registry, which the delivery flows' bytewax serves at :3030/metrics; the "open circuit"
+# alert reads the gauge. Half-open counts as open: only trial calls get through until one succeeds.
+OPEN_GAUGE = Gauge("notifyflow_circuit_open", "1 while the circuit is open or half-open, 0 once closed", ["circuit"])
+OPENED = Counter("notifyflow_circuit_opened", "Times the circuit opened", ["circuit"])
 
 
 class CircuitBreaker:
@@ -73,6 +79,7 @@ class CircuitBreaker:
             self._state = CLOSED
             self._failures.clear()
             self._trials.clear()
+            OPEN_GAUGE.labels(self.name).set(0)
 
     def record_failure(self, now: float) -> None:
         """Count a transient failure in the sliding window; reaching failure_threshold opens the
@@ -93,6 +100,8 @@ class CircuitBreaker:
         self._state = OPEN
         self._opened_at = now
         self.opened_count += 1
+        OPEN_GAUGE.labels(self.name).set(1)
+        OPENED.labels(self.name).inc()
         self._failures.clear()
         self._trials.clear()
 
