@@ -39,12 +39,13 @@ import websockets
 from confluent_kafka import Producer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
 
 from bench.gateway import raise_file_limit
-from connectors.kafka import produce_all, producer
+from connectors.kafka import TopicReader, produce_all, producer
 from gateway.auth import issue_token
 from kernel.requests import preferences_record
-from kernel.topics import EVENTS, LANES, PREFERENCES, codec_for
+from kernel.topics import EVENTS, LANES, PREFERENCES, STATUS, codec_for
 from notifyflow.processes import FlowProcess, delivery_flow
 from notifyflow.stack import LocalStack, free_port, stop_process, wait_until
 from schemas import AvroCodec
@@ -132,6 +133,35 @@ async def measure(urls: dict[str, str], gateway_url: str, users: list[str], rate
     return {"sent": sent, "received": received, "failed": failed, "total": total}
 
 
+def show_hops(bootstrap: str, result: dict) -> None:
+    """Where the time goes, from the statuses the flows wrote: the notification flow's `requested`
+    and the in-app sink's `delivered` split the path into its three hops."""
+    requested, delivered, codec = {}, {}, codec_for(STATUS)
+    with TopicReader(bootstrap, [STATUS]) as reader:
+        deadline = time.monotonic() + 30
+        while len(delivered) < len(result["received"]) and time.monotonic() < deadline:
+            for message in reader.poll(0.5):
+                status = codec.decode(message.value())
+                if status["notification_id"] in result["sent"]:
+                    at = {"requested": requested, "delivered": delivered}.get(status["status"])
+                    if at is not None:
+                        at.setdefault(status["notification_id"], status["at"].timestamp())
+    hops = {"producer -> notification flow decided": [], "-> in-app flow stored and published": [],
+            "-> gateway -> frame on the socket": []}
+    for notification_id, created in result["sent"].items():
+        if notification_id in delivered and notification_id in requested and notification_id in result["received"]:
+            marks = [created.timestamp(), requested[notification_id], delivered[notification_id],
+                     result["received"][notification_id]]
+            for hop, (start, end) in zip(hops.values(), zip(marks, marks[1:])):
+                hop.append((end - start) * 1000)
+    table = Table("hop", "p50 ms", "p99 ms", title="where the time goes (from the flows' statuses)")
+    for name, values in hops.items():
+        values.sort()
+        if values:
+            table.add_row(name, f"{percentile(values, 0.5):.1f}", f"{percentile(values, 0.99):.1f}")
+    console.print(table)
+
+
 def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(len(values) * q))]
 
@@ -161,6 +191,7 @@ def run(args: argparse.Namespace) -> str:
         result = asyncio.run(measure(stack.urls, f"http://127.0.0.1:{port}", users, args.rate, args.seconds))
         for flow in flows:
             flow.check()
+        show_hops(stack.urls["KAFKA_BOOTSTRAP_SERVERS"], result)
         toast = None
         if args.browser:
             from bench.toast_render import toast_render_p99

@@ -7,21 +7,22 @@ import pickle
 from collections.abc import Callable
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSource
+from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage
 from bytewax.dataflow import Dataflow
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from connectors.kafka import client_config
 from flows import metrics
+from flows.kafka_input import SharedConsumerSource
 from kernel.clock import utcnow
 from kernel.keyed import KeyedStep
 from kernel.records import Outgoing
 from kernel.topics import codec_for
 
 
-def kafka_source(brokers: list[str], topics: list[str]) -> KafkaSource:
+def kafka_source(brokers: list[str], topics: list[str]) -> SharedConsumerSource:
     """Reads the topics with the project's consumer settings (connectors/kafka.py client_config)."""
-    return KafkaSource(brokers, topics, add_config=client_config("consumer"))
+    return SharedConsumerSource(brokers, topics, client_config("consumer"))
 
 
 def kafka_sink(brokers: list[str]) -> KafkaSink:

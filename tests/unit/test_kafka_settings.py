@@ -62,12 +62,12 @@ def test_the_project_builders_apply_them(monkeypatch):
     assert [config.items() >= CREDENTIALS.items() for config in built] == [True, True, True]
     assert built[1]["fetch.wait.max.ms"] == "25" and "fetch.wait.max.ms" not in built[0]
     # bytewax builds its clients from add_config: its sources are consumers, its sinks producers.
-    assert kafka_source(["kafka:9092"], ["notify.events"])._add_config == {**CREDENTIALS, "fetch.wait.max.ms": "25"}
+    assert kafka_source(["kafka:9092"], ["notify.events"]).config == {**CREDENTIALS, "fetch.wait.max.ms": "25"}
     assert kafka_sink(["kafka:9092"])._add_config.items() >= CREDENTIALS.items()
 
 
 CLIENT_CLASSES = {"Producer", "Consumer", "AdminClient", "KafkaSource", "KafkaSink"}
-BUILDERS = {"connectors/kafka.py", "flows/wiring.py", "notifyflow/stack.py"}
+BUILDERS = {"connectors/kafka.py", "flows/wiring.py", "flows/kafka_input.py", "notifyflow/stack.py"}
 
 
 @pytest.mark.parametrize("path", [p for folder in ("kernel", "connectors", "flows", "sinks", "analytics", "gateway",
