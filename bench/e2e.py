@@ -183,7 +183,8 @@ def run(args: argparse.Namespace) -> str:
                 running.enter_context(flow)
             port = free_port()
             gateway = subprocess.Popen(
-                [sys.executable, "-m", "notifyflow.cli", "gateway", "--port", str(port), "--log-level", "warning"],
+                [sys.executable, "-m", "notifyflow.cli", "gateway", "--port", str(port), "--log-level", "warning",
+                 *(["--demo"] if args.browser else [])],
                 env={**os.environ, "GATEWAY_JWT_SECRET": SECRET}, start_new_session=True)
             running.callback(stop_process, gateway)
             wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/health").raise_for_status(), "gateway", gateway)
@@ -195,7 +196,7 @@ def run(args: argparse.Namespace) -> str:
         toast = None
         if args.browser:
             from bench.toast_render import toast_render_p99
-            toast = toast_render_p99(f"http://127.0.0.1:{port}", SECRET, console)
+            toast = toast_render_p99(f"http://127.0.0.1:{port}", stack.urls["REDIS_URL"], console)
     return report(result, args.rate, toast)
 
 
