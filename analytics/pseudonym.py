@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 RETENTION = timedelta(days=90)
+REMEMBERED = 200_000  # pseudonyms kept per key version: a user's statuses and actions come close together
 
 
 class UserKeys:
@@ -23,6 +24,7 @@ class UserKeys:
             raise ValueError("ANALYTICS_SECRET must be at least 16 bytes")
         self.secret, self.period_s = secret, int(rotation.total_seconds())
         self._keys: dict[int, bytes] = {}
+        self._pseudonyms: dict[int, dict[str, str]] = {}
 
     def version(self, at: datetime) -> int:
         return int(at.timestamp()) // self.period_s
@@ -34,12 +36,28 @@ class UserKeys:
         return self._keys[version]
 
     def pseudonym(self, user_id: str, version: int) -> str:
-        return hmac.digest(self._key(version), user_id.encode(), "sha256")[:16].hex()
+        remembered = self._pseudonyms.get(version)
+        if remembered is None:
+            remembered = self._pseudonyms[version] = {}
+        found = remembered.get(user_id)
+        if found is None:
+            if len(remembered) >= REMEMBERED:
+                remembered.clear()
+            found = remembered[user_id] = hmac.digest(self._key(version), user_id.encode(), "sha256")[:16].hex()
+        return found
 
     def of(self, user_id: str, at: datetime) -> tuple[int, str]:
         """(key version, user key) of a user's event at `at`."""
         version = self.version(at)
         return version, self.pseudonym(user_id, version)
+
+    def of_millis(self, user_id: str, at_ms: int) -> tuple[int, str]:
+        """of() for a time given as int milliseconds since the epoch (the same float seconds, truncated);
+        called for every analytics row, so a remembered pseudonym is looked up here, without a call."""
+        version = int(at_ms / 1000) // self.period_s
+        remembered = self._pseudonyms.get(version)
+        found = remembered.get(user_id) if remembered is not None else None
+        return version, found if found is not None else self.pseudonym(user_id, version)
 
     def every_version(self, user_id: str, now: datetime) -> list[tuple[int, str]]:
         """The user's keys in every period that can still hold rows (retention, plus a period of slack)."""

@@ -1,254 +1,193 @@
-"""Sends per second per channel, through the same code the delivery flows run, against the
-local protocol peers (loopback; the figures measure our side, not a provider's).
+"""Sends per second per provider channel, ours against the bare protocol loop, in the same run.
 
-    python -m bench.delivery [--jobs N]
+    python -m bench.delivery [--jobs N | --long] [--channels webhook,fcm,...]
 
-Each channel runs its own default number of jobs (DEFAULT_JOBS), sized so the whole run, stack
-start included, takes about 35 s on an idle 2-core machine and stays under 50 s on a busy one;
-`--jobs N` runs N jobs on every channel instead. Push jobs carry one device each and email and
-SMS jobs one address, so a job is one send. A figure counts only the sends the code reported as
-sent (delivered, for in_app), and the peer is asked afterwards whether it recorded that many: a
-mismatch, or a send that did not succeed, is a "warning:" line on stderr. The peers run in this
-process, so their work shares its CPU (and GIL) with ours.
+For each provider channel a local protocol peer (peers/: a signature-checking webhook receiver, FCM
+HTTP v1, APNs over HTTP/2 with TLS and JWT, Web Push with VAPID and RFC 8291 decryption, SMTP, SES
+and SNS via moto) starts in a process of its own (bench/peer.py), so it shares neither this
+process's GIL nor its event loop, and two senders in this process send jobs to it:
 
-Last line: <channel>_sends_per_s=<n> for each channel.
+- ours: the channel's provider through sinks/engine.py `Delivery` with real Redis claims, as the
+  delivery flow runs it, handed BATCH jobs per call;
+- the baseline: the bare protocol loop of bench/delivery_baseline.py: the same requests over the
+  same client library at the same concurrency to the same peer, without the engine, claims, Redis
+  or Kafka, handed the same BATCH jobs per call.
+
+Push jobs carry one device each and email and SMS jobs one address, so a job is one send. Each side
+first sends WARMUP untimed jobs, then they take turns, baseline, ours, ours, baseline, ... (2 * ROUNDS
+turns each, an equal share of the jobs per turn), so that other work on the machine coming and going
+falls on both alike. A turn is timed with time.perf_counter() from before its first call to after
+its last (the jobs are built beforehand); a side's figure is its sends over its turns' seconds, and
+the ratio is ours / baseline.
+
+Every send is accounted for: after each turn the side must have reported every send as done and
+the peer must have recorded exactly that many more, refusing none. Anything else fails the
+benchmark (exit status 1, the reason on stderr) instead of printing a figure.
+
+Each turn also counts the CPU time this process used (time.process_time: the engine, Redis claims,
+the event loop thread) and the peer process used, per send: what one sending process could do with
+a peer that kept up is 1e6 / <channel>_cpu_us_per_send sends per second.
+
+The in-app channel (PostgreSQL upsert and Redis publish, no provider protocol, so no baseline) is
+measured alone at the end: every job must come back `delivered` with its row stored.
+
+Last line: <channel>_sends_per_s=<ours> <channel>_ratio=<ours/baseline> for each provider channel,
+then <channel>_baseline_per_s=<baseline> for each, <channel>_cpu_us_per_send=<ours> for each, and
+in_app_sends_per_s=<n>.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import random
-import secrets
+import asyncio
+import os
 import sys
+import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
-import psycopg
-from cryptography.hazmat.primitives.asymmetric import ec
-from py_vapid import Vapid
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from connectors import postgres, redis
-from kernel.topics import codec_for, outbox_topic
-from notifyflow.stack import LocalStack
-from peers.apns import ApnsService
-from peers.aws import MotoServer
-from peers.fcm import FcmService, fcm_app
-from peers.smtp import SmtpServer
-from peers.webhook import WebhookReceiver
-from peers.webpush import WebPushService
-from sinks.apns import ApnsProvider, load_key
-from sinks.circuit import Breakers
-from sinks.claims import RedisClaims
-from sinks.email import EmailProvider
-from sinks.email_suppressions import PostgresSuppressions
-from sinks.email_transports import SesTransport, SmtpTransport
-from sinks.engine import Delivery
-from sinks.fcm import FcmProvider
-from sinks.in_app import InAppSink
-from sinks.sms import SmsProvider
-from sinks.webhook import WebhookProvider
-from sinks.webpush import WebPushProvider
+from bench.delivery_setup import CHANNELS, Channel, in_app
+from bench.peer import PeerProcess
+from notifyflow.migrate import migrate_postgres
+from notifyflow.stack import Postgres, Valkey
 
 console = Console(stderr=True)
-BATCH = 500
-SENDER = "notifications@notifyflow.local"  # EmailProvider's default sender, verified in the local SES
-SUBSCRIPTIONS = 50  # Web Push jobs are spread over this many browsers
-# Jobs per channel by default: 3-5 s each on an idle 2-core machine.
-DEFAULT_JOBS = {"in_app": 2000, "webhook": 800, "fcm": 1000, "apns": 1000, "webpush": 800, "smtp": 500,
-                "ses": 300, "sms": 400}
+BATCH = 500  # jobs per call, as a delivery flow's poll might bring them
+WARMUP = 50  # untimed jobs per side first: connections, tokens, sessions
+ROUNDS = 4  # each side's timed jobs go in 2 * ROUNDS turns, the sides alternating
+# Timed jobs per side and channel by default (2-6 s per side each on an idle 2-core machine), so
+# that the whole run, services and peers started, takes about a minute; --long runs LONG times as many.
+IN_APP_JOBS = 2000
+DEFAULT_JOBS = {"webhook": 3000, "fcm": 2500, "apns": 600, "webpush": 1200, "smtp": 400, "ses": 200, "sms": 300}
+LONG = 5
 
 
-@dataclass
-class Bench:
-    """One channel ready to measure: `send` delivers a batch and returns its status records,
-    `jobs(count)` builds that many jobs for it, `recorded()` is how many sends its peer has
-    recorded since the setup began."""
-
-    name: str
-    send: Callable[[list[dict]], list]
-    jobs: Callable[[int], list[dict]]
-    recorded: Callable[[], int]
-
-
-def jobs(channel: str, count: int, **fields) -> list[dict]:
-    """`count` DeliveryJobs on `channel`; a field given as a callable is called with the job's
-    index, e.g. `address=lambda n: f"+1555{n:07d}"`."""
-    codec, run = codec_for(outbox_topic(channel, "normal")), uuid.uuid4().hex[:8]
-    out = []
-    for n in range(count):
-        notification_id = f"bench-{run}-{n}"
-        extra = {name: value(n) if callable(value) else value for name, value in fields.items()}
-        out.append(codec.decode(codec.encode({
-            "job_id": f"{notification_id}:u{n % 500}:{channel}:0", "notification_id": notification_id,
-            "revision": 0, "request_ids": [notification_id], "user_id": f"u{n % 500}", "tenant": "bench",
-            "channel": channel, "lane": "normal", "kind": "single", "priority": "normal", "type": "info",
-            "category": "ci", "title": f"Build #{n} passed", "body": "All green", "html_body": "All green",
-            "locale": "en", "collapse_key": notification_id, "created_at": datetime.now(UTC), **extra})))
-    return out
-
-
-def engine(urls: dict[str, str], provider) -> Callable[[list[dict]], list]:
-    """A batch through `Delivery` with real Redis claims, as the delivery flow runs it."""
-    delivery = Delivery(provider, RedisClaims(redis.client(urls["REDIS_URL"])), Breakers(), rng=random.Random(1))
-    state = delivery.new_state()
-    return lambda batch: delivery.process(state, batch, datetime.now(UTC))
-
-
-def device(platform: str, token: str | None = None, web_push: dict | None = None, name: str | None = None) -> dict:
-    return {"device_id": name or f"{platform}-{secrets.token_hex(4)}", "platform": platform, "token": token,
-            "web_push": web_push}
+class BenchFailure(Exception):
+    """A send failed or went missing: no figure is printed."""
 
 
 @contextmanager
-def in_app(urls: dict[str, str]) -> Iterator[Bench]:
-    sink = InAppSink(postgres.connect(urls["DATABASE_URL"]), redis.client(urls["REDIS_URL"]))
-    made: list[str] = []
-
-    def build(count: int) -> list[dict]:
-        built = jobs("in_app", count)
-        made.extend(job["notification_id"] for job in built)
-        return built
-
-    def recorded() -> int:
-        with psycopg.connect(urls["DATABASE_URL"]) as db:
-            return db.execute("SELECT count(*) FROM notifications WHERE id = ANY(%s)", (made,)).fetchone()[0]
-
-    yield Bench("in_app", lambda batch: sink.deliver(batch, datetime.now(UTC)), build, recorded)
-
-
-@contextmanager
-def webhook(urls: dict[str, str]) -> Iterator[Bench]:
-    with WebhookReceiver() as receiver, psycopg.connect(urls["DATABASE_URL"], autocommit=True) as db:
-        db.execute("INSERT INTO webhook_endpoints (tenant, url, secret) VALUES ('bench', %s, %s) "
-                   "ON CONFLICT (tenant) DO UPDATE SET url = EXCLUDED.url, secret = EXCLUDED.secret",
-                   (receiver.url, receiver.secret))
-        yield Bench("webhook", engine(urls, WebhookProvider(postgres.WebhookEndpoints(urls["DATABASE_URL"]))),
-                    lambda count: jobs("webhook", count), lambda: len(receiver.received))
+def services() -> Iterator[dict[str, str]]:
+    """PostgreSQL (webhook endpoints, email suppressions) and Redis (claims): started here unless
+    DATABASE_URL and REDIS_URL name running ones."""
+    urls, started = {}, []
+    with tempfile.TemporaryDirectory(prefix="bench-delivery-") as workdir:
+        try:
+            for service in (Postgres(), Valkey()):
+                urls[service.env_var] = os.environ.get(service.env_var) or ""
+                if not urls[service.env_var]:
+                    console.print(f"[dim]starting {service.name}[/]")
+                    urls[service.env_var] = service.start(Path(workdir))
+                    started.append(service)
+            migrate_postgres(urls["DATABASE_URL"])
+            yield urls
+        finally:
+            for service in reversed(started):
+                service.stop()
 
 
-@contextmanager
-def fcm(urls: dict[str, str]) -> Iterator[Bench]:
-    with FcmService() as peer:
-        yield Bench("fcm", engine(urls, FcmProvider(fcm_app(peer))),
-                    lambda count: jobs("push", count, devices=lambda n: [device("android", f"fcm-{n}", name="phone")]),
-                    lambda: len(peer.received))
+def turn(send: Callable[[list[dict]], int], jobs: list[dict]) -> tuple[int, float, float]:
+    """(sends reported done, seconds, CPU seconds of this process) for the jobs, BATCH at a time."""
+    done, started, cpu = 0, time.perf_counter(), time.process_time()
+    for start in range(0, len(jobs), BATCH):
+        done += send(jobs[start:start + BATCH])
+    return done, time.perf_counter() - started, time.process_time() - cpu
 
 
-@contextmanager
-def apns(urls: dict[str, str]) -> Iterator[Bench]:
-    with ApnsService() as peer:
-        provider = ApnsProvider(key_id=peer.key_id, team_id=peer.team_id, bundle_id=peer.bundle_id,
-                                private_key=load_key(peer.private_key_pem, "APNS_PRIVATE_KEY"), url=peer.url,
-                                ca_file=peer.ca_pem_path)
-        yield Bench("apns", engine(urls, provider),
-                    lambda count: jobs("push", count,
-                                       devices=lambda n: [device("ios", secrets.token_hex(32), name="iphone")]),
-                    lambda: len(peer.received))
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-@contextmanager
-def webpush(urls: dict[str, str]) -> Iterator[Bench]:
-    with WebPushService() as peer:
-        provider = WebPushProvider(Vapid(private_key=ec.generate_private_key(ec.SECP256R1())))
-        browsers = []
-        for n in range(SUBSCRIPTIONS):
-            subscription = peer.subscribe(application_server_key=provider.application_server_key)
-            browsers.append(device("web", web_push={key: subscription[key] for key in ("endpoint", "p256dh", "auth")},
-                                   name=f"browser-{n}"))
-        yield Bench("webpush", engine(urls, provider),
-                    lambda count: jobs("push", count, devices=lambda n: [browsers[n % SUBSCRIPTIONS]]),
-                    lambda: len(peer.received))
-
-
-@contextmanager
-def smtp(urls: dict[str, str]) -> Iterator[Bench]:
-    with SmtpServer() as peer:
-        provider = EmailProvider(SmtpTransport(peer.host, peer.port), PostgresSuppressions(urls["DATABASE_URL"]))
-        yield Bench("smtp", engine(urls, provider),
-                    lambda count: jobs("email", count, address=lambda n: f"bench-{n}@example.com"),
-                    lambda: len(peer.messages))
-
-
-@contextmanager
-def ses(urls: dict[str, str]) -> Iterator[Bench]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
-    with MotoServer() as peer:
-        peer.verify_email_identity(SENDER)
-        before = len(peer.sent_emails())  # moto's state is per process, shared by every MotoServer
-        transport = SesTransport("us-east-1", peer.endpoint_url, access_key_id="testing",
-                                 secret_access_key="testing", connections=EmailProvider.batch_size)
-        provider = EmailProvider(transport, PostgresSuppressions(urls["DATABASE_URL"]), sender=SENDER)
-        yield Bench("ses", engine(urls, provider),
-                    lambda count: jobs("email", count, address=lambda n: f"bench-{n}@example.com"),
-                    lambda: len(peer.sent_emails()) - before)
-
-
-@contextmanager
-def sms(urls: dict[str, str]) -> Iterator[Bench]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    with MotoServer() as peer:
-        before = len(peer.sent_sms())
-        provider = SmsProvider.from_env({"AWS_ENDPOINT_URL": peer.endpoint_url, "AWS_ACCESS_KEY_ID": "testing",
-                                         "AWS_SECRET_ACCESS_KEY": "testing"})
-        yield Bench("sms", engine(urls, provider),
-                    lambda count: jobs("sms", count, address=lambda n: f"+1555{n:07d}"),
-                    lambda: len(peer.sent_sms()) - before)
-
-
-CHANNELS = {"in_app": in_app, "webhook": webhook, "fcm": fcm, "apns": apns, "webpush": webpush, "smtp": smtp,
-            "ses": ses, "sms": sms}
-
-
-def succeeded(records: list) -> int:
-    """Sends the code reports as done: `sent` statuses from Delivery, `delivered` from the in-app sink."""
-    values = (r[2] for r in records if r[0] == "notify.status") if records and isinstance(records[0], tuple) \
-        else records
-    return sum(1 for value in values if value["status"] in ("sent", "delivered"))
-
-
-def measure(send, batch_jobs: list[dict], label: str) -> tuple[int, float]:
-    """(successful sends, seconds) for the jobs, a batch at a time."""
-    done = 0
-    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), console=console, transient=True) as bar:
-        task = bar.add_task(label, total=len(batch_jobs))
-        started = time.perf_counter()
-        for start in range(0, len(batch_jobs), BATCH):
-            done += succeeded(send(batch_jobs[start:start + BATCH]))
-            bar.advance(task, min(BATCH, len(batch_jobs) - start))
-        return done, time.perf_counter() - started
-
-
-def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr, flush=True)
+def measure(channel: Channel, peer: PeerProcess, count: int) -> dict[str, dict[str, float]]:
+    """Per side (ours, baseline): sends per second, this process's CPU microseconds per send and the
+    peer's, for `count` jobs each, every send accounted for."""
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(channel.bare.open())
+        try:
+            sides = {"baseline": lambda batch: loop.run_until_complete(channel.bare.send(batch)), "ours": channel.ours}
+            jobs = {side: channel.jobs(WARMUP + count) for side in sides}
+            recorded = peer.call("count")[channel.key]
+            totals = {side: [0, 0.0, 0.0, 0.0] for side in sides}  # sends, seconds, our CPU, the peer's CPU
+            # Warm-up first (untimed), then turns in rounds, baseline first in one round and ours
+            # first in the next, so that load that comes and goes falls on both sides alike.
+            bounds = [WARMUP + count * n // (2 * ROUNDS) for n in range(2 * ROUNDS + 1)]
+            plan = [("baseline", 0, WARMUP, False), ("ours", 0, WARMUP, False)]
+            for n in range(2 * ROUNDS):
+                order = ("baseline", "ours") if n % 2 == 0 else ("ours", "baseline")
+                plan += [(side, bounds[n], bounds[n + 1], True) for side in order]
+            for side, start, end, timed in plan:
+                segment, peer_cpu = jobs[side][start:end], cpu_seconds(peer.pid)
+                done, seconds, cpu = turn(sides[side], segment)
+                peer_cpu = cpu_seconds(peer.pid) - peer_cpu
+                answer = peer.call("count")
+                if done != len(segment):
+                    raise BenchFailure(f"{channel.name} {side}: {len(segment) - done} of {len(segment)} sends failed")
+                if answer[channel.key] != recorded + done or answer["rejected"] or answer.get("duplicates"):
+                    raise BenchFailure(f"{channel.name} {side}: {done} sends reported done, but the peer recorded "
+                                       f"{answer[channel.key] - recorded} (refused {answer['rejected']}, "
+                                       f"duplicates {answer.get('duplicates', 0)})")
+                recorded = answer[channel.key]
+                if timed:
+                    for n, value in enumerate((done, seconds, cpu, peer_cpu)):
+                        totals[side][n] += value
+            return {side: {"per_s": done / seconds, "cpu_us": 1e6 * cpu / done, "peer_cpu_us": 1e6 * peer / done}
+                    for side, (done, seconds, cpu, peer) in totals.items()}
+        finally:
+            loop.run_until_complete(channel.bare.close())
+    finally:
+        loop.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
-    parser.add_argument("--jobs", type=int, default=None,
-                        help="jobs for every channel (default: per channel, ~35 s in all when idle: "
-                             + ", ".join(f"{name} {count}" for name, count in DEFAULT_JOBS.items()) + ")")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--jobs", type=int, help="timed jobs per side for every channel (default: per channel, "
+                      + ", ".join(f"{name} {count}" for name, count in DEFAULT_JOBS.items()) + ")")
+    size.add_argument("--long", action="store_true", help=f"{LONG} times the default jobs (several minutes)")
+    parser.add_argument("--channels", default=",".join([*CHANNELS, "in_app"]), help="comma-separated (default: all)")
     args = parser.parse_args()
-    figures = {}
-    with LocalStack(on_step=lambda step: console.print(f"[dim]{step}[/]")) as stack:
-        for channel, setup in CHANNELS.items():
-            with setup(stack.urls) as bench:
-                batch_jobs = bench.jobs(args.jobs if args.jobs is not None else DEFAULT_JOBS[channel])
-                done, seconds = measure(bench.send, batch_jobs, bench.name)
-                figures[bench.name] = done / seconds if seconds else 0.0
-                recorded = bench.recorded()
-                if done != len(batch_jobs):
-                    warn(f"{bench.name}: {done} of {len(batch_jobs)} sends succeeded")
-                if recorded != done:
-                    warn(f"{bench.name}: the peer recorded {recorded} sends, the code reported {done}")
-                console.print(f"{bench.name}: {figures[bench.name]:,.0f} sends/s ({done} sends in {seconds:.1f} s)")
-    print(" ".join(f"{name}_sends_per_s={rate:.0f}" for name, rate in figures.items()))
+    names = [name.strip() for name in args.channels.split(",") if name.strip()]
+    if unknown := set(names) - {*CHANNELS, "in_app"}:
+        parser.error(f"unknown channels {sorted(unknown)}; channels: {', '.join(CHANNELS)}, in_app")
+    if args.jobs is not None and args.jobs < 2 * ROUNDS:
+        parser.error(f"--jobs must be at least {2 * ROUNDS} (one per turn)")
+    figures: dict[str, dict[str, dict[str, float]]] = {}
+    in_app_rate = None
+    try:
+        with services() as urls:
+            for name in (name for name in names if name in CHANNELS):
+                kind, setup = CHANNELS[name]
+                count = args.jobs or DEFAULT_JOBS[name] * (LONG if args.long else 1)
+                with ExitStack() as cleanup:
+                    peer = cleanup.enter_context(PeerProcess(kind))
+                    figures[name] = measure(setup(peer, urls, cleanup), peer, count)
+                ours, baseline = figures[name]["ours"], figures[name]["baseline"]
+                console.print(f"{name}: ours {ours['per_s']:,.0f} sends/s, baseline {baseline['per_s']:,.0f} sends/s, "
+                              f"ratio {ours['per_s'] / baseline['per_s']:.2f} ({count} sends each); CPU per send: "
+                              f"ours {ours['cpu_us']:,.0f} us, baseline {baseline['cpu_us']:,.0f} us, the peer "
+                              f"{ours['peer_cpu_us']:,.0f} us / {baseline['peer_cpu_us']:,.0f} us")
+            if "in_app" in names:
+                count = args.jobs or IN_APP_JOBS * (LONG if args.long else 1)
+                delivered, seconds = in_app(urls, count)
+                if delivered != count:
+                    raise BenchFailure(f"in_app: {count - delivered} of {count} jobs not delivered or not stored")
+                in_app_rate = delivered / seconds
+                console.print(f"in_app: {in_app_rate:,.0f} sends/s ({count} sends; no provider protocol, no baseline)")
+    except BenchFailure as failure:
+        print(f"bench.delivery FAILED: {failure}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    print(" ".join([f"{name}_sends_per_s={f['ours']['per_s']:.0f} {name}_ratio={f['ours']['per_s'] / f['baseline']['per_s']:.2f}"
+                    for name, f in figures.items()]
+                   + [f"{name}_baseline_per_s={f['baseline']['per_s']:.0f}" for name, f in figures.items()]
+                   + [f"{name}_cpu_us_per_send={f['ours']['cpu_us']:.0f}" for name, f in figures.items()]
+                   + ([f"in_app_sends_per_s={in_app_rate:.0f}"] if in_app_rate is not None else [])))
 
 
 if __name__ == "__main__":

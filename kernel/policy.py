@@ -3,6 +3,7 @@ the excess, and how soon an unseen notification escalates. Categories not listed
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 
@@ -43,5 +44,12 @@ def escalation_delays(category: str, priority: str, scale: float | None = None) 
     """When each next channel is tried if the notification is still unseen, in seconds after the first
     send. NOTIFYFLOW_ESCALATION_SCALE (default 1) multiplies them: 0.01 turns 5 minutes into 3 s for
     demos and tests."""
-    scale = float(os.environ.get("NOTIFYFLOW_ESCALATION_SCALE", "1")) if scale is None else scale
+    if scale is None:
+        return _scaled_delays(category, priority, os.environ.get("NOTIFYFLOW_ESCALATION_SCALE", "1"))
     return tuple(max(1, round(delay * scale)) for delay in policy_for(category).escalation.get(priority, ()))
+
+
+@functools.lru_cache(maxsize=1024)
+def _scaled_delays(category: str, priority: str, scale: str) -> tuple[int, ...]:
+    """escalation_delays for the environment's scale (asked for every notification routed)."""
+    return escalation_delays(category, priority, float(scale))

@@ -253,11 +253,17 @@ def fcm_app(service: FcmService, retries: int | None = 0) -> firebase_admin.App:
     `retries=None` keeps the library's behaviour. Only the sync client is affected: send_each_async
     uses its own httpx retries. The App is deleted when the service stops.
     """
-    app = firebase_admin.initialize_app(credentials.Certificate(service.service_account()),
-                                        {"projectId": service.project_id},
-                                        name=f"fcm-peer-{secrets.token_hex(6)}")
+    app = peer_app(service.url, service.project_id, service.service_account(), retries)
     service._apps.append(app)
-    use_endpoint(app, service.url)
+    return app
+
+
+def peer_app(url: str, project_id: str, service_account: dict, retries: int | None = 0) -> firebase_admin.App:
+    """`fcm_app` for a service known by its URL, project and account (one running in another process);
+    the caller deletes the App."""
+    app = firebase_admin.initialize_app(credentials.Certificate(service_account), {"projectId": project_id},
+                                        name=f"fcm-peer-{secrets.token_hex(6)}")
+    use_endpoint(app, url)
     if retries is not None:
-        messaging._get_messaging_service(app)._client.session.mount(service.url, HTTPAdapter(max_retries=retries))
+        messaging._get_messaging_service(app)._client.session.mount(url, HTTPAdapter(max_retries=retries))
     return app

@@ -37,6 +37,14 @@ class Recording:
             return list(self._received)
 
 
+class _Server(ThreadingHTTPServer):
+    # A sender opens a connection per concurrent request (firebase-admin, pywebpush: hundreds at
+    # once); the default backlog of 5 drops their SYNs, and each dropped one waits a second or more.
+    request_queue_size = 1024
+    # Senders keep connections open between batches: stopping must not wait for them to hang up.
+    daemon_threads, block_on_close = True, False
+
+
 class HttpPeer(Recording):
     """A recording peer serving plain HTTP on a free loopback port; handlers reach it as `server.peer`."""
 
@@ -54,8 +62,7 @@ class HttpPeer(Recording):
 
     def start(self):
         self.port = free_port()
-        self._server = ThreadingHTTPServer((self.host, self.port), self.handler)
-        self._server.daemon_threads = True
+        self._server = _Server((self.host, self.port), self.handler)
         self._server.peer = self
         # A short poll so stop() returns promptly.
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True,

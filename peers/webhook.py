@@ -16,6 +16,8 @@ from notifyflow.stack import free_port
 class Server(ThreadingHTTPServer):
     # A delivery batch opens up to 100 connections at once; the default backlog of 5 resets them.
     request_queue_size = 128
+    # Senders keep connections open between batches: stopping must not wait for them to hang up.
+    daemon_threads, block_on_close = True, False
 
 
 class WebhookReceiver:
@@ -55,6 +57,8 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as customers' servers do
+
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 with receiver._lock:
@@ -73,6 +77,7 @@ class WebhookReceiver:
                         self.send_response(status)
                         if retry_after:
                             self.send_header("retry-after", retry_after)
+                        self.send_header("content-length", "0")
                         self.end_headers()
                     except ConnectionError:  # the client gave up waiting, as it should
                         pass
@@ -83,6 +88,7 @@ class WebhookReceiver:
                     with receiver._lock:
                         receiver.rejected += 1
                     self.send_response(401)
+                    self.send_header("content-length", "0")
                     self.end_headers()
                     return
                 with receiver._lock:
@@ -93,7 +99,7 @@ class WebhookReceiver:
                         receiver._seen.add(webhook_id)
                         receiver.received.append({"id": webhook_id, "body": json.loads(body)})
                 self.send_response(204)
-                self.end_headers()
+                self.end_headers()  # 204: no body, so no content-length either
 
             def log_message(self, *_):  # quiet: tests read the records, not the access log
                 pass

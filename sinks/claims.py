@@ -16,37 +16,43 @@ CLAIM_TTL_S = 7 * 24 * 3600
 SENT = "sent"
 FRESH, RESUMED, IN_FLIGHT = "fresh", "resumed", "in_flight"
 
+# One call per batch, each key decided on its own: per-key calls in a pipeline cost the client more
+# than the decisions (packing and parsing a command per key: ~60 us of CPU a send on our profile).
 CLAIM = """
-local held = redis.call('GET', KEYS[1])
-if held == ARGV[1] then return 'in_flight' end
-if held == 'sent' then return 'sent' end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-if held then return 'resumed' end
-return 'fresh'
+local answers = {}
+for i, key in ipairs(KEYS) do
+  local held = redis.call('GET', key)
+  if held == ARGV[1] then answers[i] = 'in_flight'
+  elseif held == 'sent' then answers[i] = 'sent'
+  else
+    redis.call('SET', key, ARGV[1], 'EX', ARGV[2])
+    if held then answers[i] = 'resumed' else answers[i] = 'fresh' end
+  end
+end
+return answers
+"""
+CONFIRM = """
+for _, key in ipairs(KEYS) do redis.call('SET', key, 'sent', 'EX', ARGV[1]) end
+return #KEYS
 """
 
 
 class RedisClaims:
     def __init__(self, redis, owner: str | None = None) -> None:
         self.redis, self.owner = redis, f"pending:{owner or uuid.uuid4().hex}"
-        self.script = redis.register_script(CLAIM)
+        self.claim_script, self.confirm_script = redis.register_script(CLAIM), redis.register_script(CONFIRM)
 
     def claim(self, keys: list[str]) -> list[str]:
         """Per key: fresh or resumed (send it), in_flight (this process has it) or sent."""
         if not keys:
             return []
-        with self.redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                self.script(keys=[key], args=[self.owner, CLAIM_TTL_S], client=pipe)
-            return [answer.decode() if isinstance(answer, bytes) else answer for answer in pipe.execute()]
+        answers = self.claim_script(keys=keys, args=[self.owner, CLAIM_TTL_S])
+        return [answer.decode() if isinstance(answer, bytes) else answer for answer in answers]
 
     def confirm(self, keys: list[str]) -> None:
         """The provider accepted these: never send them again."""
         if keys:
-            with self.redis.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.set(key, SENT, ex=CLAIM_TTL_S)
-                pipe.execute()
+            self.confirm_script(keys=keys, args=[CLAIM_TTL_S])
 
     def release(self, keys: list[str]) -> None:
         """Nothing was sent: a later replay may try again."""

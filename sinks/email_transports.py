@@ -1,10 +1,13 @@
-"""The ways an email leaves: SMTP (aiosmtplib, a few connections per batch) or Amazon SES v2
-(boto3), both taking the same rendered bytes, and what each one's errors mean for the message."""
+"""The ways an email leaves: SMTP (aiosmtplib, a few connections kept open between batches) or
+Amazon SES v2 (boto3), both taking the same rendered bytes, and what each one's errors mean for the
+message."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -15,22 +18,33 @@ import botocore.config
 import botocore.exceptions
 
 from sinks.engine import Result
+from sinks.loop import LoopBound
 
 TIMEOUT_S = 10.0
 # An SMTP connection carries one transaction at a time, so a batch is spread over a few of them.
 SMTP_CONNECTIONS = 8
+# A connection idle this long is closed rather than reused: servers drop idle clients after a while.
+SMTP_KEEP_IDLE_S = 30.0
 # Worth another try later: SES is shedding load, not refusing this message.
 SES_THROTTLED = {"TooManyRequestsException", "Throttling", "ThrottlingException"}
 # Without an enhanced status code, the RCPT replies that mean "this mailbox does not exist".
 HARD_BOUNCE_CODES = {550, 551, 553}
 
 
+class Unrenderable(ValueError):
+    """The message cannot be built (its text says why): the mail fails for good, nothing was sent."""
+
+
 @dataclass(frozen=True)
 class Mail:
     sender: str  # envelope sender (bare address)
     to: str
-    data: bytes
+    content: bytes | Callable[[], bytes]  # the message, or how to make it when it goes out
     message_id: str
+
+    def data(self) -> bytes:
+        """The message's bytes; raises Unrenderable when it cannot be built."""
+        return self.content() if callable(self.content) else self.content
 
 
 class Transport(Protocol):
@@ -48,6 +62,9 @@ class SmtpTransport:
     start_tls: bool = False
     use_tls: bool = False  # smtps://: TLS from the first byte
     name = "smtp"
+    # Connections left open by earlier batches, per event loop: [(client, when it was last used)].
+    kept: LoopBound[list] = field(default_factory=lambda: LoopBound(list, close=close_kept), init=False, repr=False,
+                                  compare=False)
 
     @classmethod
     def from_url(cls, url: str) -> SmtpTransport:
@@ -73,21 +90,39 @@ class SmtpTransport:
 
     async def deliver(self, mails: list[Mail]) -> list[Result]:
         results: list[Result] = [Result("transient", "not attempted")] * len(mails)
-        lanes = min(len(mails), SMTP_CONNECTIONS)
-        await asyncio.gather(*(self.session(mails, range(lane, len(mails), lanes), results) for lane in range(lanes)))
+        lanes, kept = min(len(mails), SMTP_CONNECTIONS), self.kept.get()
+        await asyncio.gather(*(self.session(mails, range(lane, len(mails), lanes), results, kept)
+                               for lane in range(lanes)))
         return results
 
-    async def session(self, mails: list[Mail], indices: range, results: list[Result]) -> None:
-        """Sends its share over one connection, opening a new one whenever the last one broke."""
-        client = None
+    async def session(self, mails: list[Mail], indices: range, results: list[Result], kept: list) -> None:
+        """Sends its share over one connection (one kept from an earlier batch when there is one),
+        opening a new one whenever the last one broke, and keeps it open for the next batch."""
+        client = take(kept)
+        reused = client is not None
         try:
             for i in indices:
                 mail = mails[i]
                 try:
+                    data = mail.data()
+                except Unrenderable as exc:
+                    results[i] = Result("permanent", str(exc))
+                    continue
+                try:
                     if client is None:
-                        client = self.client()
+                        client, reused = self.client(), False
                         await client.connect()
-                    await client.sendmail(mail.sender, [mail.to], mail.data)
+                    try:
+                        await client.sendmail(mail.sender, [mail.to], data)
+                    except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
+                        if not reused:
+                            raise
+                        # The server closed the kept connection while it sat idle: not this mail's fault.
+                        client.close()
+                        client, reused = self.client(), False
+                        await client.connect()
+                        await client.sendmail(mail.sender, [mail.to], data)
+                    reused = False
                     results[i] = Result("sent", provider_id=mail.message_id)
                 except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPSenderRefused,
                         aiosmtplib.SMTPDataError) as exc:
@@ -98,9 +133,28 @@ class SmtpTransport:
                         client.close()
                     client = None
         finally:
-            if client is not None and client.is_connected:
+            if client is not None and client.is_connected and len(kept) < SMTP_CONNECTIONS:
+                kept.append((client, time.monotonic()))
+            elif client is not None and client.is_connected:
                 with contextlib.suppress(aiosmtplib.SMTPException, OSError):
                     await client.quit()
+
+
+async def close_kept(kept: list) -> None:
+    while kept:
+        client, _ = kept.pop()
+        with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+            await client.quit()
+
+
+def take(kept: list) -> aiosmtplib.SMTP | None:
+    """A kept connection still open and not idle too long; the others are closed."""
+    while kept:
+        client, last_used = kept.pop()
+        if client.is_connected and time.monotonic() - last_used < SMTP_KEEP_IDLE_S:
+            return client
+        client.close()
+    return None
 
 
 class SesTransport:
@@ -122,9 +176,13 @@ class SesTransport:
         return list(await asyncio.gather(*(asyncio.to_thread(self.send_one, mail) for mail in mails)))
 
     def send_one(self, mail: Mail) -> Result:
+        try:
+            data = mail.data()
+        except Unrenderable as exc:
+            return Result("permanent", str(exc))
         # Raw content keeps our headers (List-Unsubscribe, X-Notifyflow-Job); SES sets its own Message-ID.
         request = {"FromEmailAddress": mail.sender, "Destination": {"ToAddresses": [mail.to]},
-                   "Content": {"Raw": {"Data": mail.data}}}
+                   "Content": {"Raw": {"Data": data}}}
         if self.configuration_set:  # where SES publishes bounces and complaints
             request["ConfigurationSetName"] = self.configuration_set
         try:

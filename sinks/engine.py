@@ -8,7 +8,6 @@ live in the shard's state with a timer, so they survive a restart and never bloc
 
 from __future__ import annotations
 
-import asyncio
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from kernel import records
 from kernel.keyed import KeyedStep
 from kernel.records import Outgoing, status_record
 from kernel.topics import DEVICES, codec_for, outbox_topic
+from sinks import loop
 from sinks.circuit import Breakers
 from sinks.claims import FRESH, RESUMED, SENT
 from sinks.jobs import status
@@ -173,9 +173,7 @@ class Delivery(KeyedStep):
                 (ready if self.breaker(send).allow(stamp) else held).append(send)
             for send in held:
                 out += self.hold(send, provider.name, state, now)
-            results = []
-            for start in range(0, len(ready), provider.batch_size):
-                results += asyncio.run(provider.send(ready[start:start + provider.batch_size]))
+            results = loop.run(send_in_batches(provider, ready)) if ready else []
             self.claims.confirm([send.claim_key for send, result in zip(ready, results) if result.outcome == "sent"])
             for send, result in zip(ready, results):
                 out += self.settle(send, result, provider.name, state, now)
@@ -249,6 +247,14 @@ class Delivery(KeyedStep):
         if job["fallback"] and nothing_reached:
             out.append(fallback_job(job))
         return out
+
+
+async def send_in_batches(provider: Provider, sends: list[Send]) -> list[Result]:
+    """The provider's batches one after the other, on the delivery loop (sinks/loop.py)."""
+    results: list[Result] = []
+    for start in range(0, len(sends), provider.batch_size):
+        results += await provider.send(sends[start:start + provider.batch_size])
+    return results
 
 
 def expired(job: dict, now: datetime) -> bool:

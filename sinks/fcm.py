@@ -1,12 +1,13 @@
-"""FCM (HTTP v1 through firebase-admin): Android and desktop devices, up to 500 messages per call.
-
-firebase-admin's async client is bound to the first event loop it runs on, and the engine runs a
-fresh `asyncio.run` per batch, so the batch goes through the sync `send_each` in a worker thread.
+"""FCM (HTTP v1, firebase-admin's messages and credentials): Android and desktop devices, up to 500
+messages per batch, each its own request as FCM v1 has it, all at once on the kept aiohttp session
+(sinks/fcm_http.py says what stays firebase-admin's and why the requests no longer go through
+`send_each`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import warnings
 from collections.abc import Callable, Mapping
@@ -16,6 +17,7 @@ import firebase_admin
 from firebase_admin import credentials, exceptions, messaging
 
 from sinks.engine import Result, Send
+from sinks.fcm_http import FcmHttp
 from sinks.jobs import presentation
 from sinks.retry import parse_retry_after
 
@@ -88,10 +90,14 @@ def fcm_result(response: messaging.SendResponse, now: datetime) -> Result:
 
 class FcmProvider:
     name = "fcm"
-    batch_size = 500  # the most one send_each call takes
+    batch_size = 500  # the most one send_each call takes, kept as the batch
 
     def __init__(self, app: firebase_admin.App, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.app, self.clock = app, clock
+
+    @functools.cached_property
+    def http(self) -> FcmHttp:
+        return FcmHttp(self.app)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> FcmProvider:
@@ -126,22 +132,22 @@ class FcmProvider:
         messages, positions = [], []
         for position, send in enumerate(sends):
             try:
-                message = render_fcm(send.job, send.device["token"], now)
-                str(message)  # encodes and validates it now, so one bad job cannot fail the whole batch
+                # Encodes and validates it now, so one bad job cannot fail the whole batch.
+                message = str(render_fcm(send.job, send.device["token"], now))
             except (ValueError, TypeError) as error:
                 results[position] = Result("permanent", f"invalid FCM message: {error}")
                 continue
             messages.append(message)
             positions.append(position)
-        if messages:
-            try:
-                batch = await asyncio.to_thread(messaging.send_each, messages, app=self.app)
-            except exceptions.FirebaseError as error:  # the whole call failed, e.g. no access token
-                for position in positions:
-                    results[position] = Result("transient", f"{type(error).__name__}: {error}")
+        responses = await asyncio.gather(*(self.http.send(message) for message in messages),
+                                         return_exceptions=True) if messages else []
+        for position, response in zip(positions, responses):
+            if isinstance(response, Exception):  # e.g. no access token: what send_each called an unknown error
+                error = exceptions.UnknownError(f"Unknown error while making remote service calls: {response}",
+                                                cause=response)
+                results[position] = Result("transient", f"{type(error).__name__}: {error}")
             else:
-                for position, response in zip(positions, batch.responses):
-                    results[position] = fcm_result(response, now)
+                results[position] = fcm_result(response, now)
         return results
 
 

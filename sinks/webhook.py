@@ -7,17 +7,18 @@ duplicates; the signature covers id, timestamp and body, and receivers reject ol
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from datetime import UTC, datetime
 
-import httpx
+import aiohttp
 from standardwebhooks import Webhook
 
 from sinks.engine import Result, Send
+from sinks.http import no_answer, session_per_loop
 from sinks.retry import parse_retry_after
 
-TIMEOUT_S = 10.0
 ENDPOINTS_TTL_S = 60.0
 # Worth another try: the receiver is busy or down, not refusing this message.
 TRANSIENT_STATUSES = {408, 425, 429, 500, 502, 503, 504}
@@ -41,6 +42,7 @@ class WebhookProvider:
         self.endpoints_of = endpoints_of
         self._endpoints: dict[str, tuple[str, str] | None] = {}
         self._loaded_at = 0.0
+        self.sessions = session_per_loop()
 
     def targets(self, job: dict) -> list[dict | None]:
         return [None]
@@ -59,25 +61,32 @@ class WebhookProvider:
 
     async def send(self, sends: list[Send]) -> list[Result]:
         endpoints = self.endpoints({send.job["tenant"] for send in sends})
-        async with httpx.AsyncClient(timeout=TIMEOUT_S) as client:
-            return list(await asyncio.gather(*(self.post(client, send, endpoints[send.job["tenant"]])
-                                               for send in sends)))
+        session = self.sessions.get()  # kept between batches: connections stay open
+        return list(await asyncio.gather(*(self.post(session, send, endpoints[send.job["tenant"]])
+                                           for send in sends)))
 
-    async def post(self, client: httpx.AsyncClient, send: Send, endpoint: tuple[str, str] | None) -> Result:
+    async def post(self, session: aiohttp.ClientSession, send: Send, endpoint: tuple[str, str] | None) -> Result:
         if endpoint is None:
             return Result("permanent", f"tenant {send.job['tenant']} has no active webhook endpoint")
         url, secret = endpoint
         body, now = payload(send.job), datetime.now(UTC)
         headers = {"content-type": "application/json", "webhook-id": send.job["job_id"],
                    "webhook-timestamp": str(int(now.timestamp())),
-                   "webhook-signature": Webhook(secret).sign(send.job["job_id"], now, body)}
+                   "webhook-signature": signer(secret).sign(send.job["job_id"], now, body)}
         try:
-            response = await client.post(url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            return Result("transient", f"{type(exc).__name__}: {exc}")
-        if response.is_success:
+            async with session.post(url, data=body.encode(), headers=headers) as response:
+                await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return Result("transient", no_answer(exc))
+        if 200 <= response.status < 300:
             return Result("sent", provider_id=send.job["job_id"])
-        reason = f"HTTP {response.status_code} from {url}"
-        if response.status_code in TRANSIENT_STATUSES:
+        reason = f"HTTP {response.status} from {url}"
+        if response.status in TRANSIENT_STATUSES:
             return Result("transient", reason, parse_retry_after(response.headers.get("retry-after"), now))
         return Result("permanent", reason)
+
+
+@functools.lru_cache(maxsize=1024)
+def signer(secret: str) -> Webhook:
+    """The signer for an endpoint's secret (decoded once, not per message)."""
+    return Webhook(secret)

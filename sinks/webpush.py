@@ -1,7 +1,10 @@
 """Web Push (RFC 8030 + VAPID, payloads encrypted with aes128gcm) through pywebpush, to browsers.
 
-pywebpush is synchronous, so each push runs in a worker thread and a batch goes out concurrently.
-The payload is the JSON our service worker hands to `showNotification`.
+A batch goes out concurrently on the delivery loop, over one kept aiohttp session (sinks/http.py).
+Each payload is encrypted for its browser with a fresh ECDH key (RFC 8291: that work is per message);
+the VAPID token (RFC 8292) is signed once per push service and reused while it has hours to live,
+as the RFC allows, instead of once per message. The payload is the JSON our service worker hands to
+`showNotification`.
 """
 
 from __future__ import annotations
@@ -10,23 +13,32 @@ import asyncio
 import base64
 import hashlib
 import json
+import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import aiohttp
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid
-from pywebpush import WebPushException, webpush
+from pywebpush import WebPusher, WebPushException
 
 from sinks.engine import Result, Send
+from sinks.http import no_answer, session_per_loop, timeouts
 from sinks.jobs import presentation
 from sinks.retry import parse_retry_after
 
 DEFAULT_SUBJECT = "mailto:ops@notifyflow.local"
 DEFAULT_TTL_S = 86400
 TIMEOUT_S = 10.0
+# A VAPID token lives 12 hours (pywebpush's choice; RFC 8292 allows up to 24) and is signed again
+# once it has been used for one.
+VAPID_LIFETIME_S = 12 * 3600
+VAPID_REUSE_S = 3600
 # Push services must take 4096 bytes of encrypted body; aes128gcm adds 103 (header, tag, padding
 # delimiter), and the rest is headroom.
 MAX_PAYLOAD_BYTES = 3800
@@ -116,6 +128,8 @@ def webpush_result(error: Exception, now: datetime) -> Result:
     """A failed push as the engine's outcome."""
     if isinstance(error, requests.RequestException):  # no answer: connection refused, timeout, reset
         return Result("transient", f"{type(error).__name__}: {error}")
+    if isinstance(error, (aiohttp.ClientError, TimeoutError)):  # likewise, from our aiohttp session
+        return Result("transient", no_answer(error))
     status = error.status_code if isinstance(error, WebPushException) else None
     if status is None:  # pywebpush refused before sending, e.g. subscription keys it cannot encrypt for
         return Result("permanent", f"cannot push: {type(error).__name__}: {error}")
@@ -150,6 +164,9 @@ class WebPushProvider:
         if not subject.startswith(("mailto:", "https:")):
             raise ValueError(f"VAPID_SUBJECT must be a mailto: or https: URI, not {subject!r}")
         self.vapid, self.subject, self.clock = vapid, subject, clock
+        self.sessions = session_per_loop(TIMEOUT_S)
+        self._vapid_headers: dict[str, tuple[float, dict[str, str]]] = {}  # audience -> (signed at, headers)
+        self._vapid_lock = threading.Lock()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> WebPushProvider:
@@ -175,19 +192,33 @@ class WebPushProvider:
         return [device for device in job["devices"] if device["web_push"]]
 
     async def send(self, sends: list[Send]) -> list[Result]:
-        now = self.clock()
-        return list(await asyncio.gather(*(asyncio.to_thread(self.push, send, now) for send in sends)))
+        now, session = self.clock(), self.sessions.get()
+        return list(await asyncio.gather(*(self.push(session, send, now) for send in sends)))
 
-    def push(self, send: Send, now: datetime) -> Result:
+    def vapid_headers(self, endpoint: str) -> dict[str, str]:
+        """The Authorization header for the endpoint's push service (the JWT's `aud` is its origin)."""
+        url = urlsplit(endpoint)
+        audience, signed_now = f"{url.scheme}://{url.netloc}", time.time()
+        with self._vapid_lock:
+            signed_at, headers = self._vapid_headers.get(audience, (0.0, {}))
+            if signed_now - signed_at >= VAPID_REUSE_S:
+                headers = self.vapid.sign({"sub": self.subject, "aud": audience,
+                                           "exp": int(signed_now) + VAPID_LIFETIME_S})
+                self._vapid_headers[audience] = (signed_now, headers)
+        return headers
+
+    async def push(self, session: aiohttp.ClientSession, send: Send, now: datetime) -> Result:
         payload, ttl, urgency_, topic_ = render_webpush(send.job, now)
         subscription = send.device["web_push"]
         try:
-            response = webpush({"endpoint": subscription["endpoint"],
+            pusher = WebPusher({"endpoint": subscription["endpoint"],
                                 "keys": {"p256dh": subscription["p256dh"], "auth": subscription["auth"]}},
-                               data=payload, vapid_private_key=self.vapid,
-                               # a fresh dict each time: pywebpush writes the endpoint's origin into it as `aud`
-                               vapid_claims={"sub": self.subject}, ttl=ttl,
-                               headers={"Urgency": urgency_, "Topic": topic_}, timeout=TIMEOUT_S)
-        except Exception as error:  # pywebpush raises several types; none may escape a batch
+                               aiohttp_session=session)
+            headers = {**self.vapid_headers(subscription["endpoint"]), "Urgency": urgency_, "Topic": topic_}
+            response = await pusher.send_async(payload, headers, ttl=ttl, content_encoding="aes128gcm",
+                                               timeout=timeouts(TIMEOUT_S))
+            if response.status > 202:  # what pywebpush's one-call webpush() counts as failed
+                raise WebPushException(f"Push failed: {response.status} {response.reason}", response=response)
+        except Exception as error:  # noqa: BLE001 -- pywebpush raises several types; none may escape a batch
             return webpush_result(error, now)
         return Result("sent", provider_id=response.headers.get("Location"))
