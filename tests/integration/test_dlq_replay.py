@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from connectors.kafka import read_topic
-from flows.validate import MAX_CLOCK_SKEW
+from kernel.validate import MAX_CLOCK_SKEW
 from notifyflow.processes import FlowProcess
 
 from flow_harness import Outputs, jobs, publish, publish_raw, request, unique
