@@ -56,11 +56,12 @@ class IngestionLimit(KeyedStep):
                 del counts[old]
         state["senders"] = {name: counts for name, counts in state["senders"].items() if counts}
         sender_counts = state["senders"].setdefault(sender, {})
+        # The sender's grant may set its own rate (flows/authorize.py); else the flow's default.
+        sender_limit = item.get("sender_per_minute") or self.limits.sender_per_minute
         if sum(tenant_counts.values()) >= self.limits.tenant_per_minute:
             reason = f"tenant {request['tenant']} is over its limit of {self.limits.tenant_per_minute} a minute"
-        elif sum(sender_counts.values()) >= self.limits.sender_per_minute:
-            reason = (f"sender {sender} of tenant {request['tenant']} is over its limit of "
-                      f"{self.limits.sender_per_minute} a minute")
+        elif sum(sender_counts.values()) >= sender_limit:
+            reason = f"sender {sender} of tenant {request['tenant']} is over its limit of {sender_limit} a minute"
         else:
             tenant_counts[second] = tenant_counts.get(second, 0) + 1
             sender_counts[second] = sender_counts.get(second, 0) + 1
