@@ -93,7 +93,8 @@ def url_problem(url: str, app_links_allowed: bool) -> str | None:
         return None if parts.hostname else "https URL without a host"
     if app_links_allowed and scheme and scheme != "http" and APP_SCHEME.match(scheme):
         return None
-    return f"scheme {scheme or '(none)'!r} is not allowed; use https" + (" or an app scheme" if app_links_allowed else "")
+    alternative = " or an app scheme" if app_links_allowed else ""
+    return f"scheme {scheme or '(none)'!r} is not allowed; use https{alternative}"
 
 
 def time_problem(request: dict, now: datetime) -> str | None:
