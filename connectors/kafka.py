@@ -15,7 +15,9 @@ from kernel.topics import TOPICS, default_partitions, default_replication
 # plaintext, as the local stack's broker speaks. Every client the project makes applies them.
 SECURITY_VARS = {"KAFKA_SECURITY_PROTOCOL": "security.protocol", "KAFKA_SASL_MECHANISM": "sasl.mechanism",
                  "KAFKA_SASL_USERNAME": "sasl.username", "KAFKA_SASL_PASSWORD": "sasl.password",
-                 "KAFKA_SSL_CA_LOCATION": "ssl.ca.location"}
+                 "KAFKA_SSL_CA_LOCATION": "ssl.ca.location",
+                 "KAFKA_SSL_CERTIFICATE_LOCATION": "ssl.certificate.location",
+                 "KAFKA_SSL_KEY_LOCATION": "ssl.key.location", "KAFKA_SSL_KEY_PASSWORD": "ssl.key.password"}
 
 
 def security(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
