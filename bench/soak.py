@@ -33,7 +33,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from connectors import redis
+from connectors.config_tables import add_grants
 from connectors.kafka import TopicReader, produce_all, producer
+from kernel.grants import AUDIENCE_KINDS, Grant
 from kernel.requests import device_record, notification_request
 from kernel.topics import codec_for
 from notifyflow.processes import FlowProcess, delivery_flow
@@ -193,6 +195,7 @@ def run(urls: dict[str, str], workdir: Path, notifications: int, kills: int, see
             psycopg.connect(urls["DATABASE_URL"], autocommit=True) as db:
         db.execute("INSERT INTO webhook_endpoints (tenant, url, secret) VALUES (%s, %s, %s)",
                    (run_id, receiver.url, receiver.secret))
+        add_grants(db, [Grant(run_id, "*", None, "critical", AUDIENCE_KINDS)])  # the run is its own tenant
         client = producer(urls["KAFKA_BOOTSTRAP_SERVERS"])
         devices = codec_for("notify.devices")
         # Before the flows start, so they know every phone before the first notification.

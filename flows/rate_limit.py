@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from kernel.keyed import KeyedStep, finished
-from kernel.policy import USER_PER_HOUR, policy_for
+from kernel.policy import USER_PER_HOUR, CategoryPolicy, policy_for
 
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 
@@ -26,8 +26,9 @@ class RateLimit(KeyedStep):
         request = item["request"]
         at, category = now if item.get("escalation") else request["metadata"]["created_at"], request["category"]
         state["sent"] = [(t, c) for t, c in state["sent"] if at - t < DAY]
-        if reason := over_cap(state["sent"], at, category):
-            if policy_for(category).excess == "digest":
+        policy = policy_for(category, request["tenant"])
+        if reason := over_cap(state["sent"], at, category, policy):
+            if policy.excess == "digest":
                 return [{**item, "to_digest": reason}]
             return [finished(item, "rate_limited", reason)]
         state["sent"].append((at, category))
@@ -37,8 +38,9 @@ class RateLimit(KeyedStep):
         return self.handle(state, item, now) if item.get("escalation") else [item]
 
 
-def over_cap(sent: list[tuple[datetime, str]], at: datetime, category: str) -> str | None:
-    policy = policy_for(category)
+def over_cap(sent: list[tuple[datetime, str]], at: datetime, category: str,
+             policy: CategoryPolicy | None = None) -> str | None:
+    policy = policy or policy_for(category)
     last_hour = [c for t, c in sent if at - t < HOUR]
     if len(last_hour) >= USER_PER_HOUR:
         return f"user cap of {USER_PER_HOUR} per hour reached"

@@ -23,10 +23,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from connectors.config_tables import sender_grants
 from gateway.auth import AuthError, TokenVerifier
 from gateway.center import BadRequest, Center
 from gateway.engagement import Engagements
 from gateway.hub import Hub
+from gateway.ingest import Ingest
+from gateway.ingest_store import IngestStore
 from gateway.live import PRESENCE_REFRESH_S, Live
 from gateway.publisher import Publisher
 from gateway.rest import Rest
@@ -64,6 +67,8 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
     live = Live(hub, center, publisher, engagements, verifier, gateway_id=uuid.uuid4().hex[:8])
     rest = Rest(center, store, hub, publisher, engagements, verifier, vapid_public_key)
     unsubscribes = Unsubscribes(center, store, hub, engagements, unsubscribe_secret or secret_from_env())
+    ingest = Ingest(IngestStore(pool), config.redis_url, config.kafka_bootstrap_servers, config.schema_registry_url,
+                    sender_grants(config.database_url))
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -73,6 +78,7 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
         yield
         refresher.cancel()
         await hub.stop()
+        await ingest.close()
         await pool.close()
         publisher.close()
 
@@ -91,6 +97,7 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
         Route("/api/devices/{device_id}", rest.remove_device, methods=["DELETE"]),
         Route("/api/engagement", rest.engagement, methods=["POST"]),
         Route("/api/push/config", rest.push_config),
+        Route("/v1/notifications", ingest.notifications, methods=["POST"]),
         Route("/unsubscribe", unsubscribes.confirmation, methods=["GET"]),
         Route("/unsubscribe", unsubscribes.unsubscribe, methods=["POST"]),
         Route("/events", live.server_sent_events),

@@ -31,7 +31,8 @@ from kernel.clock import parse_time
 from kernel.requests import from_json, notification_request
 from kernel.topics import DLQ, EVENTS, codec_for
 from notifyflow import demo as demo_run, dlq as dead_letters, retention as retention_job, userdata
-from notifyflow.console import console, err_console, printable
+from notifyflow.admin import keys_app, policies_app, senders_app
+from notifyflow.console import UserError, console, err_console, printable
 from notifyflow.processes import FlowError
 from notifyflow.publish import publish_requests
 from notifyflow.setup import SetupError, setup
@@ -50,11 +51,9 @@ dlq_app = typer.Typer(help="Dead letters: list them grouped by stage and reason,
 app.add_typer(dlq_app, name="dlq")
 user_app = typer.Typer(help="GDPR: export or erase everything stored about a user.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
+for name, commands in (("senders", senders_app), ("policies", policies_app), ("keys", keys_app)):
+    app.add_typer(commands, name=name)
 ANALYTICS_URL = os.environ.get("NOTIFYFLOW_ANALYTICS_URL", "http://127.0.0.1:8100")
-
-
-class UserError(Exception):
-    """A mistake the user can fix; printed as one line, never as a traceback."""
 
 
 @stack_app.command("up")

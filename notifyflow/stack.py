@@ -8,6 +8,7 @@ exit. Real deployments set the URLs and nothing is started.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -20,22 +21,49 @@ from pathlib import Path
 
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
-from connectors import clickhouse
+from connectors import clickhouse, postgres
+from connectors.config_tables import add_grants
 from connectors.kafka import ensure_topics
+from kernel.grants import AUDIENCE_KINDS, Grant
 from notifyflow.console import console
 from notifyflow.migrate import migrate_clickhouse, migrate_postgres
 
 READY_TIMEOUT_S = 60.0
+# What a fresh local stack lets send (real servers grant nothing until `notifyflow senders grant`):
+# every sender of the default tenant, which is where `notifyflow send` and request files without a
+# tenant go, and the demo's senders of tenant acme what its samples need (infra/samples).
+LOCAL_GRANTS = (
+    Grant("default", "*", None, "critical", AUDIENCE_KINDS),
+    Grant("acme", "chat", ("messages",), "high", ("user", "list")),
+    Grant("acme", "auth", ("security",), "critical", ("user",)),
+    Grant("acme", "growth", ("marketing",), "normal", AUDIENCE_KINDS),
+    Grant("acme", "ci", ("ci",), "high", ("user", "list")),
+    Grant("acme", "ops", ("announcements",), "high", AUDIENCE_KINDS),
+)
+# Tests and benchmarks send as many made-up tenants and senders: any sender of any tenant may send
+# anything, except where a more specific grant (one a test makes) says otherwise.
+OPEN_GRANTS = (*LOCAL_GRANTS, Grant("*", "*", None, "critical", AUDIENCE_KINDS))
 
 
 class StackError(RuntimeError):
     """A service would not start or become ready; the message says which and why."""
 
 
+# Below Linux's ephemeral range (32768-60999): a port the kernel hands out as "free" is also what it
+# hands the next outgoing connection as its source port, so a server started on it a moment later
+# could find it taken.
+SERVER_PORTS = range(10_000, 32_768)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    while True:
+        port = random.choice(SERVER_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def wait_until(check: Callable[[], object], what: str, process: subprocess.Popen | None = None,
@@ -176,9 +204,10 @@ class LocalStack:
     """
 
     def __init__(self, environ: dict[str, str] | None = None,
-                 on_step: Callable[[str], None] = lambda step: None):
+                 on_step: Callable[[str], None] = lambda step: None, grants: tuple[Grant, ...] = LOCAL_GRANTS):
+        """`grants`: added where the sender has none yet (a grant someone changed stays as it is)."""
         self.environ = dict(os.environ if environ is None else environ)
-        self.on_step = on_step
+        self.on_step, self.grants = on_step, grants
         self.started: list = []
         self.urls: dict[str, str] = {}
         self.workdir: Path | None = None
@@ -205,12 +234,17 @@ class LocalStack:
             self.started.append(service)
         for step, apply, env_var in (("applying PostgreSQL migrations", migrate_postgres, "DATABASE_URL"),
                                      ("applying ClickHouse DDL", migrate_clickhouse, "CLICKHOUSE_URL"),
-                                     ("creating Kafka topics", ensure_topics, "KAFKA_BOOTSTRAP_SERVERS")):
+                                     ("creating Kafka topics", ensure_topics, "KAFKA_BOOTSTRAP_SERVERS"),
+                                     ("granting the local senders", self.grant, "DATABASE_URL")):
             self.on_step(step)
             try:
                 apply(self.urls[env_var])
             except Exception as exc:
                 raise StackError(f"{step} failed at {env_var}={self.urls[env_var]}: {exc}") from exc
+
+    def grant(self, database_url: str) -> None:
+        with postgres.connect(database_url) as db:
+            add_grants(db, self.grants)
 
     def stop(self) -> None:
         while self.started:
