@@ -214,6 +214,9 @@ class Hub:
         message = await self.pubsub.get_message(timeout=0.01)
         if message and message["type"] == "message":
             self.dispatch(message["channel"].decode().removeprefix("user:"), message["data"])
+            # A message already buffered comes back without suspending: under a flood the hub would
+            # run alone and every sender fall BACKLOG behind. Let the senders run between messages.
+            await asyncio.sleep(0)
 
     def dispatch(self, user: str, data: bytes) -> None:
         event = json.loads(data)
