@@ -266,11 +266,12 @@ def gateway(
     demo_mode: Annotated[bool, typer.Option("--demo", help="Serve the demo page and hand out demo tokens "
                                                              "(never where real users are).")] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level: debug, info, warning, error.")] = "info",
+    workers: Annotated[int, typer.Option(help="Processes sharing the port (SO_REUSEPORT), each with its own "
+                                              "descriptors and memory.")] = 1,
 ) -> None:
     """Run the real-time gateway against the services in the environment (or `notifyflow stack up`)."""
-    import uvicorn
-
-    from gateway.app import SERVER_OPTIONS, verifier_from_env
+    from gateway.app import verifier_from_env
+    from notifyflow.gateway_server import serve
 
     settings.load()  # fail here, with a clear message, rather than inside the server
     if demo_mode:
@@ -278,8 +279,7 @@ def gateway(
         os.environ.setdefault("GATEWAY_JWT_SECRET", base64.urlsafe_b64encode(os.urandom(32)).decode())
         console.print(f"demo page: http://{host}:{port}/?user=alice")
     verifier_from_env()
-    uvicorn.run("gateway.app:create_app", host=host, port=port, log_level=log_level, backlog=4096,
-                **SERVER_OPTIONS)
+    serve(host, port, workers, log_level)
 
 
 @analytics_app.callback()

