@@ -4,7 +4,9 @@ loopback source address, and times every notification frame from the request's c
     python -m bench.gateway_clients --url ws://127.0.0.1:PORT --first 0 --count 10000 --source 127.0.0.2
 
 A process holds at most what its descriptor limit allows (20,000 here), and a source address at most
-what the ephemeral port range gives towards one server port (~28,000), so bench.gateway starts several.
+what its ports give towards one server port, so bench.gateway starts several. Each socket binds a port
+of its own below the ephemeral range (FIRST_PORT up): tens of thousands of ephemeral ports held on
+127.0.0.x would leave others on the machine none that binds on every address (0.0.0.0).
 It prints one JSON line once every socket is open (or failed), then one for each line on stdin: how many
 notifications arrived for a line "count", and for any other line, the sockets still open and
 {notification id: milliseconds from created_at to the frame}, and it exits.
@@ -18,6 +20,7 @@ import json
 import os
 import resource
 import signal
+import socket
 import sys
 import time
 from datetime import datetime
@@ -27,6 +30,7 @@ import websockets
 from gateway.auth import issue_token
 
 CONCURRENCY = 100  # handshakes in flight at once
+FIRST_PORT = 10_000  # client ports FIRST_PORT.. on each source address, under the ephemeral range (32768..)
 USER = "bench-user-{}"
 
 
@@ -45,8 +49,8 @@ class Client:
                 try:
                     socket = await websockets.connect(
                         f"{self.url}/ws?token={issue_token(USER.format(n), self.secret)}&device=bench",
-                        local_addr=(self.source, 0), compression=None, max_size=2**16, ping_interval=None,
-                        open_timeout=120)
+                        sock=await self.bound_socket(FIRST_PORT + n - users.start), compression=None, max_size=2**16,
+                        ping_interval=None, open_timeout=600)  # handshakes queue while thousands open at once
                 except (OSError, TimeoutError, websockets.WebSocketException):
                     self.failed += 1
                     return
@@ -54,6 +58,21 @@ class Client:
                 asyncio.create_task(self.listen(socket))
 
         await asyncio.gather(*(one(n) for n in users))
+
+    async def bound_socket(self, port: int) -> socket.socket:
+        """A TCP socket from (source, port) connected to the gateway; SO_REUSEADDR, so the port binds again
+        while the last run's connection on it lingers in TIME_WAIT."""
+        host, _, server_port = self.url.removeprefix("ws://").partition(":")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.source, port))
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, (host, int(server_port)))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     async def listen(self, socket) -> None:
         try:
