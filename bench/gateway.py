@@ -1,40 +1,55 @@
-"""How many live connections one gateway process holds, what each costs, how fast fan-out is.
+"""How many live connections the gateways of one machine hold, what each costs, and how fast
+notifications reach them through Kafka, the notification flow and the in-app flow.
 
-    python -m bench.gateway [--connections N] [--messages M]
+    python -m bench.gateway                         # 5,000 connections, 1,000 notifications/s for 10 s (~1 min)
+    python -m bench.gateway --connections 50000     # the goal: 50,000 at <= 20 KB each, p99 < 100 ms
 
-The gateway runs as deployed (`notifyflow gateway`), in its own process (so its memory is measured alone);
-this process opens N WebSockets (one per user), then publishes M notifications to random
-connected users through Redis, as the in-app sink does, and times publish -> receive.
+The gateways run as deployed: `notifyflow gateway --workers N` on one port (SO_REUSEPORT), N chosen so no
+worker nears its descriptor limit. Clients run in processes of their own (bench.gateway_clients, at most
+PER_CLIENT connections each), each from its own loopback source address (127.0.0.2, .3, ...) so client
+ports do not run out; one WebSocket per user. Notifications are Avro NotificationRequested records
+produced to Kafka at --rate a second, each to another connected user, through `flows.notifications` and
+the in-app delivery flow (PostgreSQL, Redis publish) to the gateways; latency runs from the request's
+created_at to the frame's arrival at the client. Memory per connection is the growth of all gateway
+processes' RSS while the connections opened, divided by the connections. Fails (exit 1) when a
+connection could not open or a notification never arrived.
 Last line: connections=<n> kb_per_conn=<kb> p50_ms=<ms> p99_ms=<ms>
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
 import json
+import math
 import os
 import random
-import resource
+import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import httpx
-import redis.asyncio as aioredis
-import websockets
+import psycopg
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from connectors.redis import user_channel
-from gateway.auth import issue_token
+from bench.gateway_clients import USER
+from connectors.kafka import producer
+from kernel.requests import notification_request
+from kernel.topics import codec_for
+from notifyflow.gateway_server import listening
+from notifyflow.processes import FlowProcess, delivery_flow
 from notifyflow.stack import LocalStack, free_port, stop_process, wait_until
 
 console = Console(stderr=True)
 SECRET = "bench-gateway-secret-of-32-bytes"
-SPARE_DESCRIPTORS = 100  # the gateway's own: listener, Redis, PostgreSQL pool, Kafka, epoll
+PER_WORKER = 15_000  # connections a gateway worker is given, well under its 20,000 descriptors
+PER_CLIENT = 10_000  # connections a client process holds
+WARM_UP = 20  # notifications that must arrive before timing starts: the flows are up and assigned
+DRAIN_S = 30.0  # no frame arrived for this long: what has not arrived never will
 
 
 def rss_kb(pid: int) -> int:
@@ -44,106 +59,156 @@ def rss_kb(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-def raise_file_limit(wanted: int) -> int:
-    """Enough descriptors for every socket, here and in the gateway (which inherits the limit);
-    raising the hard limit needs root, else the hard limit caps the run."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), max(hard, wanted)))
-    except (ValueError, PermissionError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, wanted), hard), hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+def gateway_pids(supervisor: int) -> list[int]:
+    """The supervisor and its workers."""
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    return [supervisor, *map(int, children)]
 
 
-async def connect_all(url: str, users: list[str], received: dict, concurrency: int = 200) -> list:
-    sockets, gate = [], asyncio.Semaphore(concurrency)
+class Clients:
+    """The client processes, each with its users and source address."""
 
-    async def one(user: str):
-        async with gate:
-            socket = await websockets.connect(f"{url}/ws?token={issue_token(user, SECRET)}&device=bench",
-                                              max_size=2**16, ping_interval=None, open_timeout=60)
-            sockets.append(socket)
-            asyncio.create_task(listen(socket, received))
-            bar.advance(task)
+    def __init__(self, url: str, connections: int, env: dict[str, str]) -> None:
+        self.processes = []
+        for n, first in enumerate(range(0, connections, PER_CLIENT)):
+            count = min(PER_CLIENT, connections - first)
+            self.processes.append(subprocess.Popen(
+                [sys.executable, "-m", "bench.gateway_clients", "--url", url, "--first", str(first),
+                 "--count", str(count), "--source", f"127.0.0.{2 + n}"],
+                env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True))
 
-    with Progress(TextColumn("connecting"), BarColumn(), MofNCompleteColumn(), console=console,
-                  transient=True) as bar:
-        task = bar.add_task("connecting", total=len(users))
-        await asyncio.gather(*(one(user) for user in users))
-    return sockets
+    def connected(self) -> tuple[int, int]:
+        answers = [json.loads(process.stdout.readline() or '{"connected": 0, "failed": -1}')
+                   for process in self.processes]
+        return sum(a["connected"] for a in answers), sum(a["failed"] for a in answers)
 
+    def received(self) -> int:
+        """Notifications that arrived so far, warm-up included."""
+        for process in self.processes:
+            process.stdin.write("count\n")
+            process.stdin.flush()
+        return sum(json.loads(process.stdout.readline() or '{"received": 0}')["received"]
+                   for process in self.processes)
 
-async def listen(socket, received: dict) -> None:
-    try:
-        async for raw in socket:
-            event = json.loads(raw)
-            if event.get("event") == "notification.created":
-                received[event["notification"]["id"]] = time.time()
-    except websockets.ConnectionClosed:
-        pass
+    def results(self) -> tuple[int, dict[str, float]]:
+        held, latencies = 0, {}
+        for process in self.processes:
+            process.stdin.write("stop\n")
+            process.stdin.flush()
+        for process in self.processes:
+            answer = json.loads(process.stdout.readline() or '{"held": 0, "latencies": {}}')
+            held += answer["held"]
+            latencies |= answer["latencies"]
+        return held, latencies
 
-
-async def fan_out(redis_url: str, users: list[str], messages: int, received: dict) -> list[float]:
-    redis = aioredis.from_url(redis_url)
-    sent: dict[str, float] = {}
-    rng = random.Random(7)
-    for n in range(messages):
-        user, notification_id = rng.choice(users), f"bench-{n}"
-        event = {"event": "notification.created", "event_seq": n + 1, "notification": {
-            "id": notification_id, "title": "Bench", "body": "fan-out", "created_at": "2026-01-01T00:00:00+00:00"}}
-        sent[notification_id] = time.time()
-        await redis.publish(user_channel(user), json.dumps(event))
-        if n % 50 == 49:
-            await asyncio.sleep(0.01)  # a steady stream, not one burst
-    deadline = time.monotonic() + 10
-    while len(received) < messages and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    await redis.aclose()
-    if len(received) < messages:
-        console.print(f"[yellow]warning: {messages - len(received)} of {messages} messages never arrived[/]")
-    return [(received[i] - sent[i]) * 1000 for i in sent if i in received]
+    def stop(self) -> None:
+        for process in self.processes:
+            stop_process(process)
 
 
-async def run(urls: dict[str, str], connections: int, messages: int) -> str:
-    port = free_port()
-    env = {**os.environ, **urls, "GATEWAY_JWT_SECRET": SECRET}
-    gateway = subprocess.Popen(
-        [sys.executable, "-m", "notifyflow.cli", "gateway", "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning"],
-        env=env, start_new_session=True)
+def all_listening(port: int, workers: int) -> None:
+    if listening(port) != workers:
+        raise RuntimeError(f"{listening(port)} of {workers} workers listen")
+
+
+def stored(database_url: str, prefix: str) -> int:
+    """Notifications in the notification center whose ids start with `prefix`."""
+    with psycopg.connect(database_url) as connection:
+        return connection.execute("SELECT count(*) FROM notifications WHERE id LIKE %s", [f"{prefix}%"]).fetchone()[0]
+
+
+def send(client, users: list[int], count: int, rate: float, prefix: str) -> list[str]:
+    """`count` requests at `rate` a second, each to the next user; returns their ids."""
+    codec, ids, started = codec_for("notify.events"), [], time.monotonic()
+    for n in range(count):
+        time.sleep(max(0.0, started + n / rate - time.monotonic()))
+        user = USER.format(users[n % len(users)])
+        request = notification_request(user_id=user, title=f"Bench {prefix}{n}", body="fan-out", source_app="bench")
+        request["id"] = f"{prefix}{n}"
+        client.produce("notify.events", key=user.encode(), value=codec.encode(request))
+        client.poll(0)
+        ids.append(request["id"])
+    client.flush(30)
+    return ids
+
+
+def run(urls: dict[str, str], workdir: Path, connections: int, rate: float, seconds: float) -> str:
+    env = {**os.environ, **urls, "GATEWAY_JWT_SECRET": SECRET, "NOTIFYFLOW_TENANT_PER_MINUTE": str(10**9),
+           "NOTIFYFLOW_SENDER_PER_MINUTE": str(10**9)}
+    flows = [FlowProcess(name, workdir / f"recovery-{n}", workdir / f"flow-{n}.log", env=env).start()
+             for n, name in enumerate(["notifications", delivery_flow("in_app", "normal")])]
+    workers, port = max(1, math.ceil(connections / PER_WORKER)), free_port()
+    with open(workdir / "gateway.log", "ab") as log:
+        gateway = subprocess.Popen(
+            [sys.executable, "-m", "notifyflow.cli", "gateway", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", str(workers), "--log-level", "warning"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    clients = None
     try:
         wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/health").raise_for_status(), "gateway", gateway)
-        await asyncio.sleep(1)
-        baseline = rss_kb(gateway.pid)
-        users = [f"bench-user-{n}" for n in range(connections)]
-        received: dict[str, float] = {}
+        wait_until(lambda: all_listening(port, workers), "gateway workers", gateway)
+        time.sleep(2)
+        baseline = sum(rss_kb(pid) for pid in gateway_pids(gateway.pid))
         started = time.monotonic()
-        sockets = await connect_all(f"ws://127.0.0.1:{port}", users, received)
-        console.print(f"{len(sockets):,} connections in {time.monotonic() - started:.1f} s")
-        await asyncio.sleep(2)  # let subscriptions settle before measuring
-        per_connection = (rss_kb(gateway.pid) - baseline) / len(sockets)
-        latencies = sorted(await fan_out(urls["REDIS_URL"], users, messages, received))
-        held = sum(1 for socket in sockets if socket.state.name == "OPEN")
-        await asyncio.gather(*(socket.close() for socket in sockets), return_exceptions=True)
+        clients = Clients(f"ws://127.0.0.1:{port}", connections, env)
+        opened, failed = clients.connected()
+        console.print(f"{opened:,} connections to {workers} gateway workers from {len(clients.processes)} client "
+                      f"processes in {time.monotonic() - started:.1f} s ({failed} failed)")
+        time.sleep(3)  # let subscriptions settle before measuring
+        grown = sum(rss_kb(pid) for pid in gateway_pids(gateway.pid)) - baseline
+        console.print(f"gateway RSS grew {grown / 1024:,.0f} MB over {workers} workers: "
+                      f"{grown / max(1, opened):.1f} KB per connection")
+        users = random.Random(7).sample(range(connections), connections)
+        kafka = producer(urls["KAFKA_BOOTSTRAP_SERVERS"])
+        send(kafka, users[:WARM_UP], WARM_UP, WARM_UP, "warm-")
+        deadline = time.monotonic() + 300  # the flows start, and read every connection's presence first
+        while stored(urls["DATABASE_URL"], "warm-") < WARM_UP and time.monotonic() < deadline:
+            time.sleep(0.5)
+        console.print(f"fan-out: {rate:,.0f} notifications/s for {seconds:.0f} s")
+        sent = send(kafka, users[WARM_UP:] or users, int(rate * seconds), rate, "bench-")
+        arrived, progress_at = 0, time.monotonic()
+        while arrived < len(sent) + WARM_UP and time.monotonic() - progress_at < DRAIN_S:
+            time.sleep(1)
+            if (now := clients.received()) > arrived:
+                arrived, progress_at = now, time.monotonic()
+        in_center = stored(urls["DATABASE_URL"], "bench-")
+        held, latencies = clients.results()
+        for flow in flows:
+            flow.check()
     finally:
+        if clients:
+            clients.stop()
         stop_process(gateway)
-    p50 = statistics.median(latencies)
-    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-    return f"connections={held} kb_per_conn={per_connection:.1f} p50_ms={p50:.1f} p99_ms={p99:.1f}"
+        with contextlib.suppress(ProcessLookupError):  # workers the supervisor did not stop in time
+            os.killpg(gateway.pid, signal.SIGKILL)
+        for flow in flows:
+            flow.stop()
+    missing = [i for i in sent if i not in latencies]
+    if failed or missing or held < connections:
+        console.print(f"[red]incomplete: {failed} connections failed, {connections - held} closed, "
+                      f"{len(missing)} of {len(sent)} notifications never arrived ({in_center} reached the "
+                      f"notification center)[/]")
+        sys.exit(1)
+    timed = sorted(latencies[i] for i in sent)
+    p99 = timed[min(len(timed) - 1, int(len(timed) * 0.99))]
+    console.print(f"p90 {timed[int(len(timed) * 0.9)]:.1f} ms, max {timed[-1]:.1f} ms")
+    tenths = [statistics.median(latencies[i] for i in sent[n * len(sent) // 10:(n + 1) * len(sent) // 10])
+              for n in range(10)]  # a queue that builds up shows as a rising median
+    console.print("median by tenth of the run (ms): " + " ".join(f"{m:.0f}" for m in tenths))
+    return (f"connections={held} kb_per_conn={grown / connections:.1f} p50_ms={statistics.median(timed):.1f} "
+            f"p99_ms={p99:.1f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--connections", type=int, default=5000, help="default fits ~50 s; the goal is 20000")
-    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--connections", type=int, default=5_000, help="the goal is 50000")
+    parser.add_argument("--rate", type=float, default=1_000.0, help="notifications a second")
+    parser.add_argument("--seconds", type=float, default=10.0, help="how long notifications are sent")
     args = parser.parse_args()
-    limit = raise_file_limit(args.connections + 1024)
-    if args.connections > limit - SPARE_DESCRIPTORS:
-        console.print(f"[yellow]warning: the descriptor limit here is {limit}: "
-                      f"holding {limit - SPARE_DESCRIPTORS} connections, not {args.connections}[/]")
-        args.connections = limit - SPARE_DESCRIPTORS
-    with LocalStack(on_step=lambda step: console.print(f"[dim]{step}[/]")) as stack:
-        line = asyncio.run(run(stack.urls, args.connections, args.messages))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop what was started on the way out
+    with LocalStack(on_step=lambda step: console.print(f"[dim]{step}[/]")) as stack, \
+            tempfile.TemporaryDirectory(prefix="bench-gateway-") as scratch:
+        line = run(stack.urls, Path(scratch), args.connections, args.rate, args.seconds)
     print(line)
 
 

@@ -83,7 +83,7 @@ def summary(request: dict) -> str:
 def merged(item: dict, window: dict) -> dict:
     """The update to the notification the user already has, per the category's merge strategy."""
     request = item["request"]
-    strategy, count = policy_for(request["category"]).merge, window["count"]
+    strategy, count = policy_for(request["category"], request["tenant"]).merge, window["count"]
     content = dict(request["content"])
     if strategy == "count":
         content["body"] = f"{count} new {request['category']}"

@@ -64,7 +64,7 @@ def build(channel: str, lane: str, config: settings.Settings | None = None) -> D
     decoded = op.branch("split_undecodable", items, lambda item: "job" in item)
     dead = op.map("dead_letters", decoded.falses, lambda item: records.dead_letter(item, utcnow()))
     if channel == "in_app":
-        sink = PerThread(lambda: InAppSink(postgres.connect(config.database_url), redis.client(config.redis_url)))
+        sink = PerThread(lambda: InAppSink.reconnecting(config.database_url, config.redis_url))
         delivered = op.flat_map_batch("deliver", decoded.trues, lambda batch: [
             records.status_record(s) for s in sink.get().deliver([item["job"] for item in batch], utcnow())])
     else:

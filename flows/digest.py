@@ -40,7 +40,7 @@ def channel_schedule(preferences: dict, frequency: str) -> dict:
 
 def can_wait(item: dict) -> bool:
     return (item["priority"] in ("low", "normal") and item["revision"] == 0
-            and policy_for(item["request"]["category"]).digestible)
+            and policy_for(item["request"]["category"], item["request"]["tenant"]).digestible)
 
 
 def whole_window(preferences: dict, fatigued: bool) -> tuple[str, dict]:

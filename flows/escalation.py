@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from flows.validate import is_expired
+from kernel.validate import is_expired
 from kernel.keyed import KeyedStep, finished
 
 # Engagement is remembered this long and this much, so a chain scheduled after the engagement

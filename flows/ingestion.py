@@ -64,7 +64,7 @@ class IngestionLimit(KeyedStep):
     in each second of the last minute; `partitions`: how many partitions share the limits."""
 
     def __init__(self, limits: IngestionLimits, partitions: int = 1) -> None:
-        self.limits = limits
+        self.limits, self.partitions = limits, partitions
         self.tenant_limit = share(limits.tenant_per_minute, partitions)
         self.sender_limit = share(limits.sender_per_minute, partitions)
 
@@ -79,10 +79,13 @@ class IngestionLimit(KeyedStep):
         sweep(state, second)
         tenant_counts = recent(state["tenants"].setdefault(tenant, {}), second)
         sender_counts = recent(state["senders"].setdefault((tenant, sender), {}), second)
+        # The sender's grant may set its own rate (flows/authorize.py); else the flow's default.
+        granted = item.get("sender_per_minute")
+        sender_limit = share(granted, self.partitions) if granted else self.sender_limit
         if sum(tenant_counts.values()) >= self.tenant_limit:
             reason = f"tenant {tenant} is over its limit of {self.tenant_limit} a minute"
-        elif sum(sender_counts.values()) >= self.sender_limit:
-            reason = f"sender {sender} of tenant {tenant} is over its limit of {self.sender_limit} a minute"
+        elif sum(sender_counts.values()) >= sender_limit:
+            reason = f"sender {sender} of tenant {tenant} is over its limit of {sender_limit} a minute"
         else:
             tenant_counts[second] = tenant_counts.get(second, 0) + 1
             sender_counts[second] = sender_counts.get(second, 0) + 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flows import validate
+from kernel import validate
 from kernel import records
 from kernel.keyed import finished
 from kernel.topics import ENGAGEMENT, EVENTS, USER_STATE_TOPICS, codec_for

@@ -72,9 +72,9 @@ def asks_best_time(item: dict, learning: Learning) -> bool:
     """Whether the notification asks for the best send time: the request says `optimal`, or says
     nothing and its category's policy does; never urgent ones, never where the category switched it off."""
     request = item["request"]
-    wanted = request.get("send_time") or policy_for(request["category"]).send_time
+    wanted = request.get("send_time") or policy_for(request["category"], request["tenant"]).send_time
     return (wanted == "optimal" and request["priority"] in NON_URGENT and request["scheduled_at"] is None
-            and learns(request["category"], "send_time", learning.switched_off))
+            and learns(request["category"], "send_time", learning.switched_off, request["tenant"]))
 
 
 class LearnEngagement(KeyedStep):
@@ -120,4 +120,4 @@ def treated(item: dict, part: str, learning: Learning) -> bool:
     """Whether `part` (send_time, fatigue, affinity) may act on the item: a treated user's
     non-critical notification of a category that learns it."""
     return (item.get("cohort") == "treated" and item["priority"] != "critical"
-            and learns(item["request"]["category"], part, learning.switched_off))
+            and learns(item["request"]["category"], part, learning.switched_off, item["request"]["tenant"]))

@@ -17,9 +17,11 @@ import functools
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
+from connectors.config_tables import category_policies, sender_grants
 from connectors.kafka import topic_partitions
 from connectors.postgres import AudienceMembers
 from flows import audience, channels, outbox, preferences
+from flows.authorize import authorize
 from flows.dedup import DedupMerge
 from flows.digest import Digest
 from flows.escalation import Escalation
@@ -33,7 +35,7 @@ from flows.send_time import BestSendTime
 from flows.templates import TemplateCatalog
 from flows.user_state import JoinUserState
 from flows.wiring import Encoder, built_on_demand, kafka_sink, kafka_source, keyed_steps, settle_heap
-from kernel import logs, settings
+from kernel import logs, policy, settings
 from kernel.clock import utcnow
 from kernel.keyed import Each, KeyedPipeline
 from kernel.topics import ENGAGEMENT, EVENTS, USER_STATE_TOPICS
@@ -49,6 +51,8 @@ def build(config: settings.Settings | None = None, *, source=kafka_source, sink=
     ingestion_limit = IngestionLimit(IngestionLimits.from_env(),
                                      partitions=topic_partitions(config.kafka_bootstrap_servers)[EVENTS])
     encode = Encoder(config.schema_registry_url)
+    grants = sender_grants(config.database_url)
+    policy.use_overrides(category_policies(config.database_url))  # tenants' policies, re-read every few s
 
     flow = Dataflow("notifications")
     messages = op.input("read_topics", flow, source(brokers, [EVENTS, ENGAGEMENT, *USER_STATE_TOPICS]))
@@ -56,7 +60,8 @@ def build(config: settings.Settings | None = None, *, source=kafka_source, sink=
         m.topic, m.partition, m.offset, m.key, m.value, utcnow(), m.timestamp))
     rejected = op.branch("split_rejected", items, lambda item: bool(item.get("outcome")))
     kinds = op.branch("split_user_state", rejected.falses, lambda item: item["kind"] != "notification")
-    by_partition = op.key_on("key_by_partition", kinds.falses, partition_of)
+    authorized = op.map("authorize", kinds.falses, functools.partial(authorize, grants=grants))
+    by_partition = op.key_on("key_by_partition", authorized, partition_of)
     admitted = op.key_rm("drop_partition_key", keyed_steps("limit_ingestion", by_partition, ingestion_limit))
     over_limit = op.branch("split_over_limit", admitted, lambda item: bool(item.get("outcome")))
     per_user = op.flat_map_batch("expand_audience", over_limit.falses, functools.partial(

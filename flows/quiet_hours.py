@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flows.validate import is_expired
+from kernel.validate import is_expired
 from kernel.keyed import KeyedStep, finished
 from kernel.schedule import ScheduleError, quiet_until
 

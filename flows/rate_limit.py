@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from flows import profile
 from flows.learning import Learning, treated
 from kernel.keyed import KeyedStep, finished
-from kernel.policy import USER_PER_HOUR, policy_for
+from kernel.policy import USER_PER_HOUR, CategoryPolicy, policy_for
 
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 
@@ -37,8 +37,9 @@ class RateLimit(KeyedStep):
         at = now if item.get("escalation") else item.get("best_time") or request["metadata"]["created_at"]
         category = request["category"]
         state["sent"] = [(t, c) for t, c in state["sent"] if at - t < DAY]
-        if reason := over_cap(state["sent"], at, category):
-            if policy_for(category).excess == "digest":
+        policy = policy_for(category, request["tenant"])
+        if reason := over_cap(state["sent"], at, category, policy):
+            if policy.excess == "digest":
                 return [{**item, "to_digest": reason}]
             return [finished(item, "rate_limited", reason)]
         if not item.get("escalation") and (reason := fatigued(item, state["sent"], category, self.learning)):
@@ -50,8 +51,9 @@ class RateLimit(KeyedStep):
         return self.handle(state, item, now) if item.get("escalation") else [item]
 
 
-def over_cap(sent: list[tuple[datetime, str]], at: datetime, category: str) -> str | None:
-    policy = policy_for(category)
+def over_cap(sent: list[tuple[datetime, str]], at: datetime, category: str,
+             policy: CategoryPolicy | None = None) -> str | None:
+    policy = policy or policy_for(category)
     last_hour = [c for t, c in sent if at - t < HOUR]
     if len(last_hour) >= USER_PER_HOUR:
         return f"user cap of {USER_PER_HOUR} per hour reached"

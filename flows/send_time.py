@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from flows import profile
 from flows.escalation import waiting
 from flows.learning import NON_URGENT, Learning, treated
-from flows.validate import is_expired
+from kernel.validate import is_expired
 from kernel.keyed import KeyedStep, explained, finished
 from kernel.schedule import ScheduleError, parse_zone, quiet_until
 

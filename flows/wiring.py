@@ -8,27 +8,27 @@ import pickle
 from collections.abc import Callable
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSource
+from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage
 from bytewax.dataflow import Dataflow
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from connectors.kafka import security
+from connectors.kafka import client_config
 from flows import metrics
+from flows.kafka_input import SharedConsumerSource
 from kernel.clock import utcnow
 from kernel.keyed import KeyedStep
 from kernel.records import Outgoing
 from kernel.topics import codec_for
 
 
-def kafka_source(brokers: list[str], topics: list[str]) -> KafkaSource:
-    """Reads the topics with the cluster's credentials, if the environment gives any."""
-    return KafkaSource(brokers, topics, add_config=security())
+def kafka_source(brokers: list[str], topics: list[str]) -> SharedConsumerSource:
+    """Reads the topics with the project's consumer settings (connectors/kafka.py client_config)."""
+    return SharedConsumerSource(brokers, topics, client_config("consumer"))
 
 
 def kafka_sink(brokers: list[str]) -> KafkaSink:
     """Writes each record to the topic it names, keyed by user like every other producer."""
-    return KafkaSink(brokers, None, add_config={
-        "partitioner": "murmur2_random", "enable.idempotence": "true", "linger.ms": "5", **security()})
+    return KafkaSink(brokers, None, add_config=client_config("producer"))
 
 
 class Encoder:

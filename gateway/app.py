@@ -4,7 +4,7 @@ token's subject. The exception is one-click unsubscribe (gateway.unsubscribe), w
 its credential.
 
     notifyflow gateway --host 0.0.0.0 --port 8000
-    (or: uvicorn --factory gateway.app:create_app --ws websockets-sansio --ws-per-message-deflate false)
+    (or: uvicorn.run("gateway.app:create_app", **SERVER_OPTIONS); notifyflow gateway --workers N for N processes)
 """
 
 from __future__ import annotations
@@ -23,10 +23,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from connectors.config_tables import sender_grants
+from connectors.outage import TRANSIENT
 from gateway.auth import AuthError, TokenVerifier
 from gateway.center import BadRequest, Center
 from gateway.engagement import Engagements
 from gateway.hub import Hub
+from gateway.ingest import Ingest
+from gateway.ingest_store import IngestStore
 from gateway.live import PRESENCE_REFRESH_S, Live
 from gateway.publisher import Publisher
 from gateway.rest import Rest
@@ -38,9 +42,10 @@ from kernel.unsubscribe import secret_from_env
 from schemas import CodecError
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"  # the browser client, served as it is
-# How uvicorn serves the gateway. No permessage-deflate: its zlib state costs ~35 KB per idle
-# connection, and notification events are small JSON that compress poorly.
-SERVER_OPTIONS = {"factory": True, "ws": "websockets-sansio", "ws_per_message_deflate": False}
+# How uvicorn serves the gateway: websockets-sansio with a bound on stalled peers (gateway.transport).
+# No permessage-deflate: its zlib state costs ~35 KB per idle connection, and notification events
+# are small JSON that compress poorly.
+SERVER_OPTIONS = {"factory": True, "ws": "gateway.transport:BoundedWebSocketProtocol", "ws_per_message_deflate": False}
 
 
 def create_app(config: settings.Settings | None = None, verifier: TokenVerifier | None = None,
@@ -56,14 +61,18 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
     verifier = verifier or verifier_from_env()
     vapid_public_key = check_vapid_public_key(vapid_public_key or os.environ.get("VAPID_PUBLIC_KEY") or None)
     demo = os.environ.get("GATEWAY_DEMO") == "1" if demo is None else demo
+    # Connections are checked as they are handed out: after PostgreSQL restarts, no request gets a dead
+    # one. While it is away, requests wait 5 s for a connection, then get a 503.
     pool = AsyncConnectionPool(config.database_url, min_size=1, max_size=10, open=False,
-                               kwargs={"autocommit": True})
+                               kwargs={"autocommit": True}, check=AsyncConnectionPool.check_connection, timeout=5)
     hub, center = Hub(config.redis_url), Center(pool)
     publisher = Publisher(config.kafka_bootstrap_servers, config.schema_registry_url)
     engagements, store = Engagements(publisher), Store(pool)
     live = Live(hub, center, publisher, engagements, verifier, gateway_id=uuid.uuid4().hex[:8])
     rest = Rest(center, store, hub, publisher, engagements, verifier, vapid_public_key)
     unsubscribes = Unsubscribes(center, store, hub, engagements, unsubscribe_secret or secret_from_env())
+    ingest = Ingest(IngestStore(pool), config.redis_url, config.kafka_bootstrap_servers, config.schema_registry_url,
+                    sender_grants(config.database_url))
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -73,6 +82,7 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
         yield
         refresher.cancel()
         await hub.stop()
+        await ingest.close()
         await pool.close()
         publisher.close()
 
@@ -91,6 +101,7 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
         Route("/api/devices/{device_id}", rest.remove_device, methods=["DELETE"]),
         Route("/api/engagement", rest.engagement, methods=["POST"]),
         Route("/api/push/config", rest.push_config),
+        Route("/v1/notifications", ingest.notifications, methods=["POST"]),
         Route("/unsubscribe", unsubscribes.confirmation, methods=["GET"]),
         Route("/unsubscribe", unsubscribes.unsubscribe, methods=["POST"]),
         Route("/events", live.server_sent_events),
@@ -100,7 +111,8 @@ def create_app(config: settings.Settings | None = None, verifier: TokenVerifier 
         routes += [Route("/", rest.home), Route("/demo/token", rest.demo_token)]
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={AuthError: on_auth_error, BadRequest: on_bad_request,
-                                        CodecError: on_bad_request, ScheduleError: on_bad_request})
+                                        CodecError: on_bad_request, ScheduleError: on_bad_request,
+                                        **{error: on_unavailable for error in TRANSIENT}})
 
     async def gateway(scope, receive, send) -> None:
         if scope["type"] == "websocket" and scope["path"] == "/ws":
@@ -116,6 +128,11 @@ async def on_auth_error(request: Request, exc: AuthError) -> Response:
 
 async def on_bad_request(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": getattr(exc, "reason", None) or str(exc)}, status_code=400)
+
+
+async def on_unavailable(request: Request, exc: Exception) -> Response:
+    """PostgreSQL or Redis is away: nothing was lost, the client tries again (the health says which)."""
+    return JSONResponse({"error": "temporarily unavailable, try again"}, status_code=503, headers={"retry-after": "2"})
 
 
 def check_vapid_public_key(key: str | None) -> str | None:

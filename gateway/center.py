@@ -8,9 +8,11 @@ leaves a tombstone (no content) for that replay."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from datetime import datetime
 
+import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -143,6 +145,13 @@ class Center:
 
     async def fetch(self, query: str, params: list) -> list[dict]:
         return await fetch(self.pool, query, params)
+
+    async def healthy(self, timeout_s: float = 1.0) -> bool:
+        try:
+            await asyncio.wait_for(self.fetch("SELECT 1", []), timeout_s)
+            return True
+        except (TimeoutError, psycopg.Error):  # a pool with no connection to give is an OperationalError
+            return False
 
 
 async def fetch(pool: AsyncConnectionPool, query: str, params: list) -> list[dict]:

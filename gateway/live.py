@@ -2,30 +2,43 @@
 
 A device connects with the last event id it saw: it first gets what changed meanwhile (from
 PostgreSQL, or a resync when that is too much), then every change live (from the hub), each once.
-While a device is connected, the flows hear that it is online."""
+While a device is connected, the flows hear that it is online.
+
+When the live stream had a gap (Redis went away; gateway.hub marks it), the connection catches up
+from PostgreSQL after the last event it was sent, or is told to resync, never left behind.
+While PostgreSQL is away, a device connecting with a last event id is told to try again later
+(close 1013; SSE 503), and one that needs a catch-up waits for it, then resyncs."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections import Counter
 from urllib.parse import parse_qsl
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from connectors.outage import TRANSIENT
 from gateway import metrics
 from gateway.auth import AuthError, TokenVerifier
 from gateway.center import BadRequest, Center, parse_seq
 from gateway.engagement import Engagements
-from gateway.hub import CHANGES, HEARTBEAT, RESYNC, Hub, Inbox
+from gateway.hub import CHANGES, GAP, HEARTBEAT, RESYNC, Hub, Inbox
 from gateway.publisher import Publisher
 from kernel.clock import utcnow
 from kernel.topics import PRESENCE
 
 PRESENCE_REFRESH_S = 30.0  # "online" again for every connected device, well within the flows' presence TTL (90 s)
 REPLAY_LIMIT = 500  # changes replayed on reconnect; beyond that the client reloads instead
+GAP_PATIENCE_S = 30.0  # how long a connection waits for PostgreSQL to catch it up before it is told to resync
+# event_seqs a connection remembers sending: an event replayed and also live, or published twice
+# (a retry after Redis went away), is sent once, even when events arrive out of order.
+RECENT = 128
+TRY_LATER = 1013  # WebSocket close code "try again later": PostgreSQL is away
 
 
 class Live:
@@ -55,31 +68,52 @@ class Live:
         resync when there are too many), then the live ones. The caller unsubscribes the inbox."""
         inbox = await self.hub.subscribe(user, heartbeats)
         try:
-            missed = [] if last_event_id is None else await self.center.since(user, last_event_id, REPLAY_LIMIT + 1)
-            if len(missed) > REPLAY_LIMIT:
-                # More than is worth replaying: the client reloads from the API, then goes on from here.
-                backlog = [{**RESYNC, "event_seq": await self.center.latest_seq(user)}]
-            else:
-                backlog = [{"event": "notification.deleted" if row["deleted"] else "notification.sync",
-                            "event_seq": row["event_seq"], "notification": row} for row in missed]
-            return inbox, self.events(inbox, backlog, last_event_id)
+            backlog = [] if last_event_id is None else await self.replay(user, last_event_id)
+            return inbox, self.events(user, inbox, backlog, last_event_id)
         except BaseException:
             await self.hub.unsubscribe(user, inbox)
             raise
 
-    @staticmethod
-    async def events(inbox: Inbox, backlog: list[dict], last_event_id: int | None):
-        """The missed changes, then live ones not among them, each once; ends after a resync."""
-        sent, pending = last_event_id or 0, backlog
+    async def replay(self, user: str, after: int) -> list[dict]:
+        """What changed for the user after event `after`; a resync when that is more than worth replaying."""
+        missed = await self.center.since(user, after, REPLAY_LIMIT + 1)
+        if len(missed) > REPLAY_LIMIT:
+            # The client reloads from the API, then goes on from here.
+            return [{**RESYNC, "event_seq": await self.center.latest_seq(user)}]
+        return [{"event": "notification.deleted" if row["deleted"] else "notification.sync",
+                 "event_seq": row["event_seq"], "notification": row} for row in missed]
+
+    async def after_gap(self, user: str, sent: int | None) -> list[dict]:
+        """What the live stream may have missed, from PostgreSQL (waiting for it a while), else a resync."""
+        if sent is None:  # no position to replay from (it connected without one and got nothing yet)
+            return [{**RESYNC, "event_seq": await self.center.latest_seq(user)}]
+        deadline, delay = time.monotonic() + GAP_PATIENCE_S, 0.2
         while True:
-            for event in pending:
-                seq = event.get("event_seq")
-                if seq is not None and seq <= sent:
-                    continue  # already in the replay
-                sent = max(sent, seq or 0)
-                yield event
-                if event["event"] == "resync":
-                    return
+            try:
+                return await self.replay(user, sent)
+            except TRANSIENT:
+                if time.monotonic() > deadline:
+                    return [RESYNC]  # the client reconnects with its last event id and replays then
+                await asyncio.sleep(delay)
+                delay = min(2.0, delay * 2)
+
+    async def events(self, user: str, inbox: Inbox, backlog: list[dict], last_event_id: int | None):
+        """The missed changes, then live ones, each once; after a gap, what it missed; ends after a resync."""
+        sent, recent, pending = last_event_id, set(), backlog
+        while True:
+            for item in pending:
+                for event in await self.after_gap(user, sent) if item is GAP else (item,):
+                    seq = event.get("event_seq")
+                    if event["event"] != "resync" and seq is not None:
+                        if seq in recent:
+                            continue  # already sent: replayed and live, or published twice
+                        recent.add(seq)
+                        if len(recent) > RECENT:
+                            recent = set(sorted(recent)[RECENT // 2:])  # keep the newest
+                        sent = seq if sent is None else max(sent, seq)
+                    yield event
+                    if event["event"] == "resync":
+                        return
             pending = await inbox.take()
 
     async def websocket(self, scope, receive, send) -> None:
@@ -94,11 +128,18 @@ class Live:
             await send({"type": "websocket.accept"})
             await send({"type": "websocket.close", "code": 4401, "reason": str(exc)})
             return
-        inbox, stream = await self.catch_up(user, last, heartbeats=False)  # WebSocket pings keep it alive
+        # Nothing of the request lives on with the connection: not the token, not the headers.
+        scope["query_string"], scope["headers"] = b"", []
+        try:
+            inbox, stream = await self.catch_up(user, last, heartbeats=False)  # WebSocket pings keep it alive
+        except TRANSIENT:  # PostgreSQL is away: the client backs off and reconnects
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.close", "code": TRY_LATER, "reason": "try again later"})
+            return
         try:
             # Accepted once live: for the client, "open" means every change from now on arrives live.
             await send({"type": "websocket.accept"})
-            await self.connected(user, device_id, receive, send, stream)
+            await self.connected(user, device_id, receive, send, inbox, stream)
         finally:
             await self.hub.unsubscribe(user, inbox)
 
@@ -109,11 +150,21 @@ class Live:
         return (self.verifier.user_of(query.get("token")), parse_seq(query.get("last_event_id")),
                 query.get("device") or f"web-{uuid.uuid4().hex[:8]}")
 
-    async def connected(self, user: str, device_id: str, receive, send, stream) -> None:
+    async def connected(self, user: str, device_id: str, receive, send, inbox: Inbox, stream) -> None:
         """Forwards the stream while reading what the client sends (it may mark notifications read)."""
         self.presence(user, device_id, "online")
         self.connections[(user, device_id)] += 1
         sender = asyncio.create_task(self.forward(send, stream))
+        closing: list[asyncio.Future] = []
+
+        def cut_off() -> None:
+            """Its inbox overflowed while the sender was stuck writing: the peer stopped reading and
+            would not read a resync either. Closing a connection that does not drain drops it at
+            once (gateway.transport); the client reconnects with its last event id."""
+            sender.cancel()
+            closing.append(asyncio.ensure_future(send({"type": "websocket.close", "code": 4409, "reason": "resync"})))
+
+        inbox.on_overflow = cut_off
         metrics.CONNECTIONS.labels("websocket").inc()
         try:
             while (message := await receive())["type"] == "websocket.receive":
@@ -127,7 +178,7 @@ class Live:
             await send({"type": "websocket.close", "code": 1007, "reason": "messages must be JSON"})
         finally:
             sender.cancel()
-            await asyncio.gather(sender, return_exceptions=True)
+            await asyncio.gather(sender, *closing, return_exceptions=True)
             await stream.aclose()
             metrics.CONNECTIONS.labels("websocket").dec()
             self.connections[(user, device_id)] -= 1
@@ -147,11 +198,16 @@ class Live:
     async def server_sent_events(self, request: Request) -> Response:
         user = self.verifier.user_of_request(request)
         last = parse_seq(request.headers.get("last-event-id") or request.query_params.get("last_event_id"))
-        return StreamingResponse(self.event_stream(user, last), media_type="text/event-stream",
-                                 headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+        try:
+            inbox, stream = await self.catch_up(user, last, heartbeats=True)
+        except TRANSIENT:  # PostgreSQL is away: EventSource retries by itself
+            return JSONResponse({"error": "try again later"}, status_code=503, headers={"retry-after": "2"})
+        # Unsubscribed after the response too: a client gone before the stream started never runs its finally.
+        return StreamingResponse(self.event_stream(user, inbox, stream), media_type="text/event-stream",
+                                 headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+                                 background=BackgroundTask(self.hub.unsubscribe, user, inbox))
 
-    async def event_stream(self, user: str, last_event_id: int | None):
-        inbox, stream = await self.catch_up(user, last_event_id, heartbeats=True)
+    async def event_stream(self, user: str, inbox: Inbox, stream):
         metrics.CONNECTIONS.labels("sse").inc()
         try:
             yield "retry: 2000\n\n"

@@ -38,6 +38,7 @@ CONNECTION_LIMIT.set(connection_limit())
 
 def sent(transport: str, event: dict) -> None:
     EVENTS_SENT.labels(transport, event["event"]).inc()
-    if event["event"] == "notification.created":
-        created = datetime.fromisoformat(event["notification"]["created_at"])
+    # An event without its creation time is sent all the same: a failure here would end the sender.
+    if event["event"] == "notification.created" and (created_at := event["notification"].get("created_at")):
+        created = datetime.fromisoformat(created_at)
         DELIVERY_LATENCY.labels(transport).observe(max(0.0, (datetime.now(UTC) - created).total_seconds()))

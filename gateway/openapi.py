@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from gateway.engagement import REPORTED_ACTIONS
-from kernel.topics import DEVICES, ENGAGEMENT, PREFERENCES
+from gateway.ingest import MAX_BATCH, MAX_IDEMPOTENCY_KEY
+from kernel.topics import DEVICES, ENGAGEMENT, EVENTS, PREFERENCES
+from schemas.json_schema import json_schema
 
 
 def _ref(name: str) -> dict:
@@ -26,6 +28,40 @@ LINK = [{"name": name, "in": "query", "required": True, "schema": {"type": "stri
                            ("e", "expiry, epoch seconds"), ("t", "signature"))]
 REFUSED = {"400": {"description": "Malformed link, or a POST without List-Unsubscribe=One-Click"},
            "403": {"description": "Forged, altered or expired link; nothing changes"}}
+
+# The front door fills in what it can: the id, the creation time, and the API key's tenant and sender.
+REQUEST = json_schema("NotificationRequested", {"id", "tenant", "metadata", "metadata.created_at",
+                                                "metadata.source_app"})
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "string"}}}
+INGEST = {"post": {
+    "summary": f"Publish one notification request (an object) or a batch (an array of up to {MAX_BATCH}) to "
+               f"{EVENTS}, as the sender of the API key: checked as the notification flow checks them and against "
+               "the sender's grant; all or nothing",
+    "security": [{"apiKey": []}],
+    "parameters": [{"name": "Idempotency-Key", "in": "header", "schema": {
+        "type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY, "pattern": "^[\\x20-\\x7e]+$"},
+        "description": "The same key with the same body gets the first answer again and publishes nothing"}],
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
+        _ref("NotificationRequest"),
+        {"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": _ref("NotificationRequest")}]}}}},
+    "responses": {
+        "202": _json({"type": "object", "required": ["accepted", "ids"], "properties": {
+            "accepted": {"type": "integer"}, "ids": {"type": "array", "items": {"type": "string"}}}},
+            "Accepted: published and acknowledged by the broker; the ids in the order given"),
+        "400": ERRORS["400"],
+        "401": _json(_ref("Error"), "Missing, unknown or revoked API key"),
+        "409": {**_json(_ref("Error"), "A request with this Idempotency-Key is still being handled"),
+                "headers": RETRY_AFTER},
+        "413": _json(_ref("Error"), "The body is too large"),
+        "422": _json({"type": "object", "required": ["error"], "properties": {
+            "error": {"type": "string"}, "rejected": {"type": "array", "items": {
+                "type": "object", "required": ["index", "reason"], "properties": {
+                    "index": {"type": "integer"}, "id": {}, "reason": {"type": "string"}}}}}},
+            "Refused, nothing published: a reason per refused item, or the Idempotency-Key reused with another "
+            "body, or a batch larger than the key's rate"),
+        "429": {**_json(_ref("Error"), "Over the API key's notifications a minute"), "headers": RETRY_AFTER},
+        "503": {**_json(_ref("Error"), "The broker did not take them; nothing accepted, retry"),
+                "headers": RETRY_AFTER}}}}
 
 OPENAPI = {
     "openapi": "3.1.0",
@@ -115,13 +151,17 @@ OPENAPI = {
                          for media in ("application/x-www-form-urlencoded", "multipart/form-data")}},
                      "responses": {"200": {"description": "Unsubscribed: JSON, or an HTML page when the client "
                                                           "accepts text/html"}, **REFUSED}}},
+        "/v1/notifications": INGEST,
         "/health": {"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "OK"}}}},
         "/metrics": {"get": {"summary": "Prometheus metrics", "security": [],
                              "responses": {"200": {"description": "text/plain exposition format"}}}},
     },
     "components": {
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                            "apiKey": {"type": "http", "scheme": "bearer", "description": "A sender's API key "
+                                       "(`notifyflow keys create`): nfk_<id>_<secret>"}},
         "schemas": {
+            "NotificationRequest": REQUEST,
             "Error": {"type": "object", "properties": {"error": {"type": "string"}}},
             "Notification": {"type": "object", "properties": {
                 name: {"type": kind} for name, kind in (

@@ -4,6 +4,7 @@ is the token's user's; a change made here reaches the user's open devices throug
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -36,7 +37,13 @@ class Rest:
         self.verifier, self.vapid_public_key = verifier, vapid_public_key
 
     async def health(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        """200 while this process serves: `{"status": "ok"}`, or `degraded` with the dependencies
+        that are away. Never 503 for them: Redis and PostgreSQL are shared by every gateway, so a
+        503 would take every gateway out of the load balancer at once (and a liveness probe would
+        restart them all) while each still serves what it can and catches its devices up after."""
+        redis_up, postgres_up = await asyncio.gather(self.hub.healthy(), self.center.healthy())
+        unavailable = [name for name, up in (("redis", redis_up), ("postgres", postgres_up)) if not up]
+        return JSONResponse({"status": "degraded", "unavailable": unavailable} if unavailable else {"status": "ok"})
 
     async def prometheus(self, request: Request) -> Response:
         return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -79,10 +80,26 @@ def spec_for(topic: str) -> TopicSpec:
         raise KeyError(f"unknown topic {topic!r}; known topics: {', '.join(BY_NAME)}") from None
 
 
+# A Schema Registry that wants credentials or TLS: its settings from the environment, as Confluent's
+# clients name them. SCHEMA_REGISTRY_USER and SCHEMA_REGISTRY_PASSWORD may stand for the user info.
+REGISTRY_VARS = {"SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO": "basic.auth.user.info",
+                 "SCHEMA_REGISTRY_SSL_CA_LOCATION": "ssl.ca.location",
+                 "SCHEMA_REGISTRY_SSL_CERTIFICATE_LOCATION": "ssl.certificate.location",
+                 "SCHEMA_REGISTRY_SSL_KEY_LOCATION": "ssl.key.location",
+                 "SCHEMA_REGISTRY_SSL_KEY_PASSWORD": "ssl.key.password"}
+
+
+def registry_config(url: str, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    config = {"url": url, **{option: environ[name] for name, option in REGISTRY_VARS.items() if environ.get(name)}}
+    if (user := environ.get("SCHEMA_REGISTRY_USER")) and "basic.auth.user.info" not in config:
+        config["basic.auth.user.info"] = f"{user}:{environ.get('SCHEMA_REGISTRY_PASSWORD', '')}"
+    return config
+
+
 @functools.cache
 def registry_client(url: str) -> SchemaRegistryClient:
     # One client per URL per process: it caches schema ids, and a mock:// registry lives in it.
-    return SchemaRegistryClient.new_client({"url": url})
+    return SchemaRegistryClient.new_client(registry_config(url))
 
 
 def codec_for(topic: str, schema_registry_url: str | None = None) -> AvroCodec:

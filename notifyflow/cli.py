@@ -31,7 +31,8 @@ from kernel.clock import parse_time
 from kernel.requests import from_json, notification_request
 from kernel.topics import DLQ, EVENTS, codec_for
 from notifyflow import demo as demo_run, dlq as dead_letters, explain, retention as retention_job, userdata
-from notifyflow.console import console, err_console, printable
+from notifyflow.admin import keys_app, policies_app, senders_app
+from notifyflow.console import UserError, console, err_console, printable
 from notifyflow.processes import FlowError
 from notifyflow.publish import publish_requests
 from notifyflow.setup import SetupError, setup
@@ -50,11 +51,9 @@ dlq_app = typer.Typer(help="Dead letters: list by stage and reason, replay a sel
 app.add_typer(dlq_app, name="dlq")
 user_app = typer.Typer(help="GDPR: export or erase everything stored about a user.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
+for name, commands in (("senders", senders_app), ("policies", policies_app), ("keys", keys_app)):
+    app.add_typer(commands, name=name)
 ANALYTICS_URL = os.environ.get("NOTIFYFLOW_ANALYTICS_URL", "http://127.0.0.1:8100")
-
-
-class UserError(Exception):
-    """A mistake the user can fix; printed as one line, never as a traceback."""
 
 
 @stack_app.command("up")
@@ -267,11 +266,12 @@ def gateway(
     demo_mode: Annotated[bool, typer.Option("--demo", help="Serve the demo page and hand out demo tokens "
                                                              "(never where real users are).")] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level: debug, info, warning, error.")] = "info",
+    workers: Annotated[int, typer.Option(help="Processes sharing the port (SO_REUSEPORT), each with its own "
+                                              "descriptors and memory.")] = 1,
 ) -> None:
     """Run the real-time gateway against the services in the environment (or `notifyflow stack up`)."""
-    import uvicorn
-
-    from gateway.app import SERVER_OPTIONS, verifier_from_env
+    from gateway.app import verifier_from_env
+    from notifyflow.gateway_server import serve
 
     settings.load()  # fail here, with a clear message, rather than inside the server
     if demo_mode:
@@ -279,8 +279,7 @@ def gateway(
         os.environ.setdefault("GATEWAY_JWT_SECRET", base64.urlsafe_b64encode(os.urandom(32)).decode())
         console.print(f"demo page: http://{host}:{port}/?user=alice")
     verifier_from_env()
-    uvicorn.run("gateway.app:create_app", host=host, port=port, log_level=log_level, backlog=4096,
-                **SERVER_OPTIONS)
+    serve(host, port, workers, log_level)
 
 
 @analytics_app.callback()

@@ -11,6 +11,10 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+class UserError(Exception):
+    """A mistake the user can fix; printed as one line, never as a traceback."""
+
+
 def printable(value):
     """JSON for what JSON lacks: times as ISO-8601, bytes as base64."""
     if isinstance(value, datetime):

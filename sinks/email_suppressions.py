@@ -15,16 +15,16 @@ class Suppressions(Protocol):
 
 
 class PostgresSuppressions:
-    """`email_suppressions`, one connection per worker thread."""
+    """`email_suppressions`, one connection per worker thread, waiting out PostgreSQL restarts."""
 
     def __init__(self, database_url: str) -> None:
-        self.connections = PerThread(lambda: postgres.connect(database_url))
+        self.connections = PerThread(lambda: postgres.Database(database_url))
 
     def suppressed(self, addresses: set[str]) -> set[str]:
         if not addresses:
             return set()
         rows = self.connections.get().execute("SELECT address FROM email_suppressions WHERE address = ANY(%s)",
-                                              (sorted(addresses),)).fetchall()
+                                              (sorted(addresses),))
         return {address for (address,) in rows}
 
     def suppress(self, address: str, reason: str) -> None:

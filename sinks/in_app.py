@@ -5,6 +5,10 @@ The row is the idempotency key. A job is written with INSERT .. ON CONFLICT that
 a newer revision, and only rows actually written are published: a replayed job changes
 nothing and shows nothing twice, and a merge update that arrives on a faster lane before an
 older revision is never overwritten by it.
+
+Built `reconnecting` (as the delivery flow does), it waits out PostgreSQL and Redis going away:
+the write is one transaction, run again until it commits; the publish of what it wrote is retried
+on its own, so rows committed before Redis went away are still announced once it is back.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from datetime import datetime
 import psycopg
 from psycopg.types.json import Jsonb
 
+from connectors import redis as redis_connector
+from connectors.outage import until_back
+from connectors.postgres import Database
 from connectors.redis import user_channel
 from sinks.jobs import status
 
@@ -58,19 +65,40 @@ def event(job: dict, event_seq: int, inserted: bool) -> str:
 
 
 class InAppSink:
-    def __init__(self, connection: psycopg.Connection, redis) -> None:
-        self.connection, self.redis = connection, redis
+    def __init__(self, connection: psycopg.Connection | Database, redis, waits: bool = False) -> None:
+        self.database = connection if isinstance(connection, Database) else Database(connection=connection)
+        self.redis, self.waits = redis, waits
+
+    @classmethod
+    def reconnecting(cls, database_url: str, redis_url: str) -> InAppSink:
+        return cls(Database(database_url), redis_connector.client(redis_url), waits=True)
+
+    @property
+    def connection(self) -> psycopg.Connection:
+        return self.database.connection
 
     def deliver(self, jobs: list[dict], now: datetime) -> list[dict]:
         """Write and publish a batch; one `delivered` status per job (written now or before)."""
+        written = self.database.run(lambda connection: self.write(connection, jobs))
+        # Published after the commit: a device told about a row can always read it.
+        if self.waits:
+            until_back(lambda: self.publish(written), "Redis")
+        else:
+            self.publish(written)
+        return [status(job, "delivered", now, provider="notification-center") for job in jobs]
+
+    @staticmethod
+    def write(connection: psycopg.Connection, jobs: list[dict]) -> list[tuple[dict, int, bool]]:
         written = []
-        with self.connection.transaction(), self.connection.cursor() as cursor:
+        with connection.transaction(), connection.cursor() as cursor:
             cursor.executemany(UPSERT, [row(job) for job in jobs], returning=True)
             for job, _ in zip(jobs, cursor.results()):
                 written += [(job, seq, inserted) for _id, _user, seq, inserted in cursor.fetchall()]
-        # Published after the commit: a device told about a row can always read it.
+        return written
+
+    def publish(self, written: list[tuple[dict, int, bool]]) -> None:
+        # A retry after a lost reply may publish an event twice: the gateway forwards each event_seq once.
         with self.redis.pipeline(transaction=False) as pipe:
             for job, seq, inserted in written:
                 pipe.publish(user_channel(job["user_id"]), event(job, seq, inserted))
             pipe.execute()
-        return [status(job, "delivered", now, provider="notification-center") for job in jobs]

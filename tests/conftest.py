@@ -10,14 +10,14 @@ import os
 import pytest
 
 from kernel.settings import SERVICE_VARS
-from notifyflow.stack import LocalStack
+from notifyflow.stack import OPEN_GRANTS, LocalStack
 
 from gateway_harness import serve_gateway
 
 
 @pytest.fixture(scope="session")
 def stack():
-    with LocalStack() as running:
+    with LocalStack(grants=OPEN_GRANTS) as running:
         saved = {name: os.environ.get(name) for name in SERVICE_VARS}
         os.environ.update(running.urls)
         try:

@@ -19,12 +19,7 @@ from kernel.settings import SERVICE_VARS
 from kernel.topics import codec_for
 from notifyflow.stack import free_port, stop_process, wait_until
 
-
-def notifyflow(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    # Wide enough that rich never wraps a table cell the assertions look for.
-    env = {**(env or os.environ), "COLUMNS": "250"}
-    return subprocess.run([sys.executable, "-m", "notifyflow.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=120)
+from cli_harness import notifyflow
 
 
 def tail_values(topic: str) -> list[dict]:

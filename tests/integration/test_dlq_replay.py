@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from connectors.kafka import read_topic
-from flows.validate import MAX_CLOCK_SKEW
+from kernel.validate import MAX_CLOCK_SKEW
 from notifyflow.processes import FlowProcess
 
 from flow_harness import Outputs, jobs, publish, publish_raw, request, unique
-from test_cli import notifyflow
+from cli_harness import notifyflow
 
 
 def test_a_dead_letter_is_replayed_once_after_the_cause_is_gone(stack, tmp_path):

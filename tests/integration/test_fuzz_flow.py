@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from connectors.kafka import produce_all, producer
-from flows import validate
+from kernel import validate
 from kernel.requests import device_record, preferences_record
 from kernel.topics import LANES, codec_for
 from notifyflow.processes import FlowProcess, delivery_flow

@@ -21,7 +21,7 @@ from notifyflow.stack import free_port
 from analytics_harness import SECRET, analytics_process, wait_for
 from analytics_harness import status as analytics_status
 from flow_harness import Outputs, device, jobs, preferences, publish, request, statuses, unique
-from test_cli import notifyflow
+from cli_harness import notifyflow
 
 NOW = datetime.now(UTC)
 

@@ -44,6 +44,18 @@ def test_launcher_starts_every_service_migrates_and_stops_them():
 
         assert redis.Redis.from_url(urls["REDIS_URL"]).ping()
 
+        # Restarted on the same port with their data, as the fault soak does under load.
+        with psycopg.connect(urls["DATABASE_URL"], autocommit=True) as conn:
+            conn.execute("CREATE TABLE restart_probe AS SELECT 1 AS n")
+        redis.Redis.from_url(urls["REDIS_URL"]).set("claim:restart-probe", "sent")
+        stack.restart("DATABASE_URL", down_s=0.2)
+        stack.restart("REDIS_URL", down_s=0.2)
+        with psycopg.connect(urls["DATABASE_URL"]) as conn:
+            assert conn.execute("SELECT n FROM restart_probe").fetchall() == [(1,)]
+        assert redis.Redis.from_url(urls["REDIS_URL"]).get("claim:restart-probe") == b"sent"  # the append-only file
+        with pytest.raises(StackError, match="KAFKA_BOOTSTRAP_SERVERS is not a service"):
+            stack.restart("KAFKA_BOOTSTRAP_SERVERS")
+
         client = clickhouse.client(urls["CLICKHOUSE_URL"])
         try:
             tables = {r[0] for r in client.query("SHOW TABLES FROM notifyflow").result_rows}

@@ -2,7 +2,7 @@
 
 import asyncio
 
-from gateway.hub import BACKLOG, HEARTBEAT, RESYNC, Inbox
+from gateway.hub import BACKLOG, GAP, HEARTBEAT, RESYNC, Inbox
 
 
 def test_events_come_out_in_order_and_in_one_batch():
@@ -36,3 +36,38 @@ def test_heartbeat_only_for_streams_that_want_it_and_only_when_quiet():
     assert sse.events == [{"n": 1}]
     sse.tick()
     assert sse.events == [{"n": 1}, HEARTBEAT]
+
+
+def test_an_inbox_that_overflows_while_its_sender_is_stuck_writing_asks_for_a_cut_off():
+    inbox, cut = Inbox(heartbeats=False), []
+    inbox.on_overflow = lambda: cut.append(True)
+    for n in range(BACKLOG + 5):  # no one waits in take(): the sender is stuck in a send
+        inbox.put({"n": n})
+    assert cut == [True] and inbox.events == [RESYNC]
+
+
+def test_a_sender_waiting_for_events_is_not_stuck_so_nothing_is_cut():
+    async def scenario():
+        inbox, cut = Inbox(heartbeats=False), []
+        inbox.on_overflow = lambda: cut.append(True)
+        taking = asyncio.create_task(inbox.take())
+        await asyncio.sleep(0)
+        for n in range(BACKLOG + 5):  # a burst before the sender runs again: it sends the resync itself
+            inbox.put({"n": n})
+        return cut, await taking
+
+    cut, taken = asyncio.run(scenario())
+    assert cut == [] and taken == [RESYNC]
+
+
+def test_a_gap_is_marked_once_and_a_resync_makes_it_moot():
+    inbox = Inbox(heartbeats=False)
+    inbox.put({"n": 1})
+    inbox.put(GAP)
+    inbox.put({"n": 2})
+    inbox.put(GAP)
+    assert inbox.events == [{"n": 1}, GAP, {"n": 2}]
+    for n in range(BACKLOG):
+        inbox.put({"n": n})
+    inbox.put(GAP)
+    assert inbox.events == [RESYNC]

@@ -1,4 +1,4 @@
-"""flows/validate.py: what Avro cannot check about a NotificationRequested."""
+"""kernel/validate.py: what Avro cannot check about a NotificationRequested."""
 
 from datetime import timedelta
 
@@ -7,8 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flow_items import NOW, action, audience_of, decode_round_trip, fan_out, request
-from flows import validate
-from flows.validate import clean_text, is_expired, problem, url_problem
+from kernel import validate
+from kernel.validate import clean_text, is_expired, problem, url_problem
 
 
 def test_a_complete_request_is_valid():

@@ -1,8 +1,8 @@
 """Checks a decoded NotificationRequested beyond what Avro can express.
 
-A request that fails here is the sender's mistake: it goes to the dead-letter topic with
-the reason, never silently dropped. An expired request is not a mistake; it is dropped
-with an `expired` status.
+A request that fails here is the sender's mistake: the flow dead-letters it with the reason,
+never silently dropped, and the HTTP front door (gateway/ingest.py) answers 422 with the same
+reason. An expired request is not a mistake; the flow drops it with an `expired` status.
 """
 
 from __future__ import annotations
@@ -93,7 +93,8 @@ def url_problem(url: str, app_links_allowed: bool) -> str | None:
         return None if parts.hostname else "https URL without a host"
     if app_links_allowed and scheme and scheme != "http" and APP_SCHEME.match(scheme):
         return None
-    return f"scheme {scheme or '(none)'!r} is not allowed; use https" + (" or an app scheme" if app_links_allowed else "")
+    alternative = " or an app scheme" if app_links_allowed else ""
+    return f"scheme {scheme or '(none)'!r} is not allowed; use https{alternative}"
 
 
 def time_problem(request: dict, now: datetime) -> str | None:
