@@ -34,10 +34,20 @@ def test_a_tenants_settings_replace_only_the_fields_it_sets(overrides):
     assert policy.escalation_delays("marketing", "high", scale=1, tenant="acme") == (30,)
 
 
+def test_what_is_learned_acts_as_the_tenants_policy_says(overrides):
+    overrides["acme", "social"] = with_settings("social", {"send_time": "optimal", "fatigue": False})
+    assert policy.learns("social", "send_time", tenant="acme") and not policy.learns("social", "fatigue", tenant="acme")
+    assert policy.learns("social", "fatigue", tenant="globex")  # other tenants keep the built-in policy
+    assert not policy.learns("social", "send_time", "social:*", tenant="acme")  # the operator's switch wins
+    assert not policy.learns("security", "send_time", tenant="acme")  # off by default for security
+
+
 @pytest.mark.parametrize("settings, reason", [
     ({"merge": "squash"}, "merge must be one of count, replace, accumulate"),
     ({"excess": "queue"}, "excess must be one of digest, drop"),
     ({"per_hour": 0}, "per_hour must be a positive whole number"),
+    ({"send_time": "later"}, "send_time must be one of now, optimal, off"),
+    ({"fatigue": "no"}, "fatigue must be true or false"),
     ({"per_day": "3"}, "per_day must be a positive whole number"),
     ({"digestible": "yes"}, "digestible must be true or false"),
     ({"escalation": {"critical": [60]}}, "escalation must map high and/or normal"),
