@@ -8,6 +8,7 @@ exit. Real deployments set the URLs and nothing is started.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -48,10 +49,21 @@ class StackError(RuntimeError):
     """A service would not start or become ready; the message says which and why."""
 
 
+# Below Linux's ephemeral range (32768-60999): a port the kernel hands out as "free" is also what it
+# hands the next outgoing connection as its source port, so a server started on it a moment later
+# could find it taken.
+SERVER_PORTS = range(10_000, 32_768)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    while True:
+        port = random.choice(SERVER_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def wait_until(check: Callable[[], object], what: str, process: subprocess.Popen | None = None,

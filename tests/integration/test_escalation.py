@@ -101,12 +101,15 @@ def test_an_unseen_toast_becomes_a_push_then_an_email(running):
     user = online_user("una")
     time.sleep(1)  # user state first: nothing orders two topics
     publish(EVENTS, [request(user, "Ana: lunch?", "at noon", category="messages")])
-    toast = outputs.wait_for({user}, lambda f: of(f, "delivered", "in_app"), timeout_s=60)
+    # The chain's clock starts when the flow routes the toast, so on a loaded machine the toast's delivery
+    # may be reported after the push: what is asserted is the flow's own order.
+    toast = outputs.wait_for({user}, lambda f: of(f, "requested", "in_app"), timeout_s=60)
     assert not of(toast, "requested", "push") and not of(toast, "requested", "email")  # the toast only, at first
+    outputs.wait_for({user}, lambda f: of(f, "delivered", "in_app"), timeout_s=60)
     found = outputs.wait_for({user}, lambda f: of(f, "sent", "push"), timeout_s=PUSH_AFTER_S + 60)
     [escalated] = of(found, "escalated", "push")
     assert escalated["reason"] == f"not seen within {PUSH_AFTER_S} s: trying push"
-    assert escalated["at"] - of(toast, "delivered", "in_app")[0]["at"] >= timedelta(seconds=PUSH_AFTER_S - 1)
+    assert escalated["at"] - of(toast, "requested", "in_app")[0]["at"] >= timedelta(seconds=PUSH_AFTER_S - 1)
     [push] = pushes_to(fcm, user)
     assert push["message"]["notification"] == {"title": "Ana: lunch?", "body": "at noon"}
     found = outputs.wait_for({user}, lambda f: of(f, "sent", "email"), timeout_s=EMAIL_AFTER_S + 60)
