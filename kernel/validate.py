@@ -39,6 +39,8 @@ def problem(request: dict, now: datetime) -> str | None:
             return f"{name} is empty"
         if len(value) > MAX_NAME:
             return f"{name} is longer than {MAX_NAME} characters"
+    if ":" in request["tenant"]:
+        return "tenant must not contain ':' (it separates tenant and user in keys)"
     if audience and len(audience["user_ids"]) > MAX_AUDIENCE:
         return f"audience.user_ids has {len(audience['user_ids'])} users; at most {MAX_AUDIENCE} per request"
     for kind in ("segment", "topic"):
