@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from gateway import metrics
-from gateway.auth import AuthError, TokenVerifier
+from gateway.auth import AuthError, TokenVerifier, User
 from gateway.center import BadRequest, Center, parse_seq
 from gateway.engagement import Engagements
 from gateway.hub import CHANGES, HEARTBEAT, RESYNC, Hub, Inbox
@@ -34,7 +34,7 @@ class Live:
         self.hub, self.center, self.publisher, self.verifier = hub, center, publisher, verifier
         self.engagements = engagements
         self.gateway_id = gateway_id
-        self.connections: Counter[tuple[str, str]] = Counter()  # (user, device) -> open WebSockets
+        self.connections: Counter[tuple[User, str]] = Counter()  # (user, device) -> open WebSockets
 
     async def refresh_presence(self, every_s: float) -> None:
         """Presence expires in the flows unless repeated, so a gateway that dies leaves no one "online"."""
@@ -45,11 +45,11 @@ class Live:
                 if n % 500 == 499:
                     await asyncio.sleep(0)  # thousands of devices: let live events through meanwhile
 
-    def presence(self, user: str, device_id: str, status: str) -> None:
-        self.publisher.publish(PRESENCE, {"user_id": user, "device_id": device_id, "status": status,
-                                          "at": utcnow(), "gateway_id": self.gateway_id})
+    def presence(self, user: User, device_id: str, status: str) -> None:
+        self.publisher.publish(PRESENCE, {"user_id": user.id, "device_id": device_id, "status": status,
+                                          "at": utcnow(), "gateway_id": self.gateway_id, "tenant": user.tenant})
 
-    async def catch_up(self, user: str, last_event_id: int | None, heartbeats: bool):
+    async def catch_up(self, user: User, last_event_id: int | None, heartbeats: bool):
         """(inbox, stream): the inbox of live changes, subscribed before the missed ones are read
         (from PostgreSQL), so nothing falls in between; the stream yields the missed ones (or a
         resync when there are too many), then the live ones. The caller unsubscribes the inbox."""
@@ -102,14 +102,14 @@ class Live:
         finally:
             await self.hub.unsubscribe(user, inbox)
 
-    def websocket_params(self, scope) -> tuple[str, int | None, str]:
+    def websocket_params(self, scope) -> tuple[User, int | None, str]:
         """(user, last_event_id, device) from the query string, of which nothing else stays alive
         with the connection (the token is long, and there are tens of thousands of connections)."""
         query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
         return (self.verifier.user_of(query.get("token")), parse_seq(query.get("last_event_id")),
                 query.get("device") or f"web-{uuid.uuid4().hex[:8]}")
 
-    async def connected(self, user: str, device_id: str, receive, send, stream) -> None:
+    async def connected(self, user: User, device_id: str, receive, send, stream) -> None:
         """Forwards the stream while reading what the client sends (it may mark notifications read)."""
         self.presence(user, device_id, "online")
         self.connections[(user, device_id)] += 1
@@ -150,7 +150,7 @@ class Live:
         return StreamingResponse(self.event_stream(user, last), media_type="text/event-stream",
                                  headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
 
-    async def event_stream(self, user: str, last_event_id: int | None):
+    async def event_stream(self, user: User, last_event_id: int | None):
         inbox, stream = await self.catch_up(user, last_event_id, heartbeats=True)
         metrics.CONNECTIONS.labels("sse").inc()
         try:
