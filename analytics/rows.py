@@ -42,8 +42,9 @@ class Rows:
         except CodecError as exc:
             return records.rejected(source, "analytics_decode", exc.reason)
         if topic == PREFERENCES:
-            return {"erase": self.keys.every_version(record["user_id"], now)} if record["deleted"] else {}
-        version, user_key = self.keys.of(record["user_id"], record["at"])
+            return {"erase": self.keys.every_version(record["user_id"], now, record["tenant"])} if record["deleted"] \
+                else {}
+        version, user_key = self.keys.of(record["user_id"], record["at"], record.get("tenant"))
         if topic == STATUS:
             kind, status, created_at, action_id = "status", record["status"], record["created_at"], None
         else:
