@@ -62,7 +62,7 @@ def seed(user: str) -> dict:
 def stored_rows(user: str) -> dict[str, int]:
     with db() as conn:
         return {table: len(rows) for table, rows in userdata.postgres_rows(
-            conn, user, [f"{user}@example.com"]).items()}
+            conn, user, "default", [f"{user}@example.com"]).items()}
 
 
 def export(user: str, analytics_url: str) -> dict:

@@ -71,10 +71,10 @@ def test_a_batch_is_accepted_and_delivered_to_the_notification_center(stack, gat
         rows = db.execute("SELECT user_id, title FROM notifications WHERE id = ANY(%s) ORDER BY user_id",
                           (ids,)).fetchall()
     assert rows == [(ana, "Your order shipped"), (ben, "Your order is late")]
-    # Keyed like every producer: by user.
+    # Keyed like every producer: by the user (tenant and user id).
     [first] = [m for m in read_topic(stack.urls["KAFKA_BOOTSTRAP_SERVERS"], "notify.events", idle_timeout_s=2)
                if codec_for("notify.events").decode(m.value())["id"] == ids[0]]
-    assert first.key() == ana.encode()
+    assert first.key() == f"{tenant}:{ana}".encode()  # kernel.requests.user_key: the tenant's user
 
 
 def test_a_retry_with_the_same_idempotency_key_publishes_nothing_new(gateway, key):
