@@ -92,7 +92,7 @@ async def fan_out(redis_url: str, users: list[str], messages: int, received: dic
         event = {"event": "notification.created", "event_seq": n + 1, "notification": {
             "id": notification_id, "title": "Bench", "body": "fan-out", "created_at": "2026-01-01T00:00:00+00:00"}}
         sent[notification_id] = time.time()
-        await redis.publish(user_channel(user), json.dumps(event))
+        await redis.publish(user_channel("default", user), json.dumps(event))
         if n % 50 == 49:
             await asyncio.sleep(0.01)  # a steady stream, not one burst
     deadline = time.monotonic() + 10
