@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from connectors.kafka import TopicReader, ensure_topics, produce_all, producer
-from kernel.requests import notification_request
+from kernel.requests import notification_request, routing_key
 from kernel.topics import TopicSpec, codec_for
 from notifyflow.processes import FlowProcess
 from notifyflow.stack import LocalStack
@@ -65,7 +65,7 @@ def workload(events: int, users: int, seed: int = 7) -> tuple[list[tuple[bytes, 
         value = codec.encode(request)
         if n % 97 == 0:  # truncated: must land in the dead-letter topic
             value = value[: len(value) // 2]
-        records.append(((request["user_id"] or request["id"]).encode(), value))
+        records.append((routing_key(request), value))
     return records, prefs, devices
 
 
@@ -73,7 +73,7 @@ def produce_inputs(bootstrap: str, records, prefs, devices) -> None:
     client = producer(bootstrap)
     for topic, rows in (("notify.preferences", prefs), ("notify.devices", devices)):
         codec = codec_for(topic)
-        produce_all(client, topic, [(r["user_id"].encode(), codec.encode(r)) for r in rows])
+        produce_all(client, topic, [(routing_key(r), codec.encode(r)) for r in rows])
     produce_all(client, "notify.events", records)
 
 
