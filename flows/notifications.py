@@ -5,8 +5,9 @@
 Each line below is one step; what the step does lives in the module it names. The per-user
 steps are keyed by user (tenant and user id, kernel.requests.user_key) and run as one stateful
 operator, so a user's notifications stay in order on one worker and all of that user's state is
-snapshotted once, together with the input offsets (recovery resumes both together). What the user does (notify.engagement) reaches
-the same operator in order with their requests: it cancels escalations and applies unsubscribes.
+snapshotted once, together with the input offsets (recovery resumes both together). What the user
+does (notify.engagement) reaches the same operator in order with their requests: it cancels
+escalations and applies unsubscribes.
 """
 
 from __future__ import annotations
