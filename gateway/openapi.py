@@ -71,7 +71,7 @@ OPENAPI = {
              "description": "Live notifications (WebSocket /ws, Server-Sent Events /events), the notification "
                             "center, preferences, devices and engagement. Every call carries a JWT "
                             "(`Authorization: Bearer`, or `?token=` where headers cannot be set); the user is "
-                            "its `sub`."},
+                            "its `sub` in the tenant of its `tenant` claim (none: the default tenant)."},
     "security": [{"bearer": []}],
     "paths": {
         "/api/notifications": {"get": {
