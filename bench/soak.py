@@ -36,7 +36,7 @@ from connectors import redis
 from connectors.config_tables import add_grants
 from connectors.kafka import TopicReader, produce_all, producer
 from kernel.grants import AUDIENCE_KINDS, Grant
-from kernel.requests import device_record, notification_request
+from kernel.requests import device_record, notification_request, routing_key
 from kernel.topics import codec_for
 from notifyflow.processes import FlowProcess, delivery_flow
 from notifyflow.stack import LocalStack
@@ -83,8 +83,10 @@ def workload(run: str, notifications: int, seed: int) -> Workload:
     push, and 1% more records of garbage at random places."""
     rng, codec = random.Random(seed), codec_for("notify.events")
     users = max(1, notifications // 5)
-    phones = {u: [device_record(f"{run}-u{u}", "pixel", "android", token=f"{run}-fcm-{u}")]
-              + ([device_record(f"{run}-u{u}", "iphone", "ios", token=f"{u:064x}")] if u % 20 == 5 else [])
+    # The run is its own tenant: its users' devices are that tenant's users' too.
+    phones = {u: [device_record(f"{run}-u{u}", "pixel", "android", token=f"{run}-fcm-{u}", tenant=run)]
+              + ([device_record(f"{run}-u{u}", "iphone", "ios", token=f"{u:064x}", tenant=run)] if u % 20 == 5
+                 else [])
               for u in range(5, users, 10)}
     records, expected = [], set()
     for n in range(notifications):
@@ -92,7 +94,7 @@ def workload(run: str, notifications: int, seed: int) -> Workload:
         request = notification_request(user_id=user, title=f"Soak {n}", body=f"notification {n} of {run}",
                                        priority=rng.choice(LANES), tenant=run, channels=channels)
         request["id"] = f"{run}-n{n}"
-        records.append((user.encode(), codec.encode(request)))
+        records.append((routing_key(request), codec.encode(request)))
         expected |= {(request["id"], channel, "-") for channel in channels or ["in_app"]}
         if not channels:
             expected |= {(request["id"], "push", phone["device_id"]) for phone in phones.get(n % users, [])}
@@ -199,7 +201,7 @@ def run(urls: dict[str, str], workdir: Path, notifications: int, kills: int, see
         client = producer(urls["KAFKA_BOOTSTRAP_SERVERS"])
         devices = codec_for("notify.devices")
         # Before the flows start, so they know every phone before the first notification.
-        produce_all(client, "notify.devices", [(d["user_id"].encode(), devices.encode(d)) for d in work.devices])
+        produce_all(client, "notify.devices", [(routing_key(d), devices.encode(d)) for d in work.devices])
         # One tenant and sender sending everything within seconds: above its ingestion limits otherwise.
         limits = {"NOTIFYFLOW_TENANT_PER_MINUTE": str(2 * notifications), "NOTIFYFLOW_SENDER_PER_MINUTE": str(2 * notifications)}
         flows = start_flows(workdir, {**urls, **limits, **push_settings(workdir, fcm, apns)})
