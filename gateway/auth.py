@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import jwt
 from starlette.requests import Request
 
-from kernel.requests import DEFAULT_TENANT, user_key
+from kernel.requests import DEFAULT_TENANT, tenant_problem, user_key
 
 LEEWAY_S = 30  # clocks of the token issuer and the gateway drift a little
 
@@ -50,8 +50,8 @@ class TokenVerifier:
         if not isinstance(claims["sub"], str) or not claims["sub"]:
             raise AuthError("token names no user")
         tenant = claims.get("tenant", DEFAULT_TENANT)
-        if not isinstance(tenant, str) or not tenant or ":" in tenant:
-            raise AuthError("token's tenant must be a non-empty string without ':'")
+        if reason := tenant_problem(tenant):
+            raise AuthError(f"the token's {reason}")
         return User(tenant, claims["sub"])
 
     def user_of_request(self, request: Request) -> User:

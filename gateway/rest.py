@@ -19,7 +19,7 @@ from gateway.openapi import OPENAPI
 from gateway.publisher import Publisher
 from gateway.store import Store
 from kernel.clock import utcnow
-from kernel.requests import device_record, preferences_record
+from kernel.requests import device_record, preferences_record, tenant_problem
 from kernel.schedule import next_digest_at, parse_zone, quiet_until
 from kernel.topics import DEVICES, PREFERENCES
 
@@ -48,6 +48,8 @@ class Rest:
         user, tenant = request.query_params.get("user", ""), request.query_params.get("tenant")
         if not user or self.verifier.algorithm != "HS256":
             raise BadRequest("demo tokens need ?user= (and ?tenant= for another than the default) and an HS256 secret")
+        if tenant and (reason := tenant_problem(tenant)):
+            raise BadRequest(reason)
         claims = {"tenant": tenant} if tenant else {}
         return JSONResponse({"user": user, "token": issue_token(user, self.verifier.key, ttl_s=8 * 3600, **claims)})
 

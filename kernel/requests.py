@@ -3,6 +3,7 @@ type or write in a JSON file: defaults filled in, ISO-8601 strings turned into d
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 
@@ -13,6 +14,10 @@ from kernel.topics import CHANNELS
 TIMESTAMP_PATHS = (("metadata", "created_at"), ("metadata", "expires_at"), ("scheduled_at",))
 # Where a request, a preference or a device without a tenant belongs: a single-tenant deployment's.
 DEFAULT_TENANT = "default"
+# A tenant prefixes its users' keys (`tenant:user`), Redis claims and channels, and '*' stands for every
+# tenant in sender grants: so a tenant is a plain name, without ':', '*', spaces or anything a URL escapes.
+TENANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+MAX_TENANT = 128
 
 
 def notification_request(*, user_id: str | None = None, title: str, body: str,
@@ -51,10 +56,25 @@ def user_key(tenant: str | None, user_id: str) -> str:
     """The one name of a user, whose identity is (tenant, user id): flow keys, Kafka keys, Redis channels
     and claims, analytics pseudonyms. A default-tenant user keeps their bare id (so a single-tenant
     deployment keeps every key, partition, compacted record and recovered state it had); any other is
-    `tenant:user`. Tenants never contain ':' (kernel/validate.py), and a default-tenant id that does is
+    `tenant:user`. Tenants never contain ':' (tenant_problem), and a default-tenant id that does is
     written `default:id`, so no two users share a key."""
     tenant = tenant or DEFAULT_TENANT
     return user_id if tenant == DEFAULT_TENANT and ":" not in user_id else f"{tenant}:{user_id}"
+
+
+def tenant_problem(tenant: object) -> str | None:
+    """Why `tenant` cannot name a tenant, or None: the one rule for every way a tenant comes in (requests,
+    the HTTP front door, gateway tokens, the CLI)."""
+    if not isinstance(tenant, str):
+        return "tenant must be a string"
+    if not tenant.strip():
+        return "tenant is empty"
+    if len(tenant) > MAX_TENANT:
+        return f"tenant is longer than {MAX_TENANT} characters"
+    if not TENANT_NAME.fullmatch(tenant):
+        return (f"tenant {tenant!r} must be letters, digits, '.', '_' and '-', starting with a letter or digit "
+                "(':' separates tenant and user in keys)")
+    return None
 
 
 def routing_key(record: dict) -> bytes:

@@ -31,7 +31,7 @@ from kernel.clock import parse_time
 from kernel.requests import DEFAULT_TENANT, from_json, notification_request
 from kernel.topics import DLQ, EVENTS, codec_for
 from notifyflow import demo as demo_run, dlq as dead_letters, retention as retention_job, userdata
-from notifyflow.admin import keys_app, policies_app, senders_app
+from notifyflow.admin import keys_app, policies_app, senders_app, tenant_name
 from notifyflow.console import UserError, console, err_console, printable
 from notifyflow.processes import FlowError
 from notifyflow.publish import publish_requests
@@ -54,7 +54,8 @@ app.add_typer(user_app, name="user")
 for name, commands in (("senders", senders_app), ("policies", policies_app), ("keys", keys_app)):
     app.add_typer(commands, name=name)
 ANALYTICS_URL = os.environ.get("NOTIFYFLOW_ANALYTICS_URL", "http://127.0.0.1:8100")
-TenantOption = Annotated[str, typer.Option(help="The user's tenant: a user is (tenant, user id).")]
+TenantOption = Annotated[str, typer.Option(help="The user's tenant: a user is (tenant, user id).",
+                                           callback=tenant_name)]
 
 
 @stack_app.command("up")

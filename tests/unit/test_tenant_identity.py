@@ -10,7 +10,7 @@ from analytics.pseudonym import UserKeys
 from connectors.redis import user_channel
 from gateway.auth import AuthError, TokenVerifier, User, issue_token
 from kernel import validate
-from kernel.requests import routing_key, user_key
+from kernel.requests import routing_key, tenant_problem, user_key
 
 from flow_items import NOW, Pipeline, device, encode, fan_out, preferences_record, request
 
@@ -26,8 +26,28 @@ def test_no_two_users_share_a_key_because_no_tenant_contains_a_colon():
     users = [("default", "alice"), ("acme", "alice"), ("default", "acme:alice"), ("acme", "b:c"), ("acme", "b"),
              ("default", "default:x"), ("default", "x"), ("globex", "alice"), ("default", "globex:alice:")]
     assert len({user_key(*user) for user in users}) == len(users)
-    assert validate.problem(request(tenant="acme:b"), NOW) == "tenant must not contain ':' (it separates tenant and " \
-                                                              "user in keys)"
+    assert "(':' separates tenant and user in keys)" in validate.problem(request(tenant="acme:b"), NOW)
+
+
+@pytest.mark.parametrize("tenant", ["acme", "acme-eu", "acme_2", "a.b", "7eleven", "t" * 128, "default"])
+def test_a_tenant_is_a_plain_name(tenant):
+    assert tenant_problem(tenant) is None
+    assert validate.problem(request(tenant=tenant), NOW) is None
+
+
+@pytest.mark.parametrize("tenant, reason", [
+    ("acme:b", "tenant 'acme:b' must be letters, digits, '.', '_' and '-', starting with a letter or digit"),
+    ("*", "tenant '*' must be"),  # every tenant, in grants
+    ("acme b", "tenant 'acme b' must be"), ("-acme", "must be"), ("acmé", "must be"), ("acme/x", "must be"),
+    (" ", "tenant is empty"), ("t" * 129, "tenant is longer than 128 characters"), (7, "tenant must be a string"),
+])
+def test_anything_else_is_refused_with_the_reason_wherever_it_comes_in(tenant, reason):
+    assert reason in tenant_problem(tenant)
+    if isinstance(tenant, str):
+        assert validate.problem(request(tenant=tenant), NOW) == tenant_problem(tenant)
+    verifier = TokenVerifier("unit-test-secret-of-thirty-two-bytes")
+    with pytest.raises(AuthError, match="the token's tenant"):
+        verifier.user_of(issue_token("alice", verifier.key, tenant=tenant))
 
 
 def test_every_record_about_a_user_is_partitioned_by_the_users_key():
