@@ -32,11 +32,12 @@ from kernel.settings import Settings
 from kernel.topics import CHANNELS, DEVICES, PREFERENCES, PRESENCE, USER_STATE_TOPICS, codec_for
 from sinks.claims import claim_prefix
 
-# The user's rows per table. Delivery claims name a notification, not a user: the user's are
-# those of the user's notifications, so they go before the notifications they point to.
+# The user's rows per table. Delivery claims name a tenant's notification, not a user: the user's
+# are those of the user's notifications in the tenant (another tenant's may have the same id), so
+# they go before the notifications they point to.
 OWNER = "tenant = %(tenant)s AND user_id = %(user)s"
 USER_ROWS = {
-    "delivery_claims": f"notification_id IN (SELECT id FROM notifications WHERE {OWNER})",
+    "delivery_claims": f"tenant = %(tenant)s AND notification_id IN (SELECT id FROM notifications WHERE {OWNER})",
     "notifications": OWNER,
     "preferences": OWNER,
     "devices": OWNER,
