@@ -18,6 +18,7 @@ from pathlib import Path
 from kernel.requests import DEFAULT_TENANT, user_key
 
 RETENTION = timedelta(days=90)
+REMEMBERED = 200_000  # pseudonyms kept per key version: a user's statuses and actions come close together
 
 
 class UserKeys:
@@ -26,6 +27,7 @@ class UserKeys:
             raise ValueError("ANALYTICS_SECRET must be at least 16 bytes")
         self.secret, self.period_s = secret, int(rotation.total_seconds())
         self._keys: dict[int, bytes] = {}
+        self._pseudonyms: dict[int, dict[str, str]] = {}
 
     def version(self, at: datetime) -> int:
         return int(at.timestamp()) // self.period_s
@@ -38,12 +40,28 @@ class UserKeys:
 
     def pseudonym(self, user: str, version: int) -> str:
         """`user` is the user's key (a default-tenant user's is their id, so their pseudonyms did not change)."""
-        return hmac.digest(self._key(version), user.encode(), "sha256")[:16].hex()
+        remembered = self._pseudonyms.get(version)
+        if remembered is None:
+            remembered = self._pseudonyms[version] = {}
+        found = remembered.get(user)
+        if found is None:
+            if len(remembered) >= REMEMBERED:
+                remembered.clear()
+            found = remembered[user] = hmac.digest(self._key(version), user.encode(), "sha256")[:16].hex()
+        return found
 
     def of(self, user_id: str, at: datetime, tenant: str | None = DEFAULT_TENANT) -> tuple[int, str]:
         """(key version, user key) of the tenant's user's event at `at`."""
         version = self.version(at)
         return version, self.pseudonym(user_key(tenant, user_id), version)
+
+    def of_millis(self, user_id: str, at_ms: int, tenant: str | None = DEFAULT_TENANT) -> tuple[int, str]:
+        """of() for a time given as int milliseconds since the epoch (the same float seconds, truncated);
+        called for every analytics row, so a remembered pseudonym is looked up here, without a call."""
+        version, user = int(at_ms / 1000) // self.period_s, user_key(tenant, user_id)
+        remembered = self._pseudonyms.get(version)
+        found = remembered.get(user) if remembered is not None else None
+        return version, found if found is not None else self.pseudonym(user, version)
 
     def every_version(self, user_id: str, now: datetime, tenant: str = DEFAULT_TENANT) -> list[tuple[int, str]]:
         """The user's keys in every period that can still hold rows (retention, plus a period of slack)."""

@@ -1,31 +1,56 @@
-"""Turns a consumed DeliveryStatus or EngagementEvent into one raw analytics row.
+"""Turns consumed DeliveryStatus and EngagementEvent records into raw analytics rows.
 
 The row carries a pseudonymous user key and no device ids, addresses, tokens or content;
 provider reasons are kept for "top failing reasons" with anything shaped like an address or
 a phone number masked. A preferences record with `deleted` set (the platform's erasure
 tombstone) becomes an erasure of the user's rows. Undecodable records become dead letters.
+
+The flow hands over its records a batch at a time, and the rows of each source partition leave
+as one item, in read order, with their times as int milliseconds since the epoch (what the
+DateTime64(3) columns store): per record, only decoding and building its row remain.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import functools
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from analytics.pseudonym import UserKeys
 from kernel import records
 from kernel.logs import redact
 from kernel.topics import ENGAGEMENT, PREFERENCES, STATUS, codec_for
 from schemas import CodecError
+from schemas.writer import millis
 
 TOPICS = (STATUS, ENGAGEMENT, PREFERENCES)
 COLUMNS = ("at", "created_at", "kind", "status", "notification_id", "user_key", "key_version", "channel",
            "category", "campaign_id", "variant", "platform", "provider", "reason", "action_id", "attempt",
            "tenant", "source_topic", "source_partition", "source_offset", "ingested_at")
+TIMES = tuple(COLUMNS.index(c) for c in ("at", "created_at", "ingested_at"))
 _TOPIC, _PARTITION = COLUMNS.index("source_topic"), COLUMNS.index("source_partition")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class Consumed(NamedTuple):
+    """What the rows need of a consumed record (bytewax's KafkaSourceMessage has the same fields)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+@functools.lru_cache(maxsize=4096)  # reasons repeat (a provider's few errors)
+def _masked(reason: str) -> str:
+    return redact(reason)[:500]
 
 
 def masked(reason: str | None) -> str:
     """Masked as log lines are (addresses, numbers, tokens, secrets), and bounded."""
-    return redact(reason or "")[:500]
+    return _masked(reason) if reason else ""
 
 
 class Rows:
@@ -33,31 +58,58 @@ class Rows:
         self.keys = keys
         self.codecs = {topic: codec_for(topic, schema_registry_url) for topic in TOPICS}
 
-    def item(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes, now: datetime) -> dict:
-        """{"row": [...]} in COLUMNS order, {"erase": [(version, user key), ...]}, {} for records
-        that carry nothing for analytics, or a dead letter."""
-        source = records.source(topic, partition, offset, key, value)
-        try:
-            record = self.codecs[topic].decode(value)
-        except CodecError as exc:
-            return records.rejected(source, "analytics_decode", exc.reason)
-        if topic == PREFERENCES:
-            return {"erase": self.keys.every_version(record["user_id"], now, record["tenant"])} if record["deleted"] \
-                else {}
-        version, user_key = self.keys.of(record["user_id"], record["at"], record.get("tenant"))
+    def items(self, messages: Iterable[Consumed], now: datetime) -> list[dict]:
+        """In read order: {"rows": [row, ...]} (tuples in COLUMNS order) per source partition,
+        {"erase": [(version, user key), ...]} per erasure tombstone, and dead letters."""
+        out, chunks, now_ms = [], {}, millis(now)
+        for message in messages:
+            topic, partition, offset = message.topic, message.partition, message.offset
+            try:
+                record = self.codecs[topic].decode_millis(message.value)
+            except CodecError as exc:
+                source = records.source(topic, partition, offset, message.key, message.value)
+                out.append(records.rejected(source, "analytics_decode", exc.reason))
+                continue
+            if topic == PREFERENCES:
+                if record["deleted"]:
+                    out.append({"erase": self.keys.every_version(record["user_id"], now, record["tenant"])})
+                continue
+            rows = chunks.get((topic, partition))
+            if rows is None:
+                rows = chunks[topic, partition] = []
+                out.append({"rows": rows})
+            rows.append(self.row(topic, partition, offset, record, now_ms))
+        return out
+
+    def row(self, topic: str, partition: int, offset: int, record: dict, now_ms: int) -> tuple:
+        at = record["at"]
+        version, user_key = self.keys.of_millis(record["user_id"], at, record.get("tenant"))
         if topic == STATUS:
-            kind, status, created_at, action_id = "status", record["status"], record["created_at"], None
+            kind, status, created_at, action_id = "status", record["status"], record["created_at"], ""
         else:
-            kind, status, created_at, action_id = "engagement", record["action"], record["at"], record["action_id"]
-        return {"row": [
-            record["at"], created_at, kind, status, record["notification_id"], user_key, version,
-            record["channel"] or "", record["category"] or "", record["campaign_id"] or "", record["variant"] or "",
-            record.get("platform") or "", record.get("provider") or "", masked(record.get("reason")),
-            action_id or "", record.get("attempt", 0), record.get("tenant") or "", topic, partition, offset, now]}
+            kind, status, created_at, action_id = "engagement", record["action"], at, record["action_id"] or ""
+        return (at, created_at, kind, status, record["notification_id"], user_key, version,
+                record["channel"] or "", record["category"] or "", record["campaign_id"] or "",
+                record["variant"] or "", record.get("platform") or "", record.get("provider") or "",
+                masked(record.get("reason")), action_id, record.get("attempt", 0), record.get("tenant") or "",
+                topic, partition, offset, now_ms)
+
+    def item(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes, now: datetime) -> dict:
+        """One record: {"row": [...]} in COLUMNS order with its times as datetimes, {"erase": [...]},
+        {} for records that carry nothing for analytics, or a dead letter."""
+        [item] = self.items([Consumed(topic, partition, offset, key, value)], now) or [{}]
+        if "rows" not in item:
+            return item
+        row = list(item["rows"][0])
+        for column in TIMES:
+            row[column] = EPOCH + timedelta(milliseconds=row[column])
+        row[TIMES[-1]] = now
+        return {"row": row}
 
 
 def source_partition(item: dict) -> str:
     """The batching key: rows of one source partition stay in read order, batch after batch."""
-    if "row" in item:
-        return f"{item['row'][_TOPIC]}:{item['row'][_PARTITION]}"
+    row = item["rows"][0] if "rows" in item else item.get("row")
+    if row is not None:
+        return f"{row[_TOPIC]}:{row[_PARTITION]}"
     return "erasures"

@@ -36,9 +36,9 @@ def score(channel: str, item: dict, now: bool = True) -> float:
         points += 2.5  # costly and intrusive: only worth it when it is urgent
     if now and item["user"]["online"] and channel == "push":
         points -= 1.5  # the user is looking at the app already; the in-app toast tells them
-    order = list(item["user"]["preferences"]["channels"])
+    order = item["user"]["preferences"]["channels"]  # a dict, in the user's order
     if channel in order:
-        points += 0.5 * (len(order) - order.index(channel))
+        points += 0.5 * (len(order) - list(order).index(channel))
     return points
 
 

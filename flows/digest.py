@@ -74,6 +74,8 @@ class Digest(KeyedStep):
         for channel, frequency in held.items():
             self.collect(state, channel, item, channel_schedule(item["user"]["preferences"], frequency), now)
             out.append(finished(item, "digested", f"{frequency} {channel} digest", outcome_channel=channel))
+        if not held:
+            return [item]
         send = [channel for channel in item["route"]["send"] if channel not in held]
         return out + ([{**item, "route": {**item["route"], "send": send}}] if send else [])
 

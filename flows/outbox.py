@@ -83,8 +83,12 @@ def job(item: dict, channel: str, lane: str) -> dict:
     }
 
 
+ADDRESS_FIELDS = {"email": "email", "sms": "phone"}  # channel -> the preference holding its address
+
+
 def address_for(channel: str, preferences: dict) -> str | None:
-    return {"email": preferences["email"], "sms": preferences["phone"]}.get(channel)
+    field = ADDRESS_FIELDS.get(channel)
+    return preferences[field] if field else None
 
 
 def device_target(device: dict) -> dict:

@@ -7,6 +7,7 @@ Plain Python on purpose (no bytewax): the dataflow steps call `TemplateCatalog.r
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -43,6 +44,7 @@ class TemplateError(ValueError):
         self.reason = reason
 
 
+@functools.lru_cache(maxsize=4096)
 def normalise_locale(tag: str | None) -> str | None:
     """`fr_ca`, `FR-ca` -> `fr-CA`; `zh_hant_tw` -> `zh-Hant-TW`; blank -> None."""
     if not tag or not tag.strip():

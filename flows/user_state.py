@@ -87,6 +87,7 @@ def apply_update(state: dict, topic: str, record: dict) -> None:
 
 def view(state: dict, user_id: str, at: datetime, tenant: str = DEFAULT_TENANT) -> dict:
     """The user as of `at` (the notification's creation, so a replay sees the same)."""
+    online = state["online"]
     return {"preferences": state["preferences"] or default_preferences(user_id, tenant),
             "devices": list(state["devices"].values()),
-            "online": any(at - seen < PRESENCE_TTL for seen in state["online"].values())}
+            "online": bool(online) and any(at - seen < PRESENCE_TTL for seen in online.values())}

@@ -100,6 +100,9 @@ class KeyedPipeline(KeyedStep):
         # Asked about every item, so only the steps that can recognise an erasure or a signal are asked.
         self.forgetters = [step for _, step in steps if type(step).forgets is not KeyedStep.forgets]
         self.listeners = [(name, step) for name, step in steps if type(step).hears is not KeyedStep.hears]
+        # Asked after every batch of every key: only the steps that can hold something or set a timer.
+        self.holders = [(name, step) for name, step in steps if type(step).is_empty is not Each.is_empty]
+        self.timers = [(name, step) for name, step in steps if type(step).due is not KeyedStep.due]
 
     def new_state(self) -> dict:
         return {name: step.new_state() for name, step in self.steps}
@@ -135,7 +138,7 @@ class KeyedPipeline(KeyedStep):
         return items
 
     def due(self, state: dict) -> datetime | None:
-        return min((due for name, step in self.steps if (due := step.due(state[name])) is not None), default=None)
+        return min((due for name, step in self.timers if (due := step.due(state[name])) is not None), default=None)
 
     def release(self, state: dict, now: datetime) -> list[dict]:
         out = []
@@ -152,4 +155,4 @@ class KeyedPipeline(KeyedStep):
         return items
 
     def is_empty(self, state: dict) -> bool:
-        return all(step.is_empty(state[name]) for name, step in self.steps)
+        return all(step.is_empty(state[name]) for name, step in self.holders)

@@ -10,6 +10,7 @@ process that reads those changes (the notification flow) installs where they com
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -97,5 +98,12 @@ def escalation_delays(category: str, priority: str, scale: float | None = None,
     """When each next channel is tried if the notification is still unseen, in seconds after the first
     send. NOTIFYFLOW_ESCALATION_SCALE (default 1) multiplies them: 0.01 turns 5 minutes into 3 s for
     demos and tests."""
-    scale = float(os.environ.get("NOTIFYFLOW_ESCALATION_SCALE", "1")) if scale is None else scale
+    if scale is None:
+        scale = _scale(os.environ.get("NOTIFYFLOW_ESCALATION_SCALE", "1"))
     return tuple(max(1, round(delay * scale)) for delay in policy_for(category, tenant).escalation.get(priority, ()))
+
+
+@functools.lru_cache(maxsize=8)
+def _scale(text: str) -> float:
+    """The environment's scale, parsed once (asked for every notification routed)."""
+    return float(text)

@@ -54,8 +54,7 @@ app.add_typer(user_app, name="user")
 for name, commands in (("senders", senders_app), ("policies", policies_app), ("keys", keys_app)):
     app.add_typer(commands, name=name)
 ANALYTICS_URL = os.environ.get("NOTIFYFLOW_ANALYTICS_URL", "http://127.0.0.1:8100")
-TenantOption = Annotated[str, typer.Option(help="The user's tenant: a user is (tenant, user id).",
-                                           callback=tenant_name)]
+TenantOption = Annotated[str, typer.Option(help="The user's tenant: a user is (tenant, id).", callback=tenant_name)]
 
 
 @stack_app.command("up")

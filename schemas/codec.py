@@ -12,14 +12,16 @@ import io
 import json
 import struct
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import fastavro
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
 
+from schemas.reader import compile_reader
 from schemas.validator import Invalid, validator
-from schemas.writer import Unusual, compile_writer
+from schemas.writer import Unusual, compile_writer, millis
 
 SCHEMA_NAMES = (
     "NotificationRequested",
@@ -75,6 +77,7 @@ class AvroCodec:
         self._subject = f"{topic}-value"  # TopicNameStrategy
         self._schema_id: int | None = None
         self._writer_schemas: dict[int, dict] = {}
+        self._current_ids: dict[int, bool] = {}  # registry ids: written with this very schema?
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
         header = _HEADER.pack(0, self._registered_id()) if self._registry is not None else b""
@@ -125,6 +128,29 @@ class AvroCodec:
                     continue
             raise error
 
+    def decode_millis(self, data: bytes) -> dict:
+        """decode(), with timestamps as int milliseconds since the epoch instead of datetimes. Records
+        written with the current schema take the generated reader (schemas/reader.py), the rest decode()."""
+        try:
+            return _fast_reader(self.schema_name)(self._current_body(data))
+        except Exception:  # anything the generated reader does not take as it is: the checked path decides
+            return as_millis(self.decode(data))
+
+    def _current_body(self, data: bytes) -> bytes:
+        """The Avro body of a message written with the current schema; raises Unusual for any other."""
+        if data.__class__ is not bytes:
+            raise Unusual("not bytes")
+        if self._registry is None:
+            return data
+        if data[:1] != b"\x00" or len(data) < _HEADER.size:
+            raise Unusual("not Confluent framing")
+        _, schema_id = _HEADER.unpack_from(data)
+        if schema_id not in self._current_ids:
+            self._current_ids[schema_id] = self._writer_schema(schema_id) == self.schema
+        if not self._current_ids[schema_id]:
+            raise Unusual("written with another version of the schema")
+        return data[_HEADER.size :]
+
     def _registered_id(self) -> int:
         if self._schema_id is None:
             schema = Schema(_schema_text(self.schema_name), "AVRO")
@@ -148,16 +174,36 @@ class AvroCodec:
         return self._writer_schemas[schema_id]
 
 
-@functools.cache
-def _fast_writer(name: str) -> Callable[[Any], bytes]:
-    try:
-        return compile_writer(load_schema(name))
-    except NotImplementedError:
-        return _always_unusual
+def _always_unusual(value: Any) -> Any:
+    raise Unusual("no generated writer or reader for this schema")
 
 
-def _always_unusual(record: Any) -> bytes:
-    raise Unusual("no generated writer for this schema")
+def _generated(compile_code: Callable[[dict], Callable]) -> Callable[[str], Callable]:
+    """Code generated once per schema name; a schema it cannot generate always takes the checked path."""
+
+    @functools.cache
+    def generated(name: str) -> Callable:
+        try:
+            return compile_code(load_schema(name))
+        except NotImplementedError:
+            return _always_unusual
+
+    return generated
+
+
+_fast_writer = _generated(compile_writer)
+_fast_reader = _generated(compile_reader)
+
+
+def as_millis(value: Any) -> Any:
+    """A decoded record with its timestamps (the only datetimes Avro decodes to) as int milliseconds."""
+    if isinstance(value, datetime):
+        return millis(value)
+    if isinstance(value, dict):
+        return {key: as_millis(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [as_millis(item) for item in value]
+    return value
 
 
 def _read(data: bytes, writer: dict, reader: dict | None, name: str) -> dict:

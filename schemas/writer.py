@@ -46,7 +46,9 @@ def millis(value: dt.datetime) -> int:
     return (delta.days * 86400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
-class _Generator:
+class Generator:
+    """Straight-line Python for one schema, built line by line (writers here, readers in schemas/reader.py)."""
+
     def __init__(self, named: dict) -> None:
         self.named = named
         self.lines: list[str] = []
@@ -65,19 +67,37 @@ class _Generator:
     def emit(self, indent: int, line: str) -> None:
         self.lines.append("    " * indent + line)
 
-    def emit_long(self, indent: int, expression: str) -> None:
-        """Most lengths and counts fit one byte: skip the call for those."""
-        self.emit(indent, f"if 0 <= {expression} < 64: b.append({expression} << 1)")
-        self.emit(indent, f"else: b += encode_long({expression})")
-
     def value(self, schema: Any, var: str, indent: int) -> None:
-        """Append code writing `var` (already bound) as `schema` to the bytearray `b`."""
+        """Append the code of `var` as `schema`: a named type's definition, a union, or `typed`."""
         if isinstance(schema, str) and schema in self.named:
             schema = self.named[schema]
         if isinstance(schema, list):
             return self.union(schema, var, indent)
         kind = schema["type"] if isinstance(schema, dict) else schema
         logical = schema.get("logicalType") if isinstance(schema, dict) else None
+        return self.typed(schema, kind, logical, var, indent)
+
+    def union(self, schema: list, var: str, indent: int) -> None:
+        raise NotImplementedError
+
+    def typed(self, schema: Any, kind: str, logical: str | None, var: str, indent: int) -> None:
+        raise NotImplementedError
+
+    def compiled(self, title: str, function: str, **names: Any) -> Callable:
+        """The function the lines define, with the constants and `names` in its globals."""
+        namespace = {"Unusual": Unusual, **names, **self.constants}
+        exec(compile("\n".join(self.lines), f"<{title}>", "exec"), namespace)
+        return namespace[function]
+
+
+class _Generator(Generator):
+    def emit_long(self, indent: int, expression: str) -> None:
+        """Most lengths and counts fit one byte: skip the call for those."""
+        self.emit(indent, f"if 0 <= {expression} < 64: b.append({expression} << 1)")
+        self.emit(indent, f"else: b += encode_long({expression})")
+
+    def typed(self, schema: Any, kind: str, logical: str | None, var: str, indent: int) -> None:
+        """Append code writing `var` (already bound) as `schema` to the bytearray `b`."""
         emit = self.emit
         if kind == "null":
             emit(indent, f"if {var} is not None: raise Unusual")
@@ -163,7 +183,5 @@ def compile_writer(schema: dict) -> Callable[[dict], bytes]:
     generator.emit(1, "b = bytearray()")
     generator.value(schema, "r", 1)
     generator.emit(1, "return bytes(b)")
-    namespace = {"Unusual": Unusual, "encode_long": encode_long, "millis": millis, "datetime": dt.datetime,
-                 **generator.constants}
-    exec(compile("\n".join(generator.lines), f"<avro writer {schema['name']}>", "exec"), namespace)
-    return namespace["write"]
+    return generator.compiled(f"avro writer {schema['name']}", "write", encode_long=encode_long, millis=millis,
+                              datetime=dt.datetime)

@@ -262,6 +262,7 @@ export class NotifyClient extends Emitter {
       this._onOpen();
     };
     socket.onmessage = (message) => {
+      this.lastFrameAt = performance.now(); // when the frame arrived, for the page's render timings
       let event;
       try {
         event = JSON.parse(message.data);

@@ -94,13 +94,31 @@ async function main() {
     document.documentElement.dataset.connection = state;
   });
 
+  const timings = params.has('measure') ? new Map() : null;
+  window.notifyflow.toastTimings = timings;
+  if (timings) {
+    toasts.addEventListener(EVENTS.SHOWN, ({ detail }) => {
+      const timing = timings.get(detail.id);
+      if (!timing) return;
+      timing.shown = performance.now();
+      requestAnimationFrame(() => { timing.painted = performance.now(); });
+    });
+  }
+
   const known = new Map(); // id -> revision this tab has shown or loaded
   client.on('event', (event) => {
     log.push({ type: event.event, id: event.notification?.id ?? null, event_seq: event.event_seq ?? null });
     const n = event.notification;
     if (!n || n.id === undefined) return;
     const id = String(n.id);
-    if (shouldToast(event, known)) toasts.show(n);
+    if (shouldToast(event, known)) {
+      // ?measure=1 (bench.e2e --browser): from the frame's arrival, or for a toast that waited for a
+      // free slot from the moment it got one, to the next animation frame after it was shown.
+      const timing = timings && { frame: client.lastFrameAt };
+      if (timing) timings.set(id, timing);
+      const state = toasts.show(n);
+      if (timing) timing.queued = state === 'queued';
+    }
     // Read, archived or deleted on another device (live, or replayed after a reconnect): its
     // toast here is no longer news.
     if (n.read === true || n.archived === true || event.event === 'notification.deleted') {

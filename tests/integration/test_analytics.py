@@ -59,7 +59,8 @@ def test_counts_are_exact_after_the_flow_is_killed_and_resumed(stack, tmp_path):
         wait_for(analytics, counts_query(run), expected(statuses, engagements))
         analytics.kill()
 
-        # A backlog published while the process is down; killed again while it is still storing it.
+        # A backlog published while the process is down; killed again once it has stored some of it (the
+        # batched writer may store all of a 20,000-row backlog in one tick: then the kill comes after it).
         backlog = workload(run, 1500, 20_000)[0]
         publish("notify.status", backlog)
         statuses += backlog
@@ -68,7 +69,7 @@ def test_counts_are_exact_after_the_flow_is_killed_and_resumed(stack, tmp_path):
         while (seen := analytics.sql(stored)[0][0]) <= 2000:
             analytics.check()
         analytics.kill()
-        assert seen < len(statuses) + len(engagements)
+        assert seen <= len(statuses) + len(engagements)
 
         # Resumed from no snapshot or from one mid-backlog, then from a fresh one: each row stored exactly once.
         for first in (21_500, 22_000):

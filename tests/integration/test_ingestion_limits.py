@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from connectors.kafka import topic_partitions
 from kernel.requests import user_key
-from kernel.topics import codec_for
+from kernel.topics import EVENTS, codec_for
 from notifyflow.processes import FlowProcess
 
-from flow_harness import Outputs, publish, request, statuses, unique
+from flow_harness import Outputs, bootstrap, publish, request, statuses, unique
 
 
 def outcomes(outputs: Outputs, batch: list[dict]) -> list[str]:
@@ -28,7 +29,10 @@ def outcomes(outputs: Outputs, batch: list[dict]) -> list[str]:
 
 def test_a_flooding_sender_is_dead_lettered_past_its_limit_and_others_are_not(stack, tmp_path):
     tenant, user = unique("acme"), unique("u")
-    env = {"NOTIFYFLOW_SENDER_PER_MINUTE": "5", "NOTIFYFLOW_TENANT_PER_MINUTE": "7"}
+    # Each partition of notify.events enforces its share of each limit, and all of this test's
+    # requests are for one user, so on one partition: limits of 5 and 7 a minute on it.
+    partitions = topic_partitions(bootstrap())[EVENTS]
+    env = {"NOTIFYFLOW_SENDER_PER_MINUTE": str(5 * partitions), "NOTIFYFLOW_TENANT_PER_MINUTE": str(7 * partitions)}
 
     def batch(prefix: str, n: int, sender: str, tenant: str = tenant) -> list[dict]:
         return [request(user, f"{prefix} {i}", tenant=tenant, metadata={"source_app": sender}) for i in range(n)]

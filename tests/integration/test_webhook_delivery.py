@@ -94,7 +94,9 @@ def test_a_dead_endpoint_opens_the_circuit_and_falls_back_to_the_next_channel(st
     outputs = Outputs(delivery)
     try:
         send(*sent)
-        found = outputs.wait_for(set(users), lambda f: len([s for s in statuses(f) if s["status"] == "failed"]) >= 7,
+        # Statuses and the moved jobs are on different topics, so either may be read first: wait for both.
+        found = outputs.wait_for(set(users), lambda f: len([s for s in statuses(f) if s["status"] == "failed"]) >= 7
+                                 and len([t for t, _ in jobs(f) if t == "notify.outbox.email.normal"]) >= 7,
                                  timeout_s=60)
     finally:
         delivery.stop()

@@ -59,14 +59,15 @@ def test_every_kafka_client_gets_the_security_settings(clients):
 
 def test_the_flows_kafka_source_and_sink_get_them(clients):
     # Every flow (notifications, delivery, analytics) reads and writes through these two.
-    assert EXPECTED.items() <= wiring.kafka_source(["broker:9093"], ["t"])._add_config.items()
+    assert EXPECTED.items() <= wiring.kafka_source(["broker:9093"], ["t"]).config.items()
     assert EXPECTED.items() <= wiring.kafka_sink(["broker:9093"])._add_config.items()
 
 
 def test_without_settings_clients_speak_plaintext_as_the_local_broker_does(monkeypatch):
     for name in KAFKA_ENV:
         monkeypatch.delenv(name, raising=False)
-    assert kafka.security() == {}
+    for role in kafka.ROLES:
+        assert not {key for key in kafka.client_config(role) if key.startswith(("security", "sasl", "ssl"))}
 
 
 def test_the_schema_registry_client_gets_its_credentials_and_tls(monkeypatch):

@@ -24,7 +24,6 @@ from prometheus_client import REGISTRY
 import bytewax.connectors.kafka  # noqa: F401  registers bytewax_kafka_consumer_lag, as every flow does
 import flows.metrics  # noqa: F401  the flows' metrics, in the default registry bytewax serves
 import sinks.circuit  # noqa: F401  the circuit breakers' metrics, likewise
-from connectors.kafka import security
 from gateway import metrics as gateway_metrics
 from kernel.topics import CHANNELS, LANES
 from notifyflow import cli
@@ -321,11 +320,3 @@ def test_the_image_is_multi_stage_non_root_and_installs_no_embedded_servers():
         name.rstrip("*") for name in re.findall(r'"(\w+)\*?"', (REPO / "pyproject.toml").read_text().split(
             "[tool.setuptools.packages.find]")[1].split("[")[0])}
     assert not needed & ignored
-
-
-def test_kafka_credentials_come_from_the_environment():
-    assert security({}) == {}
-    assert security({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
-                     "KAFKA_SASL_USERNAME": "nf", "KAFKA_SASL_PASSWORD": "pw", "KAFKA_SSL_CA_LOCATION": ""}) == {
-        "security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "nf",
-        "sasl.password": "pw"}
