@@ -110,7 +110,8 @@ class LiveEvents:
     def __init__(self, redis_url: str, run: str) -> None:
         self.created: Counter[str] = Counter()
         pubsub = redis.client(redis_url).pubsub(ignore_subscribe_messages=True)
-        pubsub.psubscribe(**{f"user:{run}-*": self.on_message})
+        # Every channel of the run's tenant's users (connectors.redis.user_channel: user:<tenant>:<id>).
+        pubsub.psubscribe(**{f"user:{run}:*": self.on_message})
         self.thread = pubsub.run_in_thread(sleep_time=0.05, daemon=True)
 
     def on_message(self, message: dict) -> None:
