@@ -37,7 +37,16 @@ def install() -> None:
 
     def factory(*args, **kwargs) -> logging.LogRecord:
         record = previous(*args, **kwargs)
-        record.msg, record.args = redact(record.getMessage()), ()
+        masked = redact(record.getMessage())
+        # Formatters that read the arguments themselves (uvicorn's access log) get them masked one by
+        # one, when that masks the whole line as well; otherwise the masked line is all they get.
+        if isinstance(record.args, tuple) and record.args and isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+            record.args = tuple(redact(arg) if isinstance(arg, str) else arg for arg in record.args)
+            if record.getMessage() != masked:
+                record.msg, record.args = masked, ()
+        else:
+            record.msg, record.args = masked, ()
         if record.exc_info:
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
         return record

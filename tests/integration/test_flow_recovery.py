@@ -20,7 +20,7 @@ def test_state_timers_and_offsets_survive_a_crash(stack, tmp_path):
     flow.start()
     try:
         publish("notify.preferences", [preferences(muted, enabled=False)])
-        remind_at = datetime.now(UTC) + timedelta(seconds=15)
+        remind_at = datetime.now(UTC) + timedelta(seconds=25)  # still ahead when a loaded flow reads it
         publish("notify.events", [request(user, "Build failed", "main is red", category="ci"),
                                   request(user, "Standup", "in 5 minutes", scheduled_at=remind_at)])
         before = outputs.wait_for({user}, lambda f: len(jobs(f)) >= 1 and len(statuses(f)) >= 2)

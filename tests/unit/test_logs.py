@@ -42,3 +42,22 @@ def test_every_record_is_masked_with_its_arguments_and_traceback(caplog):
     assert JWT not in caplog.text and "@example.com" not in caplog.text
     assert '"GET /events?token=[redacted] HTTP/1.1" 200' in caplog.text
     assert "could not suppress [email]" in caplog.text and "SMTP refused [email]" in caplog.text
+
+
+def test_uvicorns_access_log_formats_the_masked_arguments(capsys):
+    """Its formatter unpacks the record's arguments (client, method, path, version, status)."""
+    from uvicorn.logging import AccessFormatter
+
+    logs.install()
+    record = logging.getLogger("uvicorn.access").makeRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5", "GET", f"/api/notifications?token={JWT}", "1.1", 200), None)
+    line = AccessFormatter('%(client_addr)s - "%(request_line)s" %(status_code)s', use_colors=False).format(record)
+    assert line == '127.0.0.1:5 - "GET /api/notifications?token=[redacted] HTTP/1.1" 200 OK'
+
+
+def test_a_secret_split_over_the_arguments_is_masked_in_the_whole_line():
+    logs.install()
+    record = logging.getLogger("tests.split").makeRecord(
+        "tests.split", logging.INFO, __file__, 1, "%s@%s", ("ana.smith", "example.com"), None)
+    assert (record.getMessage(), record.args) == ("[email]", ())
