@@ -1,4 +1,5 @@
-"""Pseudonymous user keys: HMAC-SHA256 of the user id under a key that rotates every period.
+"""Pseudonymous user keys: HMAC-SHA256 of the user (tenant and user id, kernel.requests.user_key)
+under a key that rotates every period, so two tenants' `alice` are two people in analytics too.
 
 Each period's key is derived from one master secret, so rows of different periods cannot be
 linked by their user key alone, while erasure, which holds the secret, can still find a user's
@@ -13,6 +14,8 @@ import os
 import secrets
 from datetime import datetime, timedelta
 from pathlib import Path
+
+from kernel.requests import DEFAULT_TENANT, user_key
 
 RETENTION = timedelta(days=90)
 REMEMBERED = 200_000  # pseudonyms kept per key version: a user's statuses and actions come close together
@@ -35,34 +38,36 @@ class UserKeys:
                                            hashlib.sha256).digest()
         return self._keys[version]
 
-    def pseudonym(self, user_id: str, version: int) -> str:
+    def pseudonym(self, user: str, version: int) -> str:
+        """`user` is the user's key (a default-tenant user's is their id, so their pseudonyms did not change)."""
         remembered = self._pseudonyms.get(version)
         if remembered is None:
             remembered = self._pseudonyms[version] = {}
-        found = remembered.get(user_id)
+        found = remembered.get(user)
         if found is None:
             if len(remembered) >= REMEMBERED:
                 remembered.clear()
-            found = remembered[user_id] = hmac.digest(self._key(version), user_id.encode(), "sha256")[:16].hex()
+            found = remembered[user] = hmac.digest(self._key(version), user.encode(), "sha256")[:16].hex()
         return found
 
-    def of(self, user_id: str, at: datetime) -> tuple[int, str]:
-        """(key version, user key) of a user's event at `at`."""
+    def of(self, user_id: str, at: datetime, tenant: str | None = DEFAULT_TENANT) -> tuple[int, str]:
+        """(key version, user key) of the tenant's user's event at `at`."""
         version = self.version(at)
-        return version, self.pseudonym(user_id, version)
+        return version, self.pseudonym(user_key(tenant, user_id), version)
 
-    def of_millis(self, user_id: str, at_ms: int) -> tuple[int, str]:
+    def of_millis(self, user_id: str, at_ms: int, tenant: str | None = DEFAULT_TENANT) -> tuple[int, str]:
         """of() for a time given as int milliseconds since the epoch (the same float seconds, truncated);
         called for every analytics row, so a remembered pseudonym is looked up here, without a call."""
-        version = int(at_ms / 1000) // self.period_s
+        version, user = int(at_ms / 1000) // self.period_s, user_key(tenant, user_id)
         remembered = self._pseudonyms.get(version)
-        found = remembered.get(user_id) if remembered is not None else None
-        return version, found if found is not None else self.pseudonym(user_id, version)
+        found = remembered.get(user) if remembered is not None else None
+        return version, found if found is not None else self.pseudonym(user, version)
 
-    def every_version(self, user_id: str, now: datetime) -> list[tuple[int, str]]:
+    def every_version(self, user_id: str, now: datetime, tenant: str = DEFAULT_TENANT) -> list[tuple[int, str]]:
         """The user's keys in every period that can still hold rows (retention, plus a period of slack)."""
         first, last = self.version(now - RETENTION) - 1, self.version(now) + 1
-        return [(version, self.pseudonym(user_id, version)) for version in range(first, last + 1)]
+        user = user_key(tenant, user_id)
+        return [(version, self.pseudonym(user, version)) for version in range(first, last + 1)]
 
 
 def from_env(environ=os.environ, home: Path | None = None) -> UserKeys:

@@ -73,7 +73,7 @@ class Rows:
                 continue
             if topic == PREFERENCES:
                 if record["deleted"]:
-                    out.append({"erase": self.keys.every_version(record["user_id"], now)})
+                    out.append({"erase": self.keys.every_version(record["user_id"], now, record["tenant"])})
                 continue
             rows = chunks.get((topic, partition))
             if rows is None:
@@ -91,7 +91,7 @@ class Rows:
                                                    record["action_id"] or "")
         # Keyed by the notification's time, not the row's: every row of one notification (its sends, and
         # clicks after a key rotation) gets the same pseudonym, while other notifications stay unlinked.
-        version, user_key = self.keys.of_millis(record["user_id"], created_at)
+        version, user_key = self.keys.of_millis(record["user_id"], created_at, record.get("tenant"))
         return (at, created_at, kind, status, record["notification_id"], user_key, version,
                 record["channel"] or "", record["category"] or "", record["campaign_id"] or "",
                 record["variant"] or "", record.get("platform") or "", record.get("provider") or "",

@@ -44,7 +44,7 @@ from rich.table import Table
 from bench.gateway import raise_file_limit
 from connectors.kafka import TopicReader, produce_all, producer
 from gateway.auth import issue_token
-from kernel.requests import preferences_record
+from kernel.requests import preferences_record, routing_key
 from kernel.topics import EVENTS, LANES, PREFERENCES, STATUS, codec_for
 from notifyflow.processes import FlowProcess, delivery_flow
 from notifyflow.stack import LocalStack, free_port, stop_process, wait_until
@@ -79,7 +79,7 @@ def produce_steadily(bootstrap: str, users: list[str], rate: int, seconds: float
             time.sleep(wait)
         record = request(users[n % len(users)], n)
         sent[record["id"]] = record["metadata"]["created_at"]
-        client.produce(EVENTS, key=record["user_id"].encode(), value=codec.encode(record),
+        client.produce(EVENTS, key=routing_key(record), value=codec.encode(record),
                        on_delivery=lambda error, _m: error and failed.append(error))
         client.poll(0)
     client.flush(30)
@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> str:
         work, users = Path(scratch), [f"e2e-{n}" for n in range(args.users)]
         codec = codec_for(PREFERENCES)
         produce_all(producer(stack.urls["KAFKA_BOOTSTRAP_SERVERS"]), PREFERENCES,
-                    [(u.encode(), codec.encode(preferences_record(u))) for u in users])
+                    [(routing_key(r), codec.encode(r)) for r in map(preferences_record, users)])
         with console.status("starting the notification flow, the in-app delivery flows and the gateway"):
             flows = [FlowProcess("notifications", work / "n", work / "notifications.log", env=FLOW_ENV)]
             flows += [FlowProcess(delivery_flow("in_app", lane), work / lane, work / f"in-app-{lane}.log")

@@ -112,8 +112,8 @@ class Device:
 class Devices:
     """The devices, on an event loop in a thread of their own."""
 
-    def __init__(self, gateway: str, users: list[str], seed: int) -> None:
-        self.gateway, self.devices = gateway, [Device(user) for user in users]
+    def __init__(self, gateway: str, users: list[str], seed: int, tenant: str) -> None:
+        self.gateway, self.devices, self.tenant = gateway, [Device(user) for user in users], tenant
         self.rng, self.stopping = random.Random(seed), False
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -135,8 +135,8 @@ class Devices:
         return self
 
     def url(self, device: Device) -> str:
-        return (f"ws{self.gateway.removeprefix('http')}/ws?token={issue_token(device.user, SECRET)}"
-                f"&last_event_id={device.last}&device=soak-web")
+        token = issue_token(device.user, SECRET, tenant=self.tenant)
+        return f"ws{self.gateway.removeprefix('http')}/ws?token={token}&last_event_id={device.last}&device=soak-web"
 
     async def keep_open(self, device: Device) -> None:
         attempt = 0
@@ -170,7 +170,7 @@ class Devices:
         device.resyncs += 1
         if not isinstance(resync.get("event_seq"), int):
             return
-        headers = {"authorization": f"Bearer {issue_token(device.user, SECRET)}"}
+        headers = {"authorization": f"Bearer {issue_token(device.user, SECRET, tenant=self.tenant)}"}
         while not self.stopping:
             try:
                 async with httpx.AsyncClient(base_url=self.gateway, headers=headers, timeout=10) as client:

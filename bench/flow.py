@@ -38,7 +38,7 @@ from confluent_kafka.admin import AdminClient
 from rich.console import Console
 
 from connectors.kafka import TopicReader, ensure_topics, produce_all, producer
-from kernel.requests import notification_request
+from kernel.requests import notification_request, routing_key
 from kernel.topics import DEVICES, DLQ, EVENTS, PREFERENCES, STATUS, TOPICS, TopicSpec, codec_for
 from notifyflow.processes import FlowProcess
 from notifyflow.stack import LocalStack
@@ -95,7 +95,7 @@ def workload(events: int, users: int, seed: int = 7) -> tuple[list[Input], list,
         value = codec.encode(request)
         if n % 97 == 0:  # truncated: must land in the dead-letter topic
             value, addressed = value[: len(value) // 2], ()
-        inputs.append(Input((request["user_id"] or request["id"]).encode(), value,
+        inputs.append(Input(routing_key(request), value,
                             created_at.replace(microsecond=created_at.microsecond // 1000 * 1000), addressed))
     return inputs, prefs, devices
 
@@ -118,7 +118,7 @@ def produce_user_state(bootstrap: str, prefs: list[dict], devices: list[dict]) -
     client = producer(bootstrap)
     for topic, rows in ((PREFERENCES, prefs), (DEVICES, devices)):
         codec = codec_for(topic)
-        produce_all(client, topic, [(r["user_id"].encode(), codec.encode(r)) for r in rows])
+        produce_all(client, topic, [(routing_key(r), codec.encode(r)) for r in rows])
 
 
 def produce_events(bootstrap: str, inputs: list[Input]) -> None:

@@ -44,7 +44,7 @@ from connectors.config_tables import add_grants
 from connectors.outage import TRANSIENT
 from connectors.kafka import TopicReader, produce_all, producer
 from kernel.grants import AUDIENCE_KINDS, Grant
-from kernel.requests import device_record, notification_request
+from kernel.requests import device_record, notification_request, routing_key
 from kernel.settings import SERVICE_VARS
 from kernel.topics import codec_for
 from notifyflow.processes import FlowProcess, delivery_flow
@@ -98,8 +98,10 @@ def workload(run: str, notifications: int, seed: int, connected: bool = False) -
     phone: being online changes whether push is sent) has a device connected through the gateway."""
     rng, codec = random.Random(seed), codec_for("notify.events")
     users = max(1, notifications // 5)
-    phones = {u: [device_record(f"{run}-u{u}", "pixel", "android", token=f"{run}-fcm-{u}")]
-              + ([device_record(f"{run}-u{u}", "iphone", "ios", token=f"{u:064x}")] if u % 20 == 5 else [])
+    # The run is its own tenant: its users' devices are that tenant's users' too.
+    phones = {u: [device_record(f"{run}-u{u}", "pixel", "android", token=f"{run}-fcm-{u}", tenant=run)]
+              + ([device_record(f"{run}-u{u}", "iphone", "ios", token=f"{u:064x}", tenant=run)] if u % 20 == 5
+                 else [])
               for u in range(5, users, 10)}
     online = {f"{run}-u{u}" for u in range(1, users, 5)} if connected else set()
     records, expected = [], set()
@@ -108,7 +110,7 @@ def workload(run: str, notifications: int, seed: int, connected: bool = False) -
         request = notification_request(user_id=user, title=f"Soak {n}", body=f"notification {n} of {run}",
                                        priority=rng.choice(LANES), tenant=run, channels=channels)
         request["id"] = f"{run}-n{n}"
-        records.append((user.encode(), codec.encode(request)))
+        records.append((routing_key(request), codec.encode(request)))
         expected |= {(request["id"], channel, "-") for channel in channels or ["in_app"]}
         if user in online:  # every notification is in-app
             expected.add((request["id"], "websocket", user))
@@ -128,7 +130,8 @@ class LiveEvents:
     def __init__(self, redis_url: str, run: str) -> None:
         self.created: dict[str, set[int]] = {}
         pubsub = redis.client(redis_url).pubsub(ignore_subscribe_messages=True)
-        pubsub.psubscribe(**{f"user:{run}-*": self.on_message})
+        # Every channel of the run's tenant's users (connectors.redis.user_channel: user:<tenant>:<id>).
+        pubsub.psubscribe(**{f"user:{run}:*": self.on_message})
         # Valkey restarting (--faults): the pubsub connects and subscribes again on the next read.
         self.thread = pubsub.run_in_thread(sleep_time=0.05, daemon=True, exception_handler=self.on_error)
 
@@ -232,12 +235,12 @@ def run(urls: dict[str, str], workdir: Path, notifications: int, kills: int, see
         client = producer(urls["KAFKA_BOOTSTRAP_SERVERS"])
         devices = codec_for("notify.devices")
         # Before the flows start, so they know every phone before the first notification.
-        produce_all(client, "notify.devices", [(d["user_id"].encode(), devices.encode(d)) for d in work.devices])
+        produce_all(client, "notify.devices", [(routing_key(d), devices.encode(d)) for d in work.devices])
         # One tenant and sender sending everything within seconds: above its ingestion limits otherwise.
         limits = {"NOTIFYFLOW_TENANT_PER_MINUTE": str(2 * notifications),
                   "NOTIFYFLOW_SENDER_PER_MINUTE": str(2 * notifications)}
         flows = start_flows(workdir, {**urls, **limits, **push_settings(workdir, fcm, apns)})
-        connected = Devices(gateway.start().url, work.connected, seed).start() if gateway else None
+        connected = Devices(gateway.start().url, work.connected, seed, tenant=run_id).start() if gateway else None
         peers = Peers(urls, run_id, work, receiver, fcm, apns, connected)
         try:
             if faults:

@@ -17,6 +17,7 @@ import redis
 from rich.console import Console
 
 from connectors.redis import user_channel
+from kernel.requests import DEFAULT_TENANT
 
 BURST = 50
 
@@ -55,7 +56,7 @@ def publish_burst(redis_url: str, user: str) -> None:
                             "html_body": "one of fifty at once", "image_url": None, "icon": None, "badge": None,
                             "actions": [], "deep_link": None, "payload": {}, "locale": "en", "variant": None,
                             "campaign_id": None, "presentation": None}
-            pipe.publish(user_channel(user), json.dumps({"event": "notification.created", "event_seq": n + 1,
-                                                         "notification": notification}))
+            pipe.publish(user_channel(DEFAULT_TENANT, user), json.dumps(
+                {"event": "notification.created", "event_seq": n + 1, "notification": notification}))
         pipe.execute()
     client.close()

@@ -57,7 +57,7 @@ class Database:
 
 
 class AudienceMembers:
-    """Looks up segment and topic members (`audience_members`), one query for many audiences.
+    """Looks up segment and topic members (`audience_members`) of their tenants, one query for many audiences.
 
     One connection per worker thread, made on first use.
     """
@@ -65,13 +65,15 @@ class AudienceMembers:
     def __init__(self, database_url: str) -> None:
         self.connections = PerThread(lambda: Database(database_url))
 
-    def __call__(self, audiences: set[str]) -> dict[str, list[str]]:
+    def __call__(self, audiences: set[tuple[str, str]]) -> dict[tuple[str, str], list[str]]:
+        tenants, names = zip(*sorted(audiences)) if audiences else ((), ())
         rows = self.connections.get().execute(
-            "SELECT audience, user_id FROM audience_members WHERE audience = ANY(%s) ORDER BY audience, user_id",
-            (sorted(audiences),))
-        members: dict[str, list[str]] = {}
-        for audience, user_id in rows:
-            members.setdefault(audience, []).append(user_id)
+            "SELECT m.tenant, m.audience, m.user_id FROM audience_members m"
+            " JOIN unnest(%s::text[], %s::text[]) AS wanted(tenant, audience) USING (tenant, audience)"
+            " ORDER BY m.tenant, m.audience, m.user_id", (list(tenants), list(names)))
+        members: dict[tuple[str, str], list[str]] = {}
+        for tenant, audience, user_id in rows:
+            members.setdefault((tenant, audience), []).append(user_id)
         return members
 
 

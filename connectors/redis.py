@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import redis
 
+from kernel.requests import user_key
+
 
 def client(redis_url: str) -> redis.Redis:
     return redis.Redis.from_url(redis_url)
 
 
-def user_channel(user_id: str) -> str:
-    """The pub/sub channel every gateway serving this user's devices listens on."""
-    return f"user:{user_id}"
+def user_channel(tenant: str, user_id: str) -> str:
+    """The pub/sub channel every gateway serving this user's devices listens on: one per (tenant, user)."""
+    return f"user:{user_key(tenant, user_id)}"

@@ -24,6 +24,7 @@ from connectors.threads import PerThread
 from flows.wiring import Encoder, kafka_sink, kafka_source, keyed_steps
 from kernel import logs, records, settings
 from kernel.clock import utcnow
+from kernel.requests import routing_key
 from kernel.topics import CHANNELS, LANES, codec_for, outbox_topic
 from sinks import jobs
 from sinks.circuit import Breakers
@@ -86,4 +87,4 @@ def retry_policy() -> RetryPolicy:
 
 def shard_of(job: dict) -> str:
     """A few keys per flow, so sends batch across users; crc32 is stable across processes."""
-    return str(zlib.crc32(job["user_id"].encode()) % SHARDS)
+    return str(zlib.crc32(routing_key(job)) % SHARDS)

@@ -31,14 +31,16 @@ class Intake:
             record = self.codecs[topic].decode(value)
         except CodecError as exc:
             return records.rejected(source, "decode", exc.reason)
+        # A user is (tenant, user id): items carry both, and the flow keys them by kernel.requests.user_key.
         if topic == ENGAGEMENT:
-            return {"kind": "engagement", "user_id": record["user_id"], "record": record}
+            return {"kind": "engagement", "user_id": record["user_id"], "tenant": record["tenant"], "record": record}
         if topic != EVENTS:
-            return {"kind": "user_state", "topic": topic, "user_id": record["user_id"], "record": record}
+            return {"kind": "user_state", "topic": topic, "user_id": record["user_id"], "tenant": record["tenant"],
+                    "record": record}
         if reason := validate.problem(record, now):
             return records.rejected(source, "validate", reason)
-        item = {"kind": "notification", "user_id": record["user_id"], "request": validate.clean_text(record),
-                "source": source}
+        item = {"kind": "notification", "user_id": record["user_id"], "tenant": record["tenant"],
+                "request": validate.clean_text(record), "source": source}
         if validate.is_expired(record, now):
             return finished(item, "expired", f"expired at {record['metadata']['expires_at'].isoformat()}")
         return item

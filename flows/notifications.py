@@ -3,11 +3,12 @@
     python -m bytewax.run flows.notifications:flow -r <recovery dir> -s <snapshot seconds>
 
 Each line below is one step; what the step does lives in the module it names. The per-user
-steps are keyed by user id and run as one stateful operator, so a user's notifications stay
-in order on one worker and all of that user's state is snapshotted once, together with the
-input offsets (recovery resumes both together). What the user does (notify.engagement) reaches
-the same operator in order with their requests: it cancels escalations, applies unsubscribes and
-teaches the user's engagement profile (best send time, channel affinity, fatigue).
+steps are keyed by user (tenant and user id, kernel.requests.user_key) and run as one stateful
+operator, so a user's notifications stay in order on one worker and all of that user's state is
+snapshotted once, together with the input offsets (recovery resumes both together). What the user
+does (notify.engagement) reaches the same operator in order with their requests: it cancels
+escalations, applies unsubscribes and teaches the user's engagement profile (best send time,
+channel affinity, fatigue).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from flows.wiring import Encoder, built_on_demand, kafka_sink, kafka_source, key
 from kernel import logs, policy, settings
 from kernel.clock import utcnow
 from kernel.keyed import Each, KeyedPipeline
+from kernel.requests import user_key
 from kernel.topics import ENGAGEMENT, EVENTS, USER_STATE_TOPICS
 
 
@@ -66,7 +68,8 @@ def build(config: settings.Settings | None = None, *, source=kafka_source, sink=
     over_limit = op.branch("split_over_limit", admitted, lambda item: bool(item.get("outcome")))
     per_user = op.flat_map_batch("expand_audience", over_limit.falses, functools.partial(
         audience.expand, members_of=AudienceMembers(config.database_url)))
-    keyed = op.key_on("key_by_user", op.merge("with_user_state", kinds.trues, per_user), lambda i: i["user_id"])
+    keyed = op.key_on("key_by_user", op.merge("with_user_state", kinds.trues, per_user),
+                      lambda item: user_key(item["tenant"], item["user_id"]))
     decided = keyed_steps("per_user_steps", keyed, per_user_steps(catalog))
     done = op.merge("with_rejected", rejected.trues, over_limit.trues, op.key_rm("drop_user_key", decided))
     outgoing = op.flat_map("to_outbox_records", done, lambda item: outbox.outgoing(item, utcnow()))

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from kernel import records
 from kernel.records import Outgoing
+from kernel.requests import user_key
 from kernel.topics import outbox_topic
 
 LANE_BY_PRIORITY = {"critical": "critical", "high": "high", "normal": "normal", "low": "bulk"}
@@ -31,7 +32,7 @@ def outgoing(item: dict, now: datetime) -> list[Outgoing]:
         return [item["outgoing"]]
     if outcome:
         return [records.status_record(status(item, outcome, item.get("outcome_channel"), now), item["source"]["key"])]
-    lane, out, key = lane_for(item), [], item["user_id"].encode()
+    lane, out, key = lane_for(item), [], user_key(item["request"]["tenant"], item["user_id"]).encode()
     for channel in item["route"]["send"]:
         out.append((outbox_topic(channel, lane), key, job(item, channel, lane)))
         out.append(records.status_record(status(item, "merged" if item["revision"] else "requested", channel, now)))
@@ -43,7 +44,8 @@ def job(item: dict, channel: str, lane: str) -> dict:
     content, metadata = request["content"], request["metadata"]
     prefs = user["preferences"]
     return {
-        "job_id": f"{item['notification_id']}:{item['user_id']}:{channel}:{item['revision']}",
+        "job_id": records.job_id({"notification_id": item["notification_id"], "tenant": request["tenant"],
+                                  "user_id": item["user_id"], "revision": item["revision"]}, channel),
         "notification_id": item["notification_id"],
         "revision": item["revision"],
         "request_ids": [request["id"]],

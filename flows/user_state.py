@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from kernel.keyed import KeyedStep, finished
 from kernel.policy import policy_for
-from kernel.requests import preferences_record, without_channel
+from kernel.requests import DEFAULT_TENANT, preferences_record, routing_key, without_channel
 from kernel.topics import DEVICES, PREFERENCES
 
 # Gateways repeat "online" for every connected device (the gateway's PRESENCE_REFRESH_S); a device
@@ -20,9 +20,9 @@ from kernel.topics import DEVICES, PREFERENCES
 PRESENCE_TTL = timedelta(seconds=90)
 
 
-def default_preferences(user_id: str) -> dict:
+def default_preferences(user_id: str, tenant: str = DEFAULT_TENANT) -> dict:
     """What a user who never opened the settings gets: everything on, no marketing without consent."""
-    return {"user_id": user_id, "enabled": True, "quiet_hours": None, "digest": None, "channels": {},
+    return {"user_id": user_id, "tenant": tenant, "enabled": True, "quiet_hours": None, "digest": None, "channels": {},
             "categories": {}, "marketing_consent": False, "email": None, "phone": None, "locale": None,
             "timezone": "UTC", "deleted": False, "presentation": None}
 
@@ -35,7 +35,8 @@ class JoinUserState(KeyedStep):
         if item["kind"] == "user_state":
             apply_update(state, item["topic"], item["record"])
             return []
-        return [{**item, "user": view(state, item["user_id"], item["request"]["metadata"]["created_at"])}]
+        created_at = item["request"]["metadata"]["created_at"]
+        return [{**item, "user": view(state, item["user_id"], created_at, item["tenant"])}]
 
     def is_empty(self, state: dict) -> bool:
         return state["preferences"] is None and not state["devices"] and not state["online"]
@@ -44,7 +45,7 @@ class JoinUserState(KeyedStep):
         return item["kind"] == "user_state" and item["topic"] == PREFERENCES and item["record"]["deleted"]
 
     def recheck(self, state: dict, item: dict, now: datetime) -> list[dict]:
-        return [{**item, "user": view(state, item["user_id"], now)}]
+        return [{**item, "user": view(state, item["user_id"], now, item["tenant"])}]
 
     def hears(self, item: dict) -> bool:
         return item["kind"] == "engagement" and item["record"]["action"] == "unsubscribed"
@@ -53,15 +54,15 @@ class JoinUserState(KeyedStep):
         engagement = item["record"]
         if not engagement["category"]:
             return []
-        current = state["preferences"] or default_preferences(item["user_id"])
+        current = state["preferences"] or default_preferences(item["user_id"], item["tenant"])
         merged = preferences_record(**{
             **without_channel(current, engagement["category"], engagement["channel"] or "email",
-                              withdraw_consent=policy_for(engagement["category"]).consent_required),
+                              withdraw_consent=policy_for(engagement["category"], item["tenant"]).consent_required),
             "updated_at": now, "deleted": False})
         state["preferences"] = merged
         return [finished({"kind": "preferences", "user_id": item["user_id"]}, "published",
                          f"unsubscribed from {engagement['category']} by {engagement['channel'] or 'email'}",
-                         outgoing=(PREFERENCES, item["user_id"].encode(), merged))]
+                         outgoing=(PREFERENCES, routing_key(merged), merged))]
 
 
 def apply_update(state: dict, topic: str, record: dict) -> None:
@@ -84,9 +85,9 @@ def apply_update(state: dict, topic: str, record: dict) -> None:
             state["online"][record["device_id"]] = record["at"]
 
 
-def view(state: dict, user_id: str, at: datetime) -> dict:
+def view(state: dict, user_id: str, at: datetime, tenant: str = DEFAULT_TENANT) -> dict:
     """The user as of `at` (the notification's creation, so a replay sees the same)."""
     online = state["online"]
-    return {"preferences": state["preferences"] or default_preferences(user_id),
+    return {"preferences": state["preferences"] or default_preferences(user_id, tenant),
             "devices": list(state["devices"].values()),
             "online": bool(online) and any(at - seen < PRESENCE_TTL for seen in online.values())}

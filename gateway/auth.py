@@ -1,5 +1,6 @@
-"""Who is calling: a signed JWT whose `sub` is the user id. HS256 with a shared secret, or ES256
-with the issuer's public key; `exp` is required, so a leaked token stops working."""
+"""Who is calling: a signed JWT whose `sub` is the user id and whose `tenant` claim is the user's
+tenant (a token without one is the default tenant's). HS256 with a shared secret, or ES256 with the
+issuer's public key; `exp` is required, so a leaked token stops working."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from dataclasses import dataclass
 import jwt
 from starlette.requests import Request
 
+from kernel.requests import DEFAULT_TENANT, tenant_problem, user_key
+
 LEEWAY_S = 30  # clocks of the token issuer and the gateway drift a little
 
 
@@ -17,12 +20,24 @@ class AuthError(Exception):
 
 
 @dataclass(frozen=True)
+class User:
+    """A user is (tenant, user id): every query, channel and record of the gateway takes both."""
+
+    tenant: str
+    id: str
+
+    @property
+    def key(self) -> str:
+        return user_key(self.tenant, self.id)
+
+
+@dataclass(frozen=True)
 class TokenVerifier:
     key: str  # the HS256 secret or the ES256 public key (PEM)
     algorithm: str = "HS256"
     audience: str | None = None
 
-    def user_of(self, token: str | None) -> str:
+    def user_of(self, token: str | None) -> User:
         if not token:
             raise AuthError("missing token")
         try:
@@ -34,9 +49,12 @@ class TokenVerifier:
             raise AuthError(f"invalid token: {exc}") from None
         if not isinstance(claims["sub"], str) or not claims["sub"]:
             raise AuthError("token names no user")
-        return claims["sub"]
+        tenant = claims.get("tenant", DEFAULT_TENANT)
+        if reason := tenant_problem(tenant):
+            raise AuthError(f"the token's {reason}")
+        return User(tenant, claims["sub"])
 
-    def user_of_request(self, request: Request) -> str:
+    def user_of_request(self, request: Request) -> User:
         """The user of a bearer token, or else of ?token= (an EventSource cannot set headers)."""
         header = request.headers.get("authorization", "")
         token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else None
@@ -44,6 +62,7 @@ class TokenVerifier:
 
 
 def issue_token(user_id: str, key: str, algorithm: str = "HS256", ttl_s: int = 3600, **claims) -> str:
-    """A token for `user_id` (for the demo and tests; production tokens come from the product's login)."""
+    """A token for `user_id` (for the demo and tests; production tokens come from the product's login);
+    `tenant=` adds the tenant claim."""
     now = int(time.time())
     return jwt.encode({"sub": user_id, "iat": now, "exp": now + ttl_s, **claims}, key, algorithm=algorithm)

@@ -1,6 +1,6 @@
 """The notification center in PostgreSQL, always scoped to one user: every query takes the
-caller's user id from the token, never from the request, so no one reads or changes another
-user's notifications.
+caller's tenant and user id from the token, never from the request, so no one reads or changes another
+user's notifications, nor a same-named user's of another tenant.
 
 Every change bumps the row's `event_seq`, so a device that reconnects with the last event id it
 saw gets exactly what changed meanwhile (new, merged, read, unread, archived, deleted). A delete
@@ -16,6 +16,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from gateway.auth import User
+
 COLUMNS = """id, category, priority, type, title, body, content, merge_count, revision, event_seq, created_at,
              read_at IS NOT NULL AS read, archived_at IS NOT NULL AS archived, deleted_at IS NOT NULL AS deleted"""
 LIVE = "deleted_at IS NULL"
@@ -24,6 +26,7 @@ STATES = {"unread": f"{LIVE} AND read_at IS NULL AND archived_at IS NULL",
           "archived": f"{LIVE} AND archived_at IS NOT NULL", "all": LIVE, "inbox": f"{LIVE} AND archived_at IS NULL"}
 NEXT_SEQ = "nextval(pg_get_serial_sequence('notifications', 'event_seq'))"
 MAX_PAGE = 100
+OWNER = "tenant = %s AND user_id = %s"  # every query's first condition, with owner(user) as its parameters
 
 
 class BadRequest(ValueError):
@@ -61,6 +64,10 @@ def parse_seq(value: str | None) -> int | None:
     return int(value)
 
 
+def owner(user: User) -> list[str]:
+    return [user.tenant, user.id]
+
+
 def encode_cursor(row: dict) -> str:
     return base64.urlsafe_b64encode(f"{row['created_at'].isoformat()}|{row['id']}".encode()).decode()
 
@@ -77,13 +84,13 @@ class Center:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
 
-    async def page(self, user: str, *, limit: int = 20, cursor: str | None = None, category: str | None = None,
+    async def page(self, user: User, *, limit: int = 20, cursor: str | None = None, category: str | None = None,
                    state: str = "inbox") -> dict:
         """Newest first; `next_cursor` continues after the last item (stable while new ones arrive)."""
         if state not in STATES:
             raise BadRequest(f"state must be one of {', '.join(STATES)}")
         limit = max(1, min(limit, MAX_PAGE))
-        where, params = ["user_id = %s", STATES[state]], [user]
+        where, params = [OWNER, STATES[state]], owner(user)
         if category:
             where.append("category = %s")
             params.append(category)
@@ -96,51 +103,52 @@ class Center:
         rows = rows[:limit]
         return {"items": [as_json(r) for r in rows], "next_cursor": encode_cursor(rows[-1]) if more else None}
 
-    async def unread_counts(self, user: str) -> dict:
-        rows = await self.fetch("SELECT category, count(*) AS n FROM notifications WHERE user_id = %s AND "
-                                f"{STATES['unread']} GROUP BY category ORDER BY category", [user])
+    async def unread_counts(self, user: User) -> dict:
+        rows = await self.fetch(f"SELECT category, count(*) AS n FROM notifications WHERE {OWNER} AND "
+                                f"{STATES['unread']} GROUP BY category ORDER BY category", owner(user))
         return {"total": sum(r["n"] for r in rows), "by_category": {r["category"]: r["n"] for r in rows}}
 
-    async def set_state(self, user: str, ids: list[str], change: str) -> list[dict]:
+    async def set_state(self, user: User, ids: list[str], change: str) -> list[dict]:
         """read | unread | archive for the caller's own notifications; returns the rows changed."""
         assignment = {"read": "read_at = coalesce(read_at, now())", "unread": "read_at = NULL",
                       "archive": "archived_at = coalesce(archived_at, now())"}[change]
         return [as_json(r) for r in await self.fetch(
-            f"UPDATE notifications SET {assignment}, event_seq = {NEXT_SEQ} WHERE user_id = %s AND id = ANY(%s) "
-            f"AND {LIVE} RETURNING {COLUMNS}", [user, ids])]
+            f"UPDATE notifications SET {assignment}, event_seq = {NEXT_SEQ} WHERE {OWNER} AND id = ANY(%s) "
+            f"AND {LIVE} RETURNING {COLUMNS}", [*owner(user), ids])]
 
-    async def read_all(self, user: str, category: str | None = None) -> list[dict]:
-        extra, params = ("AND category = %s", [user, category]) if category else ("", [user])
+    async def read_all(self, user: User, category: str | None = None) -> list[dict]:
+        extra, params = ("AND category = %s", [*owner(user), category]) if category else ("", owner(user))
         return [as_json(r) for r in await self.fetch(
-            f"UPDATE notifications SET read_at = now(), event_seq = {NEXT_SEQ} WHERE user_id = %s AND read_at IS NULL "
+            f"UPDATE notifications SET read_at = now(), event_seq = {NEXT_SEQ} WHERE {OWNER} AND read_at IS NULL "
             f"AND {LIVE} {extra} RETURNING {COLUMNS}", params)]
 
-    async def delete(self, user: str, notification_id: str) -> dict | None:
+    async def delete(self, user: User, notification_id: str) -> dict | None:
         """The delete's event_seq and what the notification was (its attribution, read before the
         content is wiped); None when the caller has no such notification."""
         rows = await self.fetch(
-            f"WITH gone AS (SELECT id, category, content, created_at FROM notifications WHERE user_id = %s AND id = %s "
+            f"WITH gone AS (SELECT id, category, content, created_at FROM notifications WHERE {OWNER} AND id = %s "
             f"AND {LIVE} FOR UPDATE) UPDATE notifications AS n SET deleted_at = now(), title = '', body = '', "
-            f"content = '{{}}', event_seq = {NEXT_SEQ} FROM gone WHERE n.user_id = %s AND n.id = gone.id "
-            f"RETURNING n.event_seq, gone.category, gone.content, gone.created_at", [user, notification_id, user])
+            f"content = '{{}}', event_seq = {NEXT_SEQ} FROM gone WHERE n.tenant = %s AND n.user_id = %s "
+            f"AND n.id = gone.id RETURNING n.event_seq, gone.category, gone.content, gone.created_at",
+            [*owner(user), notification_id, *owner(user)])
         return {"event_seq": rows[0]["event_seq"], **attribution(rows[0])} if rows else None
 
-    async def since(self, user: str, event_seq: int, limit: int) -> list[dict]:
+    async def since(self, user: User, event_seq: int, limit: int) -> list[dict]:
         """Up to `limit` changes for the user after `event_seq`, oldest first: the replay on reconnect."""
         return [as_json(r) for r in await self.fetch(
-            f"SELECT {COLUMNS} FROM notifications WHERE user_id = %s AND event_seq > %s ORDER BY event_seq LIMIT %s",
-            [user, event_seq, limit])]
+            f"SELECT {COLUMNS} FROM notifications WHERE {OWNER} AND event_seq > %s ORDER BY event_seq LIMIT %s",
+            [*owner(user), event_seq, limit])]
 
-    async def latest_seq(self, user: str) -> int:
-        rows = await self.fetch("SELECT coalesce(max(event_seq), 0) AS seq FROM notifications WHERE user_id = %s",
-                                [user])
+    async def latest_seq(self, user: User) -> int:
+        rows = await self.fetch(f"SELECT coalesce(max(event_seq), 0) AS seq FROM notifications WHERE {OWNER}",
+                                owner(user))
         return rows[0]["seq"]
 
-    async def attribution(self, user: str, notification_id: str | None) -> dict | None:
+    async def attribution(self, user: User, notification_id: str | None) -> dict | None:
         """What an engagement report carries of the notification (category, campaign, variant);
         None when the caller has no such notification."""
-        rows = await self.fetch("SELECT category, content, created_at FROM notifications "
-                                "WHERE user_id = %s AND id = %s", [user, notification_id])
+        rows = await self.fetch(f"SELECT category, content, created_at FROM notifications WHERE {OWNER} AND id = %s",
+                                [*owner(user), notification_id])
         return attribution(rows[0]) if rows else None
 
     async def fetch(self, query: str, params: list) -> list[dict]:

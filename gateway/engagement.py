@@ -8,6 +8,7 @@ tab, an open, a click, a dismissal)."""
 
 from __future__ import annotations
 
+from gateway.auth import User
 from gateway.center import BadRequest, attribution
 from gateway.publisher import Publisher
 from kernel.clock import utcnow
@@ -21,11 +22,12 @@ REPORTED_ACTIONS = ("seen", "opened", "clicked", "dismissed")
 REPORT_FIELDS = {"notification_id", "action", "action_id", "device_id", "channel"}
 
 
-def engagement_record(user: str, notification_id: str, action: str, attributed: dict, *, channel: str,
+def engagement_record(user: User, notification_id: str, action: str, attributed: dict, *, channel: str,
                       device_id: str | None = None, action_id: str | None = None) -> dict:
     """An EngagementEvent; `attributed` is the notification's category, campaign_id, variant and created_at."""
-    return {"notification_id": notification_id, "user_id": user, "action": action, "action_id": action_id,
-            "device_id": device_id, "channel": channel, "at": utcnow(), "created_at": None, **attributed}
+    return {"notification_id": notification_id, "user_id": user.id, "action": action, "action_id": action_id,
+            "device_id": device_id, "channel": channel, "at": utcnow(), "created_at": None, **attributed,
+            "tenant": user.tenant}
 
 
 def parse_report(body: dict) -> dict:
@@ -55,7 +57,7 @@ class Engagements:
     def publish(self, record: dict) -> None:
         self.publisher.publish(ENGAGEMENT, record)
 
-    def center_change(self, user: str, change: str, rows: list[dict], device_id: str | None) -> None:
+    def center_change(self, user: User, change: str, rows: list[dict], device_id: str | None) -> None:
         """One engagement per notification a center change (read, unread, archive, delete) changed;
         `rows` as clients see them, or the attribution Center.delete returns with the id added."""
         for row in rows:

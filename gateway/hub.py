@@ -1,6 +1,6 @@
-"""Fan-out inside one gateway process: one Redis subscription per user that has a connection
-here, shared by all of that user's connections (devices, tabs). Gateways scale out behind
-Redis pub/sub: each subscribes only to the users connected to it.
+"""Fan-out inside one gateway process: one Redis subscription per user (a tenant's user, one channel
+each) that has a connection here, shared by all of that user's connections (devices, tabs). Gateways
+scale out behind Redis pub/sub: each subscribes only to the users connected to it.
 
 A gateway holds tens of thousands of mostly idle connections, so an idle one costs no task,
 timer or queue of its own: it is an Inbox (a list and, while its sender waits, one future),
@@ -25,6 +25,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from connectors.redis import user_channel
+from gateway.auth import User
 
 log = logging.getLogger(__name__)
 BACKLOG = 1000  # a connection this far behind is too slow to keep; it reconnects and replays
@@ -90,7 +91,7 @@ class Hub:
         # No retries inside the client: the hub must see every lost connection (see above).
         self.redis = aioredis.from_url(redis_url, retry=Retry(NoBackoff(), 0))
         self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        self.listeners: dict[str, set[Inbox]] = {}
+        self.listeners: dict[str, set[Inbox]] = {}  # by the user's channel
         # The PubSub connection is not safe for concurrent use: only the reader task touches it.
         self.commands: asyncio.Queue = asyncio.Queue()
         self.unconfirmed: list[asyncio.Future] = []  # subscribers waiting for a command Redis may not have had
@@ -107,37 +108,38 @@ class Hub:
         await self.pubsub.aclose()
         await self.redis.aclose()
 
-    async def subscribe(self, user: str, heartbeats: bool = False) -> Inbox:
-        inbox = Inbox(heartbeats)
-        if user not in self.listeners and not self.subscribed:
-            # Redis is away: the resubscription will include this user and mark this inbox's gap.
-            self.listeners[user] = {inbox}
+    async def subscribe(self, user: User, heartbeats: bool = False) -> Inbox:
+        inbox, channel = Inbox(heartbeats), user_channel(user.tenant, user.id)
+        if channel not in self.listeners and not self.subscribed:
+            # Redis is away: the resubscription will include this channel and mark this inbox's gap.
+            self.listeners[channel] = {inbox}
             return inbox
-        if user not in self.listeners:
-            self.listeners[user] = set()
+        if channel not in self.listeners:
+            self.listeners[channel] = set()
             done = asyncio.get_running_loop().create_future()
-            await self.commands.put(("subscribe", user, done))
+            await self.commands.put(("subscribe", channel, done))
             try:
                 await done  # live from here on
             except asyncio.CancelledError:  # the connection went away while subscribing
-                if not self.listeners.get(user):
-                    self.listeners.pop(user, None)
-                    await self.commands.put(("unsubscribe", user, None))
+                if not self.listeners.get(channel):
+                    self.listeners.pop(channel, None)
+                    await self.commands.put(("unsubscribe", channel, None))
                 raise
-        self.listeners.setdefault(user, set()).add(inbox)
+        self.listeners.setdefault(channel, set()).add(inbox)
         return inbox
 
-    async def unsubscribe(self, user: str, inbox: Inbox) -> None:
-        listeners = self.listeners.get(user, set())
+    async def unsubscribe(self, user: User, inbox: Inbox) -> None:
+        channel = user_channel(user.tenant, user.id)
+        listeners = self.listeners.get(channel, set())
         listeners.discard(inbox)
-        if not listeners and user in self.listeners:
-            del self.listeners[user]
-            await self.commands.put(("unsubscribe", user, None))
+        if not listeners and channel in self.listeners:
+            del self.listeners[channel]
+            await self.commands.put(("unsubscribe", channel, None))
 
-    async def publish(self, user: str, event: dict) -> None:
-        await self.redis.publish(user_channel(user), json.dumps(event))
+    async def publish(self, user: User, event: dict) -> None:
+        await self.redis.publish(user_channel(user.tenant, user.id), json.dumps(event))
 
-    async def publish_changes(self, user: str, change: str, rows: list[dict]) -> None:
+    async def publish_changes(self, user: User, change: str, rows: list[dict]) -> None:
         """Every open device of the user learns of a change made on one of them."""
         for row in rows:
             await self.publish(user, {"event": CHANGES[change], "event_seq": row["event_seq"], "notification": row})
@@ -177,7 +179,7 @@ class Hub:
         self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         while not self.commands.empty():  # the listeners are the truth now; their waiters are answered below
             self.unconfirmed.append(self.commands.get_nowait()[2])
-        channels = [user_channel(user) for user in self.listeners]
+        channels = list(self.listeners)
         for start in range(0, len(channels), SUBSCRIBE_CHUNK):
             await self.pubsub.subscribe(*channels[start:start + SUBSCRIBE_CHUNK])
         self.subscribed = True
@@ -204,21 +206,21 @@ class Hub:
 
     async def step(self) -> None:
         while not self.commands.empty():
-            command, user, done = self.commands.get_nowait()
+            command, channel, done = self.commands.get_nowait()
             self.unconfirmed.append(done)
-            await getattr(self.pubsub, command)(user_channel(user))
+            await getattr(self.pubsub, command)(channel)
             self.confirm()
         if not self.pubsub.subscribed:
             await asyncio.sleep(0.01)
             return
         message = await self.pubsub.get_message(timeout=0.01)
         if message and message["type"] == "message":
-            self.dispatch(message["channel"].decode().removeprefix("user:"), message["data"])
+            self.dispatch(message["channel"].decode(), message["data"])
             # A message already buffered comes back without suspending: under a flood the hub would
             # run alone and every sender fall BACKLOG behind. Let the senders run between messages.
             await asyncio.sleep(0)
 
-    def dispatch(self, user: str, data: bytes) -> None:
+    def dispatch(self, channel: str, data: bytes) -> None:
         event = json.loads(data)
-        for inbox in list(self.listeners.get(user, ())):
+        for inbox in list(self.listeners.get(channel, ())):
             inbox.put(event)

@@ -30,7 +30,7 @@ from connectors.kafka import produce_all, producer
 from gateway.ingest_store import IngestStore, Sender
 from kernel.clock import utcnow
 from kernel.grants import Grants, refusal
-from kernel.requests import from_json, routing_key
+from kernel.requests import from_json, routing_key, tenant_problem
 from kernel.topics import EVENTS, codec_for
 from kernel.validate import problem
 from schemas import AvroCodec, CodecError
@@ -56,6 +56,8 @@ def admit(raw: object, sender: Sender, codec: AvroCodec, grants: Grants, now: da
     metadata = raw.get("metadata", {})
     if not isinstance(metadata, dict):
         return "metadata must be an object"
+    if raw.get("tenant") is not None and (reason := tenant_problem(raw["tenant"])):
+        return reason
     for name, given, own in (("tenant", raw.get("tenant"), sender.tenant),
                              ("metadata.source_app", metadata.get("source_app"), sender.source_app)):
         if given is not None and given != own:

@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from connectors.outage import TRANSIENT
 from gateway import metrics
-from gateway.auth import AuthError, TokenVerifier
+from gateway.auth import AuthError, TokenVerifier, User
 from gateway.center import BadRequest, Center, parse_seq
 from gateway.engagement import Engagements
 from gateway.hub import CHANGES, GAP, HEARTBEAT, RESYNC, Hub, Inbox
@@ -47,7 +47,7 @@ class Live:
         self.hub, self.center, self.publisher, self.verifier = hub, center, publisher, verifier
         self.engagements = engagements
         self.gateway_id = gateway_id
-        self.connections: Counter[tuple[str, str]] = Counter()  # (user, device) -> open WebSockets
+        self.connections: Counter[tuple[User, str]] = Counter()  # (user, device) -> open WebSockets
 
     async def refresh_presence(self, every_s: float) -> None:
         """Presence expires in the flows unless repeated, so a gateway that dies leaves no one "online"."""
@@ -58,11 +58,11 @@ class Live:
                 if n % 500 == 499:
                     await asyncio.sleep(0)  # thousands of devices: let live events through meanwhile
 
-    def presence(self, user: str, device_id: str, status: str) -> None:
-        self.publisher.publish(PRESENCE, {"user_id": user, "device_id": device_id, "status": status,
-                                          "at": utcnow(), "gateway_id": self.gateway_id})
+    def presence(self, user: User, device_id: str, status: str) -> None:
+        self.publisher.publish(PRESENCE, {"user_id": user.id, "device_id": device_id, "status": status,
+                                          "at": utcnow(), "gateway_id": self.gateway_id, "tenant": user.tenant})
 
-    async def catch_up(self, user: str, last_event_id: int | None, heartbeats: bool):
+    async def catch_up(self, user: User, last_event_id: int | None, heartbeats: bool):
         """(inbox, stream): the inbox of live changes, subscribed before the missed ones are read
         (from PostgreSQL), so nothing falls in between; the stream yields the missed ones (or a
         resync when there are too many), then the live ones. The caller unsubscribes the inbox."""
@@ -74,7 +74,7 @@ class Live:
             await self.hub.unsubscribe(user, inbox)
             raise
 
-    async def replay(self, user: str, after: int) -> list[dict]:
+    async def replay(self, user: User, after: int) -> list[dict]:
         """What changed for the user after event `after`; a resync when that is more than worth replaying."""
         missed = await self.center.since(user, after, REPLAY_LIMIT + 1)
         if len(missed) > REPLAY_LIMIT:
@@ -83,7 +83,7 @@ class Live:
         return [{"event": "notification.deleted" if row["deleted"] else "notification.sync",
                  "event_seq": row["event_seq"], "notification": row} for row in missed]
 
-    async def after_gap(self, user: str, sent: int | None) -> list[dict]:
+    async def after_gap(self, user: User, sent: int | None) -> list[dict]:
         """What the live stream may have missed, from PostgreSQL (waiting for it a while), else a resync."""
         if sent is None:  # no position to replay from (it connected without one and got nothing yet)
             return [{**RESYNC, "event_seq": await self.center.latest_seq(user)}]
@@ -97,7 +97,7 @@ class Live:
                 await asyncio.sleep(delay)
                 delay = min(2.0, delay * 2)
 
-    async def events(self, user: str, inbox: Inbox, backlog: list[dict], last_event_id: int | None):
+    async def events(self, user: User, inbox: Inbox, backlog: list[dict], last_event_id: int | None):
         """The missed changes, then live ones, each once; after a gap, what it missed; ends after a resync."""
         sent, recent, pending = last_event_id, set(), backlog
         while True:
@@ -143,14 +143,14 @@ class Live:
         finally:
             await self.hub.unsubscribe(user, inbox)
 
-    def websocket_params(self, scope) -> tuple[str, int | None, str]:
+    def websocket_params(self, scope) -> tuple[User, int | None, str]:
         """(user, last_event_id, device) from the query string, of which nothing else stays alive
         with the connection (the token is long, and there are tens of thousands of connections)."""
         query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
         return (self.verifier.user_of(query.get("token")), parse_seq(query.get("last_event_id")),
                 query.get("device") or f"web-{uuid.uuid4().hex[:8]}")
 
-    async def connected(self, user: str, device_id: str, receive, send, inbox: Inbox, stream) -> None:
+    async def connected(self, user: User, device_id: str, receive, send, inbox: Inbox, stream) -> None:
         """Forwards the stream while reading what the client sends (it may mark notifications read)."""
         self.presence(user, device_id, "online")
         self.connections[(user, device_id)] += 1
@@ -207,7 +207,7 @@ class Live:
                                  headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
                                  background=BackgroundTask(self.hub.unsubscribe, user, inbox))
 
-    async def event_stream(self, user: str, inbox: Inbox, stream):
+    async def event_stream(self, user: User, inbox: Inbox, stream):
         metrics.CONNECTIONS.labels("sse").inc()
         try:
             yield "retry: 2000\n\n"

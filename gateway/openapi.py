@@ -22,10 +22,12 @@ ERRORS = {"400": _json(_ref("Error"), "Invalid request; `error` says why"),
 ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 DEVICE = {"name": "device", "in": "query", "schema": {"type": "string"},
           "description": f"The device making the change, carried by the engagement published to {ENGAGEMENT}"}
-# The signed link of an email (kernel.unsubscribe): user, category, notification, expiry, signature.
+# The signed link of an email (kernel.unsubscribe): user, category, notification, expiry, signature,
+# and the user's tenant unless it is the default one.
 LINK = [{"name": name, "in": "query", "required": True, "schema": {"type": "string"}, "description": what}
         for name, what in (("u", "user"), ("c", "category"), ("n", "the email's notification id"),
-                           ("e", "expiry, epoch seconds"), ("t", "signature"))]
+                           ("e", "expiry, epoch seconds"), ("t", "signature"))] + [
+    {"name": "g", "in": "query", "schema": {"type": "string"}, "description": "the user's tenant (default: default)"}]
 REFUSED = {"400": {"description": "Malformed link, or a POST without List-Unsubscribe=One-Click"},
            "403": {"description": "Forged, altered or expired link; nothing changes"}}
 
@@ -69,7 +71,7 @@ OPENAPI = {
              "description": "Live notifications (WebSocket /ws, Server-Sent Events /events), the notification "
                             "center, preferences, devices and engagement. Every call carries a JWT "
                             "(`Authorization: Bearer`, or `?token=` where headers cannot be set); the user is "
-                            "its `sub`."},
+                            "its `sub` in the tenant of its `tenant` claim (none: the default tenant)."},
     "security": [{"bearer": []}],
     "paths": {
         "/api/notifications": {"get": {

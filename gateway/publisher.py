@@ -1,9 +1,10 @@
 """What the gateway tells the flows: preferences, devices, presence and engagement, as Avro
-records on their topics, keyed by user like every other producer."""
+records on their topics, keyed by user (kernel.requests.routing_key) like every other producer."""
 
 from __future__ import annotations
 
 from connectors.kafka import producer
+from kernel.requests import routing_key
 from kernel.topics import codec_for
 
 
@@ -28,7 +29,7 @@ class Publisher:
         """Encode (raising CodecError with the reason for a bad record) and hand to the producer;
         delivery happens in the background, and `close` waits for what is still queued."""
         value = self.codec(topic).encode(record)
-        self.producer.produce(topic, key=record["user_id"].encode(), value=value)
+        self.producer.produce(topic, key=routing_key(record), value=value)
         self.producer.poll(0)
 
     def close(self) -> None:

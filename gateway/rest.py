@@ -1,6 +1,6 @@
 """The HTTP API: the notification center, preferences, devices, engagement reports, and the
 service endpoints (health, metrics, OpenAPI, the demo's token and home page). Every /api request
-is the token's user's; a change made here reaches the user's open devices through the hub."""
+is the token's user's (its tenant and user id); a change made here reaches the user's open devices through the hub."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from gateway import metrics
-from gateway.auth import TokenVerifier, issue_token
+from gateway.auth import TokenVerifier, User, issue_token
 from gateway.center import BadRequest, Center, parse_seq
 from gateway.engagement import Engagements, engagement_record, parse_report
 from gateway.hub import CHANGES, Hub
@@ -20,7 +20,7 @@ from gateway.openapi import OPENAPI
 from gateway.publisher import Publisher
 from gateway.store import Store
 from kernel.clock import utcnow
-from kernel.requests import device_record, preferences_record
+from kernel.requests import device_record, preferences_record, tenant_problem
 from kernel.schedule import next_digest_at, parse_zone, quiet_until
 from kernel.topics import DEVICES, PREFERENCES
 
@@ -52,10 +52,13 @@ class Rest:
         return JSONResponse(OPENAPI)
 
     async def demo_token(self, request: Request) -> Response:
-        user = request.query_params.get("user", "")
+        user, tenant = request.query_params.get("user", ""), request.query_params.get("tenant")
         if not user or self.verifier.algorithm != "HS256":
-            raise BadRequest("demo tokens need ?user= and an HS256 secret")
-        return JSONResponse({"user": user, "token": issue_token(user, self.verifier.key, ttl_s=8 * 3600)})
+            raise BadRequest("demo tokens need ?user= (and ?tenant= for another than the default) and an HS256 secret")
+        if tenant and (reason := tenant_problem(tenant)):
+            raise BadRequest(reason)
+        claims = {"tenant": tenant} if tenant else {}
+        return JSONResponse({"user": user, "token": issue_token(user, self.verifier.key, ttl_s=8 * 3600, **claims)})
 
     async def home(self, request: Request) -> Response:
         query = request.url.query  # ?user=bob must still pick bob
@@ -105,11 +108,13 @@ class Rest:
     async def get_preferences(self, request: Request) -> Response:
         user = self.verifier.user_of_request(request)
         saved = await self.store.preferences(user)
-        return JSONResponse(saved if saved is not None else preferences_json(preferences_record(user)))
+        return JSONResponse(saved if saved is not None
+                            else preferences_json(preferences_record(user.id, tenant=user.tenant)))
 
     async def put_preferences(self, request: Request) -> Response:
         user, body = self.verifier.user_of_request(request), await json_body(request)
-        record = preferences_record(**{**body, "user_id": user, "updated_at": utcnow(), "deleted": False})
+        record = preferences_record(**{**body, "user_id": user.id, "tenant": user.tenant, "updated_at": utcnow(),
+                                       "deleted": False})
         # As the flows will read it: unknown or mistyped fields refused, defaults filled in.
         record = self.publisher.validated(PREFERENCES, record)
         check_settings(record)
@@ -122,7 +127,8 @@ class Rest:
         user, body = self.verifier.user_of_request(request), await json_body(request)
         if not isinstance(body.get("device_id"), str) or not isinstance(body.get("platform"), str):
             raise BadRequest("device_id and platform are required")
-        record = device_record(**{**body, "user_id": user, "registered_at": utcnow(), "active": True})
+        record = device_record(**{**body, "user_id": user.id, "tenant": user.tenant, "registered_at": utcnow(),
+                                  "active": True})
         self.publisher.publish(DEVICES, record)
         await self.store.register_device(user, record)
         return JSONResponse({"device_id": record["device_id"], "active": True}, status_code=201)
@@ -132,8 +138,8 @@ class Rest:
         device = await self.store.deactivate_device(user, device_id)
         if device is None:
             return JSONResponse(NOT_FOUND, status_code=404)
-        self.publisher.publish(DEVICES, device_record(user, device_id, device["platform"], token=device["token"],
-                                                      active=False))
+        self.publisher.publish(DEVICES, device_record(user.id, device_id, device["platform"], token=device["token"],
+                                                      active=False, tenant=user.tenant))
         return Response(status_code=204)
 
     async def engagement(self, request: Request) -> Response:
@@ -172,7 +178,7 @@ def check_settings(record: dict) -> None:
         raise BadRequest(f"presentation.duration_seconds must be from {MIN_TOAST_S} to {MAX_TOAST_S}, not {duration}")
 
 
-async def save_preferences(store: Store, hub: Hub, user: str, preferences: dict) -> None:
+async def save_preferences(store: Store, hub: Hub, user: User, preferences: dict) -> None:
     """The gateway's copy, and every open device of the user shows the change."""
     await store.save_preferences(user, preferences)
     await hub.publish(user, {"event": "preferences.updated", "preferences": preferences})

@@ -1,5 +1,5 @@
 """One-click unsubscribe (RFC 8058) at /unsubscribe, without a login: the signed link in every email
-(kernel.unsubscribe) is the credential, and it names the user, the category and the email.
+(kernel.unsubscribe) is the credential, and it names the user (with their tenant), the category and the email.
 
 GET shows a confirmation page with a button and changes nothing: mail scanners and link previews
 fetch every link in an email. POST with the body `List-Unsubscribe=One-Click` (what mail clients
@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from gateway.auth import User
 from gateway.center import Center
 from gateway.engagement import Engagements, engagement_record
 from gateway.hub import Hub
@@ -79,7 +80,7 @@ class Unsubscribes:
                       f"You will no longer get “{link.category}” notifications by email.", link.category)
 
     async def honour(self, link: Unsubscribe) -> None:
-        user, category = link.user_id, link.category
+        user, category = User(link.tenant, link.user_id), link.category
         # The email's campaign and variant, when the center holds the notification: A/B readouts count it.
         attributed = await self.center.attribution(user, link.notification_id) or {}
         self.engagements.publish(engagement_record(
@@ -88,7 +89,7 @@ class Unsubscribes:
         saved = await self.store.preferences(user)
         if saved is not None:  # no row: the user never saved any here, and the gateway shows the defaults
             await save_preferences(self.store, self.hub, user, without_channel(
-                saved, category, "email", withdraw_consent=policy_for(category).consent_required))
+                saved, category, "email", withdraw_consent=policy_for(category, user.tenant).consent_required))
 
 
 async def limited_body(request: Request) -> bytes | None:

@@ -15,6 +15,8 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
+from kernel.requests import DEFAULT_TENANT
+
 # Seconds after the first send: unseen by then, the next channel of the chain is tried.
 ESCALATION = {"high": (120, 900, 1800), "normal": (300, 1800, 3600)}
 
@@ -56,7 +58,6 @@ SETTABLE = {"merge": ("count", "replace", "accumulate"), "excess": ("digest", "d
 FLAGS = ("digestible", "fatigue", "affinity")
 CAPS = ("per_hour", "per_day")
 ESCALATING = ("high", "normal")  # low never escalates; critical goes everywhere at once
-DEFAULT_TENANT = "default"
 Overrides = Mapping[tuple[str, str], CategoryPolicy]  # (tenant, category) -> the tenant's policy
 
 _overrides: Callable[[], Overrides] = dict

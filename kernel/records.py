@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from kernel.requests import user_key
 from kernel.topics import DLQ, STATUS
 
 # (topic, key, record): encoded by the topic's codec on the way out.
@@ -48,6 +49,12 @@ def status(*, notification_id: str, user_id: str, tenant: str, state: str, chann
             "at": at, "tenant": tenant, "cohort": cohort, "send_time": send_time}
 
 
+def job_id(job: dict, channel: str) -> str:
+    """The id of a DeliveryJob (or of a job `job` moves to on `channel`): one send per user, channel and revision."""
+    return f"{job['notification_id']}:{user_key(job['tenant'], job['user_id'])}:{channel}:{job['revision']}"
+
+
 def status_record(status: dict, fallback_key: bytes | None = None) -> Outgoing:
     """Keyed by the user; a request that never reached a user keeps its own key."""
-    return (STATUS, status["user_id"].encode() or fallback_key, status)
+    return (STATUS, user_key(status["tenant"], status["user_id"]).encode() if status["user_id"] else fallback_key,
+            status)

@@ -11,10 +11,12 @@ import re
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
+from kernel.requests import tenant_problem
+
 MAX_TITLE = 200
 MAX_BODY = 4000
 MAX_ACTIONS = 3
-MAX_NAME = 128  # ids, categories, tenants
+MAX_NAME = 128  # ids and categories (tenants: kernel/requests.py tenant_problem)
 MAX_PAYLOAD_BYTES = 4096  # what FCM and APNs carry as data, with room for our own keys
 MAX_AUDIENCE = 10_000
 MAX_CLOCK_SKEW = timedelta(minutes=5)
@@ -32,8 +34,10 @@ def problem(request: dict, now: datetime) -> str | None:
     has_audience = bool(audience and (audience["user_ids"] or audience["segment"] or audience["topic"]))
     if has_user == has_audience:
         return "exactly one of user_id and audience must be set"
-    for name, value in (("id", request["id"]), ("tenant", request["tenant"]),
-                        ("category", request["category"]), ("metadata.source_app", request["metadata"]["source_app"]),
+    if reason := tenant_problem(request["tenant"]):
+        return reason
+    for name, value in (("id", request["id"]), ("category", request["category"]),
+                        ("metadata.source_app", request["metadata"]["source_app"]),
                         ("user_id", request["user_id"] or "-")):
         if not value.strip():
             return f"{name} is empty"

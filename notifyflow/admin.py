@@ -17,8 +17,9 @@ from connectors.config_tables import read_grants, read_policy_settings, reset_po
     save_policy
 from kernel import settings
 from kernel.apikeys import new_key
-from kernel.grants import AUDIENCE_KINDS, PRIORITIES, Grant
+from kernel.grants import ANY, AUDIENCE_KINDS, PRIORITIES, Grant
 from kernel.policy import POLICIES, builtin
+from kernel.requests import tenant_problem
 from notifyflow.console import UserError, console
 
 senders_app = typer.Typer(help="Sender grants: what each sender (source_app) may send in a tenant.",
@@ -27,7 +28,21 @@ policies_app = typer.Typer(help="Category policies per tenant (merge, caps, exce
                            no_args_is_help=True)
 keys_app = typer.Typer(help="API keys of the HTTP front door (POST /v1/notifications), one sender each.",
                        no_args_is_help=True)
-TENANT = Annotated[str, typer.Argument(help="The tenant ('*': every tenant).")]
+
+
+def tenant_name(value: str | None) -> str | None:
+    """A tenant typed on the command line, held to the rule every tenant follows wherever it comes in."""
+    if value is not None and (reason := tenant_problem(value)):
+        raise UserError(reason)
+    return value
+
+
+def tenant_or_any(value: str | None) -> str | None:
+    return value if value == ANY else tenant_name(value)
+
+
+TENANT = Annotated[str, typer.Argument(help="The tenant ('*': every tenant).", callback=tenant_or_any)]
+ONE_TENANT = Annotated[str, typer.Argument(help="The tenant.", callback=tenant_name)]
 SENDER = Annotated[str, typer.Argument(help="The sender, a request's metadata.source_app ('*': every sender).")]
 
 
@@ -65,7 +80,8 @@ def senders_revoke(tenant: TENANT, sender: SENDER) -> None:
 
 
 @senders_app.command("list")
-def senders_list(tenant: Annotated[Optional[str], typer.Option(help="Only this tenant's.")] = None) -> None:
+def senders_list(tenant: Annotated[Optional[str], typer.Option(help="Only this tenant's.",
+                                                                callback=tenant_or_any)] = None) -> None:
     """Every grant: tenant, sender, categories, highest priority, audience kinds, rate."""
     with database() as db:
         grants = read_grants(db)
@@ -98,7 +114,7 @@ def escalation(values: list[str]) -> dict[str, list[int]]:
 
 @policies_app.command("set")
 def policies_set(
-    tenant: Annotated[str, typer.Argument(help="The tenant.")],
+    tenant: ONE_TENANT,
     category: Annotated[str, typer.Argument(help="The category.")],
     merge: Annotated[Optional[str], typer.Option(help="count | replace | accumulate")] = None,
     per_hour: Annotated[Optional[str], typer.Option(help="Cap per user an hour, or none.")] = None,
@@ -134,7 +150,7 @@ def policies_set(
 
 
 @policies_app.command("reset")
-def policies_reset(tenant: Annotated[str, typer.Argument(help="The tenant.")],
+def policies_reset(tenant: ONE_TENANT,
                    category: Annotated[str, typer.Argument(help="The category.")]) -> None:
     """Back to the built-in policy of the category."""
     with database() as db:
@@ -144,7 +160,8 @@ def policies_reset(tenant: Annotated[str, typer.Argument(help="The tenant.")],
 
 
 @policies_app.command("list")
-def policies_list(tenant: Annotated[Optional[str], typer.Option(help="Only this tenant's.")] = None) -> None:
+def policies_list(tenant: Annotated[Optional[str], typer.Option(help="Only this tenant's.",
+                                                                 callback=tenant_name)] = None) -> None:
     """The built-in policies, then what each tenant changed."""
     table = Table("tenant", "category", "settings", title="category policies")
     for category in POLICIES:
@@ -159,13 +176,13 @@ def policies_list(tenant: Annotated[Optional[str], typer.Option(help="Only this 
 
 @keys_app.command("create")
 def keys_create(
-    tenant: Annotated[str, typer.Argument(help="The tenant.")],
+    tenant: ONE_TENANT,
     sender: Annotated[str, typer.Argument(help="The sender (metadata.source_app) its requests come from.")],
     per_minute: Annotated[int, typer.Option(help="Notifications a minute this key may send.")] = 600,
 ) -> None:
     """Create an API key for the sender; the key is printed once and cannot be shown again."""
-    if not tenant.strip() or not sender.strip() or "*" in (tenant, sender):
-        raise UserError("an API key belongs to one named tenant and sender")
+    if not sender.strip() or sender == ANY:
+        raise UserError("an API key belongs to one named sender")
     if per_minute <= 0:
         raise UserError("--per-minute must be a positive whole number")
     key_id, key, digest = new_key()
@@ -188,7 +205,8 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (`keys 
 
 
 @keys_app.command("list")
-def keys_list(tenant: Annotated[Optional[str], typer.Option(help="Only this tenant's.")] = None) -> None:
+def keys_list(tenant: Annotated[Optional[str], typer.Option(help="Only this tenant's.",
+                                                             callback=tenant_name)] = None) -> None:
     """Every key (never the key itself): id, tenant, sender, rate, created, revoked."""
     with database() as db:
         rows = db.execute("SELECT key_id, tenant, source_app, per_minute, created_at, revoked_at FROM api_keys "

@@ -28,10 +28,10 @@ from rich.table import Table
 from connectors.kafka import read_topic
 from kernel import logs, settings
 from kernel.clock import parse_time
-from kernel.requests import from_json, notification_request
+from kernel.requests import DEFAULT_TENANT, from_json, notification_request
 from kernel.topics import DLQ, EVENTS, codec_for
 from notifyflow import demo as demo_run, dlq as dead_letters, explain, retention as retention_job, userdata
-from notifyflow.admin import keys_app, policies_app, senders_app
+from notifyflow.admin import keys_app, policies_app, senders_app, tenant_name
 from notifyflow.console import UserError, console, err_console, printable
 from notifyflow.processes import FlowError
 from notifyflow.publish import publish_requests
@@ -54,6 +54,7 @@ app.add_typer(user_app, name="user")
 for name, commands in (("senders", senders_app), ("policies", policies_app), ("keys", keys_app)):
     app.add_typer(commands, name=name)
 ANALYTICS_URL = os.environ.get("NOTIFYFLOW_ANALYTICS_URL", "http://127.0.0.1:8100")
+TenantOption = Annotated[str, typer.Option(help="The user's tenant: a user is (tenant, id).", callback=tenant_name)]
 
 
 @stack_app.command("up")
@@ -207,7 +208,7 @@ def user_id(value: str) -> str:
 
 @user_app.command("export")
 def user_export(
-    user: Annotated[str, typer.Argument(help="The user id.", callback=user_id)],
+    user: Annotated[str, typer.Argument(help="The user id.", callback=user_id)], tenant: TenantOption = DEFAULT_TENANT,
     idle: Annotated[float, typer.Option(help="Stop reading a topic after this many seconds without a record.")] = 3.0,
     analytics_url: Annotated[str, typer.Option(help="The analytics process, for the user's ClickHouse rows "
                                                     "($NOTIFYFLOW_ANALYTICS_URL).")] = ANALYTICS_URL,
@@ -215,10 +216,10 @@ def user_export(
     """Print everything stored about the user as one JSON document (empty parts for an unknown user)."""
     config = settings.load()
     with err_console.status("exporting") as status:
-        data = userdata.export(config, user, idle_timeout_s=idle, on_step=status.update)
+        data = userdata.export(config, user, tenant=tenant, idle_timeout_s=idle, on_step=status.update)
         status.update("reading ClickHouse through the analytics process")
         try:
-            data["clickhouse"] = {"events_raw": userdata.analytics_rows(analytics_url, user, datetime.now(UTC))}
+            data["clickhouse"] = {"events_raw": userdata.analytics_rows(analytics_url, user, datetime.now(UTC), tenant)}
         except httpx.HTTPError as exc:
             err_console.print(f"[yellow]warning:[/yellow] no analytics process at {analytics_url} ({exc}): "
                               "ClickHouse rows not exported; start one with `notifyflow analytics`")
@@ -228,17 +229,17 @@ def user_export(
 
 @user_app.command("erase")
 def user_erase(
-    user: Annotated[str, typer.Argument(help="The user id.", callback=user_id)],
+    user: Annotated[str, typer.Argument(help="The user id.", callback=user_id)], tenant: TenantOption = DEFAULT_TENANT,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
     idle: Annotated[float, typer.Option(help="Stop reading a topic after this many seconds without a record.")] = 3.0,
 ) -> None:
     """Erase the user from PostgreSQL, Redis, the flows' state and ClickHouse (via the erasure tombstone)."""
     config = settings.load()
     if not yes:
-        typer.confirm(f"Erase everything stored about {user}? This cannot be undone", abort=True)
+        typer.confirm(f"Erase everything stored about {user} of {tenant}? This cannot be undone", abort=True)
     with err_console.status("erasing") as status:
-        counts = userdata.erase(config, user, idle_timeout_s=idle, on_step=status.update)
-    table = Table("where", "removed", title=f"erased {user}")
+        counts = userdata.erase(config, user, tenant=tenant, idle_timeout_s=idle, on_step=status.update)
+    table = Table("where", "removed", title=f"erased {user} of {tenant}")
     for where, n in counts.items():
         table.add_row(where, str(n))
     console.print(table)

@@ -23,7 +23,7 @@ def publish_requests(config: Settings, requests: list[dict]) -> None:
 def publish_user_state(config: Settings, topic: str, records: list[dict]) -> None:
     codec = codec_for(topic, config.schema_registry_url)
     produce_all(producer(config.kafka_bootstrap_servers), topic,
-                [(record["user_id"].encode(), codec.encode(record)) for record in records])
+                [(routing_key(record), codec.encode(record)) for record in records])
 
 
 def describe_target(request: dict) -> str:

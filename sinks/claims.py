@@ -18,11 +18,20 @@ import itertools
 import uuid
 
 from connectors.outage import until_back
+from kernel.requests import DEFAULT_TENANT
 
 # Longer than any replay or retry can reach back; short enough that Redis does not fill up.
 CLAIM_TTL_S = 7 * 24 * 3600
 SENT = "sent"
 FRESH, RESUMED, IN_FLIGHT = "fresh", "resumed", "in_flight"
+
+
+def claim_prefix(tenant: str) -> str:
+    """Each tenant's claims under a prefix of their own (`claim:` for the default tenant, as before
+    tenants; `claim@<tenant>:` otherwise): the user id inside a key then names one user, so erasing one
+    tenant's `alice` never touches another tenant's."""
+    return "claim:" if tenant == DEFAULT_TENANT else f"claim@{tenant}:"
+
 
 # One call per batch, each key decided on its own: per-key calls in a pipeline cost the client more
 # than the decisions (packing and parsing a command per key: ~60 us of CPU a send on our profile).

@@ -28,7 +28,8 @@ _UNSUBSCRIBE_LABEL = {"en": "Unsubscribe", "fr": "Se désabonner", "de": "Abbest
 
 def render(job: dict, sender: str, unsubscribe_base: str, *, secret: str = DEV_SECRET) -> EmailMessage:
     """The multipart/alternative message for one email job."""
-    unsubscribe = Unsubscribe.for_email(job["user_id"], job["category"], job["notification_id"], job["created_at"])
+    unsubscribe = Unsubscribe.for_email(job["user_id"], job["category"], job["notification_id"], job["created_at"],
+                                        job["tenant"])
     link, mailto = unsubscribe.link(unsubscribe_base, secret), unsubscribe.mailto(sender, secret)
     label = _UNSUBSCRIBE_LABEL.get(job["locale"].split("-")[0].lower(), _UNSUBSCRIBE_LABEL["en"])
 

@@ -16,10 +16,11 @@ from typing import Protocol
 from kernel import records
 from kernel.keyed import KeyedStep
 from kernel.records import Outgoing, status_record
+from kernel.requests import routing_key
 from kernel.topics import DEVICES, codec_for, outbox_topic
 from sinks import loop
 from sinks.circuit import Breakers
-from sinks.claims import FRESH, RESUMED, SENT
+from sinks.claims import FRESH, RESUMED, SENT, claim_prefix
 from sinks.jobs import status
 from sinks.retry import RetryPolicy, RetryQueue
 
@@ -38,7 +39,8 @@ class Send:
     def claim_key(self) -> str:
         job = self.job
         device = self.device["device_id"] if self.device else "-"
-        return f"claim:{job['notification_id']}:{job['user_id']}:{job['channel']}:{device}:{job['revision']}"
+        return (f"{claim_prefix(job['tenant'])}{job['notification_id']}:{job['user_id']}:{job['channel']}:{device}:"
+                f"{job['revision']}")
 
 
 @dataclass
@@ -239,7 +241,7 @@ class Delivery(KeyedStep):
         out.append(status_record(status(job, result.state, now, attempt=send.attempt, device=send.device,
                                         provider=provider or self.provider.name, reason=result.reason)))
         if result.state == "token_invalid" and send.device:
-            out.append((DEVICES, job["user_id"].encode(), forget_device(job, send.device, now)))
+            out.append((DEVICES, routing_key(job), forget_device(job, send.device, now)))
         # Dead-lettered only with nowhere else to go: the next channel takes it, or a device was reached.
         if not job["fallback"] and (result.outcome == "transient" or result.state == "failed"):
             out.append(dead_letter(job, result, send.attempt, now))
@@ -271,13 +273,13 @@ def forget_device(job: dict, device: dict, now: datetime) -> dict:
     """A DeviceRegistered tombstone: the notification flow stops targeting the dead token."""
     return {"user_id": job["user_id"], "device_id": device["device_id"], "platform": device["platform"],
             "token": device["token"], "web_push": device["web_push"], "app_version": None,
-            "registered_at": now, "active": False}
+            "registered_at": now, "active": False, "tenant": job["tenant"]}
 
 
 def dead_letter(job: dict, result: Result, attempts: int, now: datetime) -> Outgoing:
     """The job's own bytes, so on-call can replay it as it was once the provider is fixed."""
     topic = outbox_topic(job["channel"], job["lane"])
-    source = records.source(topic, -1, -1, job["user_id"].encode(), codec_for(topic).encode(job))
+    source = records.source(topic, -1, -1, routing_key(job), codec_for(topic).encode(job))
     return records.dead_letter(records.rejected(source, f"deliver_{job['channel']}", result.reason or "failed"), now,
                                attempts=attempts, first_seen=job["created_at"])
 
@@ -287,5 +289,5 @@ def fallback_job(job: dict) -> Outgoing:
     step, rest = job["fallback"][0], job["fallback"][1:]
     channel = step["channel"]
     moved = {**job, "channel": channel, "fallback": rest, "address": step["address"],
-             "job_id": f"{job['notification_id']}:{job['user_id']}:{channel}:{job['revision']}"}
-    return (outbox_topic(channel, job["lane"]), job["user_id"].encode(), moved)
+             "job_id": records.job_id(job, channel)}
+    return (outbox_topic(channel, job["lane"]), routing_key(job), moved)

@@ -30,7 +30,7 @@ INSERT INTO notifications AS n (id, user_id, tenant, type, category, priority, t
                                 merge_count, revision, created_at, expires_at)
 VALUES (%(notification_id)s, %(user_id)s, %(tenant)s, %(type)s, %(category)s, %(priority)s, %(title)s,
         %(body)s, %(content)s, %(merge_count)s, %(revision)s, %(created_at)s, %(expires_at)s)
-ON CONFLICT (user_id, id) DO UPDATE SET
+ON CONFLICT (tenant, user_id, id) DO UPDATE SET
     title = EXCLUDED.title, body = EXCLUDED.body, content = EXCLUDED.content, priority = EXCLUDED.priority,
     merge_count = EXCLUDED.merge_count, revision = EXCLUDED.revision, delivered_at = now(),
     read_at = NULL,  -- "3 new messages" is news again
@@ -100,5 +100,5 @@ class InAppSink:
         # A retry after a lost reply may publish an event twice: the gateway forwards each event_seq once.
         with self.redis.pipeline(transaction=False) as pipe:
             for job, seq, inserted in written:
-                pipe.publish(user_channel(job["user_id"]), event(job, seq, inserted))
+                pipe.publish(user_channel(job["tenant"], job["user_id"]), event(job, seq, inserted))
             pipe.execute()

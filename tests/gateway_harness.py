@@ -45,10 +45,11 @@ def serve_gateway(urls: dict[str, str], *, tls_pem: str | None = None, **app_opt
         thread.join(timeout=10)
 
 
-def in_app_job(user: str, notification_id: str, revision: int = 0, **fields) -> dict:
-    """A complete DeliveryJob: the codec fills every default."""
+def in_app_job(user: str, notification_id: str, revision: int = 0, tenant: str = "default", **fields) -> dict:
+    """A complete DeliveryJob for the tenant's user (a token without a tenant is the default tenant's):
+    the codec fills every default."""
     minimal = {"job_id": f"{notification_id}:{user}:in_app:{revision}", "notification_id": notification_id,
-               "revision": revision, "request_ids": [notification_id], "user_id": user, "tenant": "acme",
+               "revision": revision, "request_ids": [notification_id], "user_id": user, "tenant": tenant,
                "channel": "in_app", "lane": "normal", "kind": "update" if revision else "single",
                "priority": "normal", "type": "info", "category": "messages", "title": "Bob sent you a message",
                "body": "Lunch?", "html_body": "Lunch?", "locale": "en", "collapse_key": notification_id,

@@ -13,6 +13,7 @@ import { DEFAULT_DURATIONS, EVENTS, ToastManager } from './toasts.js';
 
 const params = new URLSearchParams(location.search);
 const user = params.get('user') || 'alice';
+const tenant = params.get('tenant'); // a user is (tenant, user id); none: the default tenant
 const SYNC_TOAST_MAX_AGE_MS = 10 * 60 * 1000; // replayed after a reconnect: toast only what is still news
 
 const $ = (id) => document.getElementById(id);
@@ -20,7 +21,8 @@ const log = []; // every live event and toast event, for people (console) and te
 window.notifyflowLog = log;
 
 async function demoToken(name) {
-  const response = await fetch(`/demo/token?user=${encodeURIComponent(name)}`);
+  const query = new URLSearchParams({ user: name, ...(tenant ? { tenant } : {}) });
+  const response = await fetch(`/demo/token?${query}`);
   if (!response.ok) throw new Error(`no demo token (${response.status}): is the gateway in demo mode?`);
   return (await response.json()).token;
 }

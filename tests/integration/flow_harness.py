@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from connectors.kafka import TopicReader, produce_all, producer
-from kernel.requests import device_record, notification_request
+from kernel.requests import device_record, notification_request, routing_key
 from kernel.requests import preferences_record as preferences  # noqa: F401 (re-exported for tests)
 from kernel.topics import OUTBOX_TOPICS, codec_for
 from notifyflow.processes import FlowProcess, delivery_flow
@@ -32,7 +32,7 @@ def bootstrap() -> str:
 
 def publish(topic: str, records: list[dict]) -> None:
     codec = codec_for(topic)
-    produce_all(producer(bootstrap()), topic, [(r["user_id"].encode(), codec.encode(r)) for r in records])
+    produce_all(producer(bootstrap()), topic, [(routing_key(r), codec.encode(r)) for r in records])
 
 
 def publish_raw(topic: str, key: bytes, value: bytes) -> None:

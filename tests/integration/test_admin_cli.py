@@ -54,7 +54,20 @@ def test_a_key_is_printed_once_and_stored_hashed(stack):
     (("policies", "set", "acme", "ci", "--escalation", "high=soon"), "write PRIORITY=SECONDS"),
     (("policies", "set", "acme", "ci"), "nothing to change"),
     (("policies", "reset", "acme", "never-set"), "has no policy of its own"),
-    (("keys", "create", "*", "orders"), "one named tenant and sender"),
+    (("keys", "create", "*", "orders"), "tenant '*' must be letters, digits"),
+    (("keys", "create", "acme", "*"), "one named sender"),
+    # A tenant with ':' would make its users' `tenant:user` keys ambiguous, wherever it is typed.
+    (("senders", "grant", "acme:b", "auth"), "tenant 'acme:b' must be letters, digits"),
+    (("senders", "revoke", "acme b", "auth"), "tenant 'acme b' must be letters, digits"),
+    (("senders", "list", "--tenant", "acme:b"), "tenant 'acme:b' must be"),
+    (("policies", "set", "acme:b", "ci", "--merge", "count"), "tenant 'acme:b' must be"),
+    (("policies", "set", "*", "ci", "--merge", "count"), "tenant '*' must be"),
+    (("policies", "reset", "acme:b", "ci"), "tenant 'acme:b' must be"),
+    (("policies", "list", "--tenant", ""), "tenant is empty"),
+    (("keys", "create", "acme:b", "orders"), "tenant 'acme:b' must be"),
+    (("keys", "list", "--tenant", "acme:b"), "tenant 'acme:b' must be"),
+    (("user", "export", "alice", "--tenant", "acme:b"), "tenant 'acme:b' must be"),
+    (("user", "erase", "alice", "--tenant", "acme:b", "--yes"), "tenant 'acme:b' must be"),
     (("keys", "revoke", "0000000000000000"), "no active key"),
 ])
 def test_mistakes_get_one_clear_line(stack, args, says):

@@ -134,7 +134,7 @@ def test_rollups_ab_readout_privacy_and_erasure(stack, tmp_path):
                      reason="550 5.1.1 <ana.silva@example.com>: mailbox unknown, call +351 912 345 678")
     # One user's events across three key periods (rotation every 30 days), all within retention.
     erased = [status(run, 1000 + i, "sent", at=now - timedelta(days=days)) for i, days in enumerate((0, 35, 70))]
-    erased = [{**s, "user_id": f"{run}-erase-me"} for s in erased]
+    erased = [{**s, "user_id": f"{run}-erase-me", "tenant": "default"} for s in erased]  # the tombstone's user
     analytics = analytics_process(tmp_path, ANALYTICS_DP_MIN_COUNT="20").start()
     try:
         publish("notify.status", [*statuses, failure, *erased])

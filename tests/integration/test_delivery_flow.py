@@ -15,7 +15,7 @@ from flow_harness import Outputs, live_events, publish, publish_raw, request, st
 def test_requests_reach_the_notification_center_once(stack, tmp_path):
     user, bad_key = unique("ivy"), unique("bad")
     pubsub = redis_connector.client(stack.urls["REDIS_URL"]).pubsub()
-    pubsub.subscribe(redis_connector.user_channel(user))
+    pubsub.subscribe(redis_connector.user_channel("default", user))
     notifications = FlowProcess("notifications", tmp_path / "n-recovery", tmp_path / "notifications.log")
     delivery = FlowProcess(delivery_flow("in_app", "normal"), tmp_path / "d-recovery", tmp_path / "delivery.log")
     outputs = Outputs(delivery)

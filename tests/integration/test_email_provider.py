@@ -40,7 +40,7 @@ def unique(name: str) -> str:
 def job(address: str, **fields) -> dict:
     notification_id, user = unique("n"), fields.pop("user_id", unique("ana"))
     minimal = {"job_id": f"{notification_id}:{user}:email:0", "notification_id": notification_id, "revision": 0,
-               "request_ids": [notification_id], "user_id": user, "tenant": "acme", "channel": "email",
+               "request_ids": [notification_id], "user_id": user, "tenant": "default", "channel": "email",
                "lane": "normal", "kind": "single", "priority": "normal", "type": "info", "category": "ci",
                "title": "Build #42 failed", "body": "3 tests failed", "html_body": "<p>3 tests <b>failed</b></p>",
                "locale": "en", "collapse_key": notification_id, "created_at": datetime.now(UTC), "address": address,

@@ -38,7 +38,7 @@ def job(user: str, devices: list[dict], lane: str = "normal", **fields) -> dict:
     codec = codec_for(outbox_topic("push", lane))
     return codec.decode(codec.encode({
         "job_id": f"{notification_id}:{user}:push:0", "notification_id": notification_id, "revision": 0,
-        "request_ids": [notification_id], "user_id": user, "tenant": "acme", "channel": "push", "lane": lane,
+        "request_ids": [notification_id], "user_id": user, "tenant": "default", "channel": "push", "lane": lane,
         "kind": "single", "priority": "normal", "type": "info", "category": "ci", "title": "Build #42 failed",
         "body": "3 tests failed on main", "html_body": "3 tests failed on main", "locale": "en",
         "collapse_key": f"build-42-{user}", "created_at": NOW, "devices": devices, **fields}))
@@ -68,7 +68,7 @@ def tombstone(sent: dict, device: dict) -> tuple:
     return ("notify.devices", sent["user_id"].encode(), {
         "user_id": sent["user_id"], "device_id": device["device_id"], "platform": device["platform"],
         "token": device["token"], "web_push": device["web_push"], "app_version": None, "registered_at": NOW,
-        "active": False})
+        "active": False, "tenant": sent["tenant"]})
 
 
 @pytest.fixture

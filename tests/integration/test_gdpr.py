@@ -62,7 +62,7 @@ def seed(user: str) -> dict:
 def stored_rows(user: str) -> dict[str, int]:
     with db() as conn:
         return {table: len(rows) for table, rows in userdata.postgres_rows(
-            conn, user, [f"{user}@example.com"]).items()}
+            conn, user, "default", [f"{user}@example.com"]).items()}
 
 
 def export(user: str, analytics_url: str) -> dict:
@@ -105,6 +105,31 @@ def test_export_returns_the_users_data_and_nothing_of_another_user(stack):
     assert all(not records for records in nobody["kafka"].values())
 
 
+def test_delivery_claims_are_a_tenants_so_erasing_one_tenants_user_leaves_anothers(stack):
+    user, notification = unique("gdpr-twin"), unique("order")  # both tenants' senders chose the same id
+    tenants = (unique("acme"), unique("globex"))
+    with db() as conn:
+        for tenant in tenants:
+            conn.execute("INSERT INTO notifications (tenant, id, user_id, type, category, priority, title, body,"
+                         " created_at) VALUES (%s, %s, %s, 'info', 'orders', 'normal', 'Shipped', '', %s)",
+                         (tenant, notification, user, NOW))
+            conn.execute("INSERT INTO delivery_claims (tenant, notification_id, channel, device_id)"
+                         " VALUES (%s, %s, 'push', 'phone-1')", (tenant, notification))
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    exported = json.loads(notifyflow("user", "export", user, "--tenant", tenants[0], "--idle", "1",
+                                     "--analytics-url", nowhere).stdout)
+    assert [(c["tenant"], c["notification_id"]) for c in exported["postgres"]["delivery_claims"]] == [
+        (tenants[0], notification)]
+
+    erased = notifyflow("user", "erase", user, "--tenant", tenants[0], "--yes", "--idle", "1")
+    assert erased.returncode == 0, erased.stderr
+    with db() as conn:
+        left = conn.execute("SELECT tenant FROM delivery_claims WHERE notification_id = %s", (notification,))
+        assert [tenant for (tenant,) in left] == [tenants[1]]
+        kept = {table: len(rows) for table, rows in userdata.postgres_rows(conn, user, tenants[1], []).items()}
+    assert kept == {**dict.fromkeys(EVERY_TABLE, 0), "notifications": 1, "delivery_claims": 1}
+
+
 @pytest.fixture
 def flows(stack, tmp_path):
     (tmp_path / "analytics").mkdir()
@@ -119,7 +144,8 @@ def test_erase_removes_the_user_everywhere_and_leaves_others_alone(flows):
     for user in (gone, kept):
         seed(user)
     # Analytics rows of both (pseudonymous), stored before the erasure.
-    publish("notify.status", [analytics_status(gone, n, "sent", user_id=user) for n, user in
+    # Of the default tenant's users, whom `user erase` without --tenant erases.
+    publish("notify.status", [analytics_status(gone, n, "sent", user_id=user, tenant="default") for n, user in
                               enumerate((gone, gone, kept))])
     keys = UserKeys(SECRET.encode())
 

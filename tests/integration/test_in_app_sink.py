@@ -24,7 +24,7 @@ def sink(stack):
 
 def listen(stack, user: str):
     pubsub = redis_connector.client(stack.urls["REDIS_URL"]).pubsub()
-    pubsub.subscribe(redis_connector.user_channel(user))
+    pubsub.subscribe(redis_connector.user_channel("default", user))
     assert pubsub.get_message(timeout=2)["type"] == "subscribe"
     return pubsub
 

@@ -79,9 +79,9 @@ def test_a_batch_is_accepted_and_delivered_to_the_notification_center(stack, gat
         rows = db.execute("SELECT user_id, title FROM notifications WHERE id = ANY(%s) ORDER BY user_id",
                           (ids,)).fetchall()
     assert rows == [(ana, "Your order shipped"), (ben, "Your order is late")]
-    # Keyed like every producer: by user.
+    # Keyed like every producer: by the user (tenant and user id).
     [(key, _)] = published({ids[0]})
-    assert key == ana.encode()
+    assert key == f"{tenant}:{ana}".encode()  # kernel.requests.user_key: the tenant's user
 
 
 def test_a_retry_with_the_same_idempotency_key_publishes_nothing_new(gateway, key):
@@ -106,13 +106,15 @@ def test_invalid_items_are_refused_each_with_its_reason_and_nothing_is_published
         notification(user, "Spoofed", tenant="someone-else"),
         {"user_id": user},
         "not an object",
+        notification(user, "Ambiguous", tenant="shop:b"),  # would make tenant:user keys ambiguous
     ])
     assert response.status_code == 422
     reasons = {r["index"]: r["reason"] for r in response.json()["rejected"]}
     assert reasons[1] == "content.image_url: scheme 'javascript' is not allowed"  # as the flow says it
     assert "priority" in reasons[2]
     assert reasons[3].startswith("tenant 'someone-else' is not the API key's")
-    assert set(reasons) == {1, 2, 3, 4, 5}
+    assert reasons[6].startswith("tenant 'shop:b' must be letters, digits")
+    assert set(reasons) == {1, 2, 3, 4, 5, 6}
     assert published({good["id"]}) == []
     for body in (b"{not json", b"42"):
         bad = httpx.post(gateway + PATH, content=body, headers={"Authorization": f"Bearer {key}"}, timeout=30)

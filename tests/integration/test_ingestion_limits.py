@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from connectors.kafka import topic_partitions
+from kernel.requests import user_key
 from kernel.topics import EVENTS, codec_for
 from notifyflow.processes import FlowProcess
 
@@ -20,7 +21,9 @@ def outcomes(outputs: Outputs, batch: list[dict]) -> list[str]:
                 if t == "notify.dlq" and v["stage"] == "ingest_limit"}
         return accepted | dead
 
-    found = outputs.wait_for({batch[0]["user_id"]}, lambda f: set(ids) <= set(decided(f)))
+    # Statuses name the user id; dead letters keep the original key, the user's key (tenant and id).
+    user, tenant = batch[0]["user_id"], batch[0]["tenant"]
+    found = outputs.wait_for({user, user_key(tenant, user)}, lambda f: set(ids) <= set(decided(f)))
     return [decided(found)[i] for i in ids]
 
 

@@ -98,6 +98,18 @@ def test_bad_input_goes_to_the_dead_letter_topic_with_its_bytes(outputs):
     assert jobs(found) == []
 
 
+def test_a_request_whose_tenant_is_no_tenant_name_is_dead_lettered_with_the_reason(outputs):
+    user = unique("fay")
+    for tenant in ("acme:b", "acme b"):  # "acme:b"'s user would share a key with acme's user "b:<id>"
+        publish_raw("notify.events", user.encode(), codec_for("notify.events").encode(
+            request(user, "Hello", tenant=tenant)))
+    found = outputs.wait_for({user}, count(2))
+    assert sorted((v["stage"], v["reason"]) for t, v in found if t == "notify.dlq") == [
+        ("validate", f"tenant {tenant!r} must be letters, digits, '.', '_' and '-', starting with a letter or digit "
+                     "(':' separates tenant and user in keys)") for tenant in ("acme b", "acme:b")]
+    assert jobs(found) == []
+
+
 def test_preferences_consent_and_critical_bypass(outputs):
     muted, no_consent = unique("dee"), unique("eve")
     publish("notify.preferences", [preferences(muted, enabled=False), preferences(no_consent)])
@@ -122,7 +134,8 @@ def test_quiet_hours_defer_all_but_critical(outputs):
     outputs.settle()
     publish("notify.events", [request(user, "Standup notes"),
                               request(user, "Server down", category="ops", priority="critical")])
-    found = outputs.wait_for({user}, count(2))
+    # The job and the statuses are on different topics: nothing orders them, so wait for both.
+    found = outputs.wait_for({user}, lambda f: jobs(f) and any(s["status"] == "deferred" for s in statuses(f)))
     assert [j["title"] for _, j in jobs(found)] == ["Server down"]
     deferred = [s for s in statuses(found) if s["status"] == "deferred"]
     assert len(deferred) == 1 and deferred[0]["reason"].startswith("held until ")

@@ -4,6 +4,7 @@ flow runs, lets the next one through without a restart."""
 
 from __future__ import annotations
 
+from kernel.requests import user_key
 from kernel.topics import codec_for
 from notifyflow.processes import FlowProcess
 
@@ -25,7 +26,9 @@ def outcome(outputs: Outputs, req: dict) -> str:
         return next((v["reason"] for t, v in found if t == "notify.dlq" and v["stage"] == "authorize"
                      and codec.decode(v["original"])["id"] == req["id"]), None)
 
-    return decided(outputs.wait_for({req["user_id"]}, lambda found: decided(found) is not None))
+    # Statuses name the user id; dead letters keep the original key, the user's key (tenant and id).
+    users = {req["user_id"], user_key(req["tenant"], req["user_id"])}
+    return decided(outputs.wait_for(users, lambda found: decided(found) is not None))
 
 
 def test_an_ungranted_critical_is_dead_lettered_and_a_grant_given_while_the_flow_runs_takes_effect(stack, tmp_path):

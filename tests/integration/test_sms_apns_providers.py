@@ -35,7 +35,7 @@ def job(channel: str, user: str, **fields) -> dict:
     """A complete DeliveryJob: the codec fills every default."""
     notification_id = unique("n")
     minimal = {"job_id": f"{notification_id}:{user}:{channel}:0", "notification_id": notification_id,
-               "revision": 0, "request_ids": [notification_id], "user_id": user, "tenant": "acme",
+               "revision": 0, "request_ids": [notification_id], "user_id": user, "tenant": "default",
                "channel": channel, "lane": "normal", "kind": "single", "priority": "normal", "type": "message",
                "category": "messages", "title": "Bob sent you a message", "body": "Lunch?", "html_body": "Lunch?",
                "locale": "en", "collapse_key": notification_id, "created_at": datetime.now(UTC), **fields}
@@ -303,7 +303,7 @@ def test_dead_tokens_become_token_invalid_and_devices_tombstones(stack, apns_ser
     def tombstone(device):
         return ("notify.devices", user.encode(), {
             "user_id": user, "device_id": device["device_id"], "platform": "ios", "token": device["token"],
-            "web_push": None, "app_version": None, "registered_at": now, "active": False})
+            "web_push": None, "app_version": None, "registered_at": now, "active": False, "tenant": "default"})
 
     assert records == [
         status_record(status(message, "token_invalid", now, device=gone, provider="apns",

@@ -25,7 +25,7 @@ from flows.render import render
 from flows.templates import TemplateCatalog
 from flows.user_state import JoinUserState, default_preferences, view
 from kernel.keyed import Each
-from kernel.requests import notification_request, routing_key
+from kernel.requests import DEFAULT_TENANT, notification_request, routing_key, user_key
 from kernel.topics import EVENTS, codec_for
 
 # A Friday, on whole milliseconds so it survives an Avro round trip unchanged.
@@ -116,13 +116,16 @@ def web_push_subscription(n: int = 1) -> dict:
 
 
 def device(user_id: str = "alice", device_id: str = "phone-1", platform: str = "android",
-           token: str | None = "fcm-token-1", web_push: dict | None = None, active: bool = True) -> dict:
+           token: str | None = "fcm-token-1", web_push: dict | None = None, active: bool = True,
+           tenant: str = DEFAULT_TENANT) -> dict:
     return {"user_id": user_id, "device_id": device_id, "platform": platform, "token": token,
-            "web_push": web_push, "app_version": "1.0", "registered_at": NOW, "active": active}
+            "web_push": web_push, "app_version": "1.0", "registered_at": NOW, "active": active, "tenant": tenant}
 
 
-def presence(user_id: str = "alice", device_id: str = "phone-1", status: str = "online", at: datetime = NOW) -> dict:
-    return {"user_id": user_id, "device_id": device_id, "status": status, "at": at, "gateway_id": "gw-1"}
+def presence(user_id: str = "alice", device_id: str = "phone-1", status: str = "online", at: datetime = NOW,
+             tenant: str = DEFAULT_TENANT) -> dict:
+    return {"user_id": user_id, "device_id": device_id, "status": status, "at": at, "gateway_id": "gw-1",
+            "tenant": tenant}
 
 
 def user_records(user_id: str = "alice", *, devices: Iterable[dict] = (), online: bool = False,
@@ -160,9 +163,13 @@ class MembersOf:
         self.members = dict(members or {})
         self.calls: list[set[str]] = []
 
-    def __call__(self, groups: set[str]) -> dict[str, list[str]]:
-        self.calls.append(set(groups))
-        return {group: list(self.members[group]) for group in groups if group in self.members}
+    def __call__(self, groups: set[tuple[str, str]]) -> dict[tuple[str, str], list[str]]:
+        """Asked for (tenant, group) pairs; `members` and `calls` name the default tenant's groups plainly."""
+        def name(tenant: str, group: str):
+            return group if tenant == DEFAULT_TENANT else (tenant, group)
+
+        self.calls.append({name(*wanted) for wanted in groups})
+        return {wanted: list(self.members[name(*wanted)]) for wanted in groups if name(*wanted) in self.members}
 
 
 # The catalog the pipeline renders with unless a test brings its own; defined here, not read from
@@ -239,7 +246,7 @@ class Pipeline:
         by_user: dict[str, list[dict]] = {}
         for item in items:
             assert isinstance(item["user_id"], str), f"the flow keys by user id, got {item['user_id']!r}"
-            by_user.setdefault(item["user_id"], []).append(item)
+            by_user.setdefault(user_key(item["tenant"], item["user_id"]), []).append(item)
         out = []
         for user_id, batch in by_user.items():
             out += self.steps[stage].process(self.state(stage, user_id), batch, now)

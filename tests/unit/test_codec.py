@@ -231,7 +231,7 @@ def test_confluent_decode_resolves_an_older_writer_schema():
     body = io.BytesIO()
     fastavro.schemaless_writer(body, fastavro.parse_schema(old), MINIMAL["PresenceChanged"])
     decoded = confluent("PresenceChanged", registry).decode(struct.pack(">BI", 0, old_id) + body.getvalue())
-    assert decoded == {**MINIMAL["PresenceChanged"], "gateway_id": None}
+    assert decoded == {**MINIMAL["PresenceChanged"], "gateway_id": None, "tenant": "default"}
 
 
 # --- invalid records -------------------------------------------------------------------

@@ -5,8 +5,12 @@ configuration, and the provider's suppression handling over a recording transpor
 from __future__ import annotations
 
 import asyncio
+import base64
 import email
 import email.policy
+import hashlib
+import hmac
+import json
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
@@ -52,8 +56,9 @@ def content(mail, kind: str) -> str:
 EXPIRES = int(CREATED.timestamp()) + 90 * 86400  # links work for 90 days after the email
 
 
-def token(user="u-1", category="ci", notification="n-1", secret="dev-secret") -> str:
-    return Unsubscribe(user, category, notification, EXPIRES).token(secret)
+def token(user="u-1", category="ci", notification="n-1", secret="dev-secret", tenant="acme") -> str:
+    """The signature of a link for the test job's user (acme's) unless `tenant` says otherwise."""
+    return Unsubscribe(user, category, notification, EXPIRES, tenant).token(secret)
 
 
 def test_the_message_a_receiver_gets():
@@ -65,21 +70,23 @@ def test_the_message_a_receiver_gets():
         "From": SENDER, "To": "ana@example.com", "Subject": "Build #42 failed",
         "Date": "Tue, 04 Mar 2025 05:06:07 +0000", "Message-ID": "<n-1%3Au-1%3Aemail%3A0@notifyflow>",
         "X-Notifyflow-Job": "n-1:u-1:email:0",
-        "List-Unsubscribe": f"<{BASE}?u=u-1&c=ci&n=n-1&e={EXPIRES}&t={t}>, "
-                            f"<mailto:unsubscribe@notifyflow.test?subject=unsubscribe%20u-1%20ci%20n-1%20{EXPIRES}%20{t}>",
+        "List-Unsubscribe": f"<{BASE}?u=u-1&g=acme&c=ci&n=n-1&e={EXPIRES}&t={t}>, "
+                            f"<mailto:unsubscribe@notifyflow.test?subject=unsubscribe%20u-1%20acme%20ci%20n-1%20"
+                            f"{EXPIRES}%20{t}>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click", "Auto-Submitted": "auto-generated"}
     assert mail.get_content_type() == "multipart/alternative"
     assert [part.get_content_type() for part in mail.iter_parts()] == ["text/plain", "text/html"]
     assert content(mail, "plain") == (
-        f"3 tests failed\n\nhttps://ci.example.com/42\n\n-- \nUnsubscribe: {BASE}?u=u-1&c=ci&n=n-1&e={EXPIRES}&t={t}\n")
+        f"3 tests failed\n\nhttps://ci.example.com/42\n\n-- \n"
+        f"Unsubscribe: {BASE}?u=u-1&g=acme&c=ci&n=n-1&e={EXPIRES}&t={t}\n")
     assert content(mail, "html") == (
         '<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1"><title>Build #42 failed</title></head>\n'
         '<body style="margin:0;padding:24px;font-family:Arial,Helvetica,sans-serif;color:#1f2328">\n'
         "<div><p>3 tests <b>failed</b></p></div>\n"
         '<p><a href="https://ci.example.com/42">https://ci.example.com/42</a></p>\n'
-        f'<p style="margin-top:32px;font-size:12px;color:#6e7781"><a href="{BASE}?u=u-1&amp;c=ci&amp;n=n-1&amp;'
-        f'e={EXPIRES}&amp;t={t}" '
+        f'<p style="margin-top:32px;font-size:12px;color:#6e7781"><a href="{BASE}?u=u-1&amp;g=acme&amp;c=ci&amp;'
+        f'n=n-1&amp;e={EXPIRES}&amp;t={t}" '
         'style="color:#6e7781">Unsubscribe</a></p>\n</body>\n</html>\n')
 
 
@@ -126,7 +133,8 @@ def test_long_and_non_ascii_headers_arrive_intact():
     assert mail["Bcc"] is None
     assert mail["X-Notifyflow-Job"] == f"n-{'x' * 40}:{user}:email:0"
     https, mailto = mail["List-Unsubscribe"].split(", ")
-    assert https == f"<{BASE}?u={user}&c={category}&n=n-1&e={EXPIRES}&t={token(user, category, secret=DEV_SECRET)}>"
+    signature = token(user, category, secret=DEV_SECRET)
+    assert https == f"<{BASE}?u={user}&g=acme&c={category}&n=n-1&e={EXPIRES}&t={signature}>"
     assert mailto.startswith("<mailto:unsubscribe@notifyflow.test?subject=unsubscribe%20")
     assert "Se désabonner: https://" in content(mail, "plain")
 
@@ -139,9 +147,10 @@ def test_message_id_is_stable_and_valid_for_any_job_id():
 
 
 def test_unsubscribe_links_cannot_be_forged_altered_or_used_after_they_expire():
-    link = {"u": "u-1", "c": "ci", "n": "n-1", "e": str(EXPIRES), "t": token()}
-    assert verify(link, "dev-secret", CREATED) == Unsubscribe("u-1", "ci", "n-1", EXPIRES)
-    for altered in ({"u": "u-2"}, {"c": "marketing"}, {"n": "n-2"}, {"e": str(EXPIRES + 86400)}, {"t": "ünïcode"}):
+    link = {"u": "u-1", "g": "acme", "c": "ci", "n": "n-1", "e": str(EXPIRES), "t": token()}
+    assert verify(link, "dev-secret", CREATED) == Unsubscribe("u-1", "ci", "n-1", EXPIRES, "acme")
+    for altered in ({"u": "u-2"}, {"g": "globex"}, {"g": ""}, {"c": "marketing"}, {"n": "n-2"},
+                    {"e": str(EXPIRES + 86400)}, {"t": "ünïcode"}):
         with pytest.raises(UnsubscribeError, match="signature") as refused:
             verify({**link, **altered}, "dev-secret", CREATED)
         assert refused.value.status == 403
@@ -157,11 +166,22 @@ def test_unsubscribe_links_cannot_be_forged_altered_or_used_after_they_expire():
     assert token("a b", "c") != token("a", "b c")
 
 
+def test_a_default_tenant_link_is_signed_as_links_were_before_tenants():
+    # Links already in mailboxes name no tenant: they are the default tenant's, and still verify.
+    before = hmac.new(b"dev-secret", json.dumps(["u-1", "ci", "n-1", EXPIRES]).encode(), hashlib.sha256).digest()
+    old_link = {"u": "u-1", "c": "ci", "n": "n-1", "e": str(EXPIRES),
+                "t": base64.urlsafe_b64encode(before[:16]).rstrip(b"=").decode()}
+    assert Unsubscribe("u-1", "ci", "n-1", EXPIRES).params("dev-secret") == old_link
+    assert verify(old_link, "dev-secret", CREATED) == Unsubscribe("u-1", "ci", "n-1", EXPIRES, "default")
+    with pytest.raises(UnsubscribeError, match="signature"):  # not acme's u-1, whose link must name acme
+        verify({**old_link, "t": token()}, "dev-secret", CREATED)
+
+
 def test_the_unsubscribe_link_carries_awkward_ids_safely():
     user, category = "ana&c=all", "ci/builds"
     mail = received(render(job(user_id=user, category=category), SENDER, BASE + "?lang=en"))
     url = mail["List-Unsubscribe"].split(", ")[0][1:-1]
-    assert parse_qs(urlsplit(url).query) == {"lang": ["en"], "u": [user], "c": [category], "n": ["n-1"],
+    assert parse_qs(urlsplit(url).query) == {"lang": ["en"], "u": [user], "g": ["acme"], "c": [category], "n": ["n-1"],
                                              "e": [str(EXPIRES)], "t": [token(user, category, secret=DEV_SECRET)]}
 
 

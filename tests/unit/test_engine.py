@@ -116,9 +116,9 @@ def test_after_the_last_attempt_the_next_channel_takes_it():
     assert statuses(out) == [("failed", None, 3, "timeout")]
     assert not [r for r in out if r[0] == "notify.dlq"]  # not lost: the next channel has it
     [(topic, key, moved)] = [r for r in out if r[0].startswith("notify.outbox.")]
-    assert (topic, key) == ("notify.outbox.email.normal", b"ana")
+    assert (topic, key) == ("notify.outbox.email.normal", b"acme:ana")  # acme's ana, keyed as every record of hers
     assert (moved["channel"], moved["address"], moved["fallback"]) == ("email", "ana@example.com", chain[1:])
-    assert moved["job_id"] == "n1:ana:email:0"
+    assert moved["job_id"] == "n1:acme:ana:email:0"
 
 
 def test_with_no_next_channel_it_is_dead_lettered_after_the_last_attempt_only():
@@ -177,7 +177,8 @@ def test_dead_tokens_are_forgotten_and_not_retried():
     out = delivery.process(delivery.new_state(), [job(devices=[phone("p1"), phone("p2")])], NOW)
     assert statuses(out) == [("token_invalid", "p1", 1, "UNREGISTERED"), ("sent", "p2", 1, None)]
     [(topic, key, tombstone)] = [r for r in out if r[0] == "notify.devices"]
-    assert (topic, key, tombstone["device_id"], tombstone["active"]) == ("notify.devices", b"ana", "p1", False)
+    assert (topic, key, tombstone["device_id"], tombstone["active"], tombstone["tenant"]) == (
+        "notify.devices", b"acme:ana", "p1", False, "acme")
     assert not [r for r in out if r[0] == "notify.dlq"]  # the token is gone, not the provider
 
 

@@ -34,6 +34,7 @@ def test_an_accepted_item_is_the_keys_tenant_and_sender_with_id_and_avro_bytes()
     ("text", "a notification must be a JSON object"),
     (posted(metadata=[]), "metadata must be an object"),
     (posted(tenant="other"), "tenant 'other' is not the API key's ('shop')"),
+    (posted(tenant="shop:b"), "tenant 'shop:b' must be letters, digits, '.', '_' and '-'"),
     (posted(metadata={"source_app": "billing"}), "metadata.source_app 'billing' is not the API key's ('orders')"),
     (posted(priority="urgent"), "field priority"),
     (posted(metadata={"created_at": "yesterday"}), "not a NotificationRequested: Invalid isoformat string"),

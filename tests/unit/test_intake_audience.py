@@ -25,7 +25,7 @@ def test_avro_bytes_become_a_notification_item():
     req = request(title="Build #7 passed", body="main is green", category="ci")
     value = encode(req)
     item = consume(value)
-    assert item == {"kind": "notification", "user_id": "alice", "request": req,
+    assert item == {"kind": "notification", "user_id": "alice", "tenant": "default", "request": req,
                     "source": {"topic": "notify.events", "partition": 3, "offset": 41, "key": b"alice",
                                "value": value, "timestamp_ms": None}}
     assert "outcome" not in item
@@ -124,7 +124,8 @@ def test_confluent_framing_with_a_registry():
 ])
 def test_user_state_topics_become_user_state_items(topic, record):
     item = consume(encode(record, topic), topic=topic)
-    assert item == {"kind": "user_state", "topic": topic, "user_id": "alice", "record": record}
+    assert item == {"kind": "user_state", "topic": topic, "user_id": "alice", "tenant": "default",
+                    "record": record}
 
 
 def test_every_user_state_topic_is_known():

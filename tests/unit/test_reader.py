@@ -76,12 +76,13 @@ def test_damaged_records_fail_as_decode_fails(damage):
     assert fast.value.reason == plain.value.reason
 
 
-def test_records_of_an_earlier_schema_version_read_into_todays_shape():
-    (older,) = history("PreferencesUpdated")
+@pytest.mark.parametrize("older", history("PreferencesUpdated"))
+def test_records_of_every_earlier_schema_version_read_into_todays_shape(older):
     written = fastavro_bytes(older, OLD_RECORDS["PreferencesUpdated"])
     codec = AvroCodec("PreferencesUpdated")
-    assert codec.decode_millis(written) == as_millis(codec.decode(written))
-    assert codec.decode_millis(written)["presentation"] is None
+    decoded = codec.decode_millis(written)
+    assert decoded == as_millis(codec.decode(written))
+    assert decoded["presentation"] is None and decoded["tenant"] == "default"
 
 
 def test_through_a_registry_the_current_version_reads_fast_and_others_resolve(monkeypatch):

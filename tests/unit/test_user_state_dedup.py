@@ -25,7 +25,8 @@ def test_default_preferences():
     assert default_preferences("alice") == {
         "user_id": "alice", "enabled": True, "quiet_hours": None, "digest": None, "channels": {},
         "categories": {}, "marketing_consent": False, "email": None, "phone": None, "locale": None,
-        "timezone": "UTC", "deleted": False, "presentation": None}
+        "timezone": "UTC", "deleted": False, "presentation": None, "tenant": "default"}
+    assert default_preferences("alice", "acme")["tenant"] == "acme"
 
 
 def test_view_of_an_unknown_user_is_the_defaults():

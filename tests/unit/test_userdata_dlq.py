@@ -36,11 +36,24 @@ def test_a_found_key_is_the_users_own_claim_only_when_the_user_is_its_user_field
 
 
 def test_the_claim_keys_the_sinks_make_are_found_as_the_users():
-    job = {"notification_id": "digest:ana:20261126T0900", "user_id": "ana", "channel": "email", "revision": 2}
+    job = {"notification_id": "digest:ana:20261126T0900", "user_id": "ana", "channel": "email", "revision": 2,
+           "tenant": "default"}
     for device in (None, {"device_id": "phone:1"}):
         key = Send(job, device).claim_key
         assert is_claim_of(key, "ana") and not is_claim_of(key, "an")
         assert fnmatchcase(key, claim_pattern("ana"))
+
+
+def test_a_tenants_user_is_found_in_their_claims_only():
+    """Two tenants' `ana`: each one's claims are hers, never the other's (nor a notification id's)."""
+    acme = Send({"notification_id": "n1", "user_id": "ana", "channel": "push", "revision": 0, "tenant": "acme"},
+                {"device_id": "p1"}).claim_key
+    default = Send({"notification_id": "acme:n1", "user_id": "ana", "channel": "push", "revision": 0,
+                    "tenant": "default"}, {"device_id": "p1"}).claim_key
+    assert is_claim_of(acme, "ana", "acme") and fnmatchcase(acme, claim_pattern("ana", "acme"))
+    assert not is_claim_of(acme, "ana") and not fnmatchcase(acme, claim_pattern("ana"))
+    assert is_claim_of(default, "ana") and not is_claim_of(default, "ana", "acme")
+    assert not fnmatchcase(default, claim_pattern("ana", "acme"))
 
 
 # --- erasure tombstones ----------------------------------------------------------------------
@@ -50,8 +63,9 @@ def test_tombstones_retire_every_known_device_and_connection_and_erase_the_prefe
     data = {"postgres": {"devices": [{"device_id": "phone-1", "platform": "android"}]},
             "kafka": {"notify.devices": [{"device_id": "phone-1", "platform": "android"},
                                          {"device_id": "laptop", "platform": "web"}],
-                      "notify.presence": [{"device_id": "laptop"}]}}
+                      "notify.presence": [{"device_id": "laptop"}]}, "tenant": "acme"}
     out = tombstones("ana", data, NOW)
+    assert {record["tenant"] for _, record in out} == {"acme"}  # acme's ana's, keyed as hers
     assert [(topic, record.get("device_id")) for topic, record in out] == [
         ("notify.devices", "laptop"), ("notify.devices", "phone-1"), ("notify.presence", "laptop"),
         ("notify.preferences", None)]
