@@ -47,7 +47,9 @@ from peers.webhook import WebhookReceiver
 
 console = Console(stderr=True)
 LANES = ("normal", "high")
-STALL_S = 60.0  # no new delivery for this long after the last kill: whatever is missing is lost
+# No new delivery for this long while every flow's dataflow runs: whatever is missing is lost. A
+# restarted flow is not counted until it runs: on a loaded machine its start alone can take longer.
+STALL_S = 60.0
 
 
 @dataclass
@@ -201,7 +203,8 @@ def run(urls: dict[str, str], workdir: Path, notifications: int, kills: int, see
         # Before the flows start, so they know every phone before the first notification.
         produce_all(client, "notify.devices", [(d["user_id"].encode(), devices.encode(d)) for d in work.devices])
         # One tenant and sender sending everything within seconds: above its ingestion limits otherwise.
-        limits = {"NOTIFYFLOW_TENANT_PER_MINUTE": str(2 * notifications), "NOTIFYFLOW_SENDER_PER_MINUTE": str(2 * notifications)}
+        limits = {"NOTIFYFLOW_TENANT_PER_MINUTE": str(2 * notifications),
+                  "NOTIFYFLOW_SENDER_PER_MINUTE": str(2 * notifications)}
         flows = start_flows(workdir, {**urls, **limits, **push_settings(workdir, fcm, apns)})
         peers = Peers(urls, run_id, work, receiver, fcm, apns)
         try:
@@ -220,8 +223,9 @@ def run(urls: dict[str, str], workdir: Path, notifications: int, kills: int, see
 
 
 def watch(flows: list[FlowProcess], peers: Peers, work: Workload, kill_at: list[float], rng: random.Random) -> int:
-    """Until everything arrived (or nothing more has for STALL_S after the last kill), killing and
-    restarting a random flow at each kill point; returns how many kills were made."""
+    """Until everything arrived (or nothing more has for STALL_S since the last kill and since
+    every flow got going), killing and restarting a random flow at each kill point; returns how
+    many kills were made."""
     killed, progress_at, last = 0, time.monotonic(), -1
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as bar:
@@ -230,7 +234,7 @@ def watch(flows: list[FlowProcess], peers: Peers, work: Workload, kill_at: list[
             done = len(peers.delivered() & work.expected)
             dlq = len(set(peers.dead_lettered()) & work.garbage)
             bar.update(task, completed=done, description=f"delivered ({killed} kills, {dlq} dead letters)")
-            if done != last:
+            if done != last or not all(flow.executing() for flow in flows):
                 progress_at, last = time.monotonic(), done
             if killed < len(kill_at) and done >= kill_at[killed]:
                 victim = rng.choice(flows)
