@@ -42,8 +42,8 @@ def note(name: str, text: str) -> None:
 
 
 class TimedSource(FixedPartitionedSource):
-    def __init__(self, brokers, topics) -> None:
-        self.inner = kafka_source(brokers, topics)
+    def __init__(self, brokers, topics, read_first=()) -> None:
+        self.inner = kafka_source(brokers, topics, read_first)
 
     def list_parts(self):
         return self.inner.list_parts()

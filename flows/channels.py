@@ -70,7 +70,8 @@ def select(item: dict, learning: Learning = DEFAULTS) -> dict:
         send = ranked[:1]
     # Unseen after all, the user is not looking at the app: presence no longer argues against push.
     later = sorted((c for c in ranked if c not in send), key=lambda c: -score(c, item, now=False))
-    delays = escalation_delays(item["request"]["category"], item["priority"], tenant=item["request"]["tenant"])
+    delays = escalation_delays(item["request"]["category"], item["priority"],
+                               tenant=item["request"]["tenant"]) if later else ()
     fallback = [{"channel": channel, "after_seconds": delays[min(i, len(delays) - 1)]}
                 for i, channel in enumerate(later)] if delays else []
     return {**item, "route": {"send": send, "fallback": fallback}}

@@ -10,18 +10,28 @@ what has arrived without waiting, and one that came back empty is polled again a
 Offsets are snapshotted per partition as bytewax's source does (recovery resumes each partition
 at its own next offset), and the per-partition consumer lag is published under bytewax's own
 metric, `bytewax_kafka_consumer_lag`.
+
+Topics read first (`read_first`, the notification flow's user state) are read up to where they
+ended when the worker started before the worker's other partitions hand anything on: nothing orders
+two topics, and a flow starting on a backlog handed a user's first notifications on before that
+user's phone was read from notify.devices, so they were never pushed (the soak lost 65 so). Those
+other partitions are paused meanwhile, so their backlog waits in Kafka, not in memory. The order
+holds within a worker (with several workers, a user's state may be another worker's partition).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections import deque
 from datetime import UTC, datetime, timedelta
 
 from bytewax.connectors.kafka import BYTEWAX_CONSUMER_LAG_GAUGE, KafkaSource, KafkaSourceMessage
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+
+log = logging.getLogger(__name__)
 
 # Longer costs latency after a quiet spell; shorter costs CPU in a flow that is mostly idle.
 IDLE_POLL = timedelta(milliseconds=2)
@@ -29,8 +39,9 @@ BATCH = 1000
 
 
 class SharedConsumerSource(FixedPartitionedSource):
-    def __init__(self, brokers: list[str], topics: list[str], config: dict[str, str]) -> None:
-        self.brokers, self.topics, self.config = brokers, topics, config
+    def __init__(self, brokers: list[str], topics: list[str], config: dict[str, str],
+                 read_first: tuple[str, ...] = ()) -> None:
+        self.brokers, self.topics, self.config, self.read_first = brokers, topics, config, frozenset(read_first)
         self.consumers: dict[tuple[str, int], WorkerConsumer] = {}
         self.lock = threading.Lock()
 
@@ -42,7 +53,7 @@ class SharedConsumerSource(FixedPartitionedSource):
         with self.lock:  # workers of one process build their partitions in their own threads
             key = (step_id, threading.get_ident())
             if key not in self.consumers:
-                self.consumers[key] = WorkerConsumer(self.brokers, self.config, step_id)
+                self.consumers[key] = WorkerConsumer(self.brokers, self.config, step_id, self.read_first)
             consumer = self.consumers[key]
         return consumer.add(topic, int(index), OFFSET_BEGINNING if resume_state is None else resume_state)
 
@@ -50,8 +61,11 @@ class SharedConsumerSource(FixedPartitionedSource):
 class WorkerConsumer:
     """One worker's consumer; what it fetches waits in the partition it belongs to."""
 
-    def __init__(self, brokers: list[str], config: dict[str, str], step_id: str) -> None:
-        self.step_id, self.partitions = step_id, {}
+    def __init__(self, brokers: list[str], config: dict[str, str], step_id: str,
+                 read_first: frozenset[str] = frozenset()) -> None:
+        self.step_id, self.partitions, self.read_first = step_id, {}, read_first
+        self.behind: dict[tuple[str, int], int] = {}  # read-first partition -> its end when the worker started
+        self.paused: list[TopicPartition] = []
         self.consumer = Consumer({
             **config, "bootstrap.servers": ",".join(brokers),
             # Offsets live in bytewax's recovery store, not in a consumer group.
@@ -62,7 +76,36 @@ class WorkerConsumer:
         partition = Partition(self, topic, index, offset)
         self.partitions[(topic, index)] = partition
         self.consumer.incremental_assign([TopicPartition(topic, index, offset)])
+        if topic in self.read_first:
+            start, end = self.watermarks(topic, index)
+            if max(offset, start) < end:
+                self.behind[(topic, index)] = end
+        elif self.read_first:  # let go once the read-first partitions have caught up (handed_on)
+            self.paused.append(TopicPartition(topic, index))
+            self.consumer.pause([self.paused[-1]])
         return partition
+
+    def watermarks(self, topic: str, index: int) -> tuple[int, int]:
+        """Where the partition's records start and end now."""
+        try:
+            return self.consumer.get_watermark_offsets(TopicPartition(topic, index), timeout=10, cached=False)
+        except KafkaException as exc:
+            log.warning("%s[%d]: no end offset (%s); not waiting for it before other topics", topic, index, exc)
+            return 0, 0
+
+    def holds(self, partition: Partition) -> bool:
+        """Whether the partition must not hand anything on yet: read-first partitions are behind."""
+        return bool(self.behind) and partition.topic not in self.read_first
+
+    def handed_on(self, partition: Partition) -> None:
+        key = (partition.topic, partition.index)
+        # The consumer's position, not the last offset handed on: offsets at the end may hold no record.
+        if key in self.behind and not partition.waiting and self.consumer.position(
+                [TopicPartition(*key)])[0].offset >= self.behind[key]:
+            del self.behind[key]
+        if not self.behind and self.paused:
+            self.consumer.resume(self.paused)
+            self.paused = []
 
     def fetched(self) -> None:
         """Hand what has arrived to its partitions, without waiting."""
@@ -95,12 +138,16 @@ class Partition(StatefulSourcePartition):
     def next_batch(self) -> list[KafkaSourceMessage]:
         if not self.waiting:
             self.worker.fetched()
+        if self.worker.holds(self):
+            self.idle_until = datetime.now(UTC) + IDLE_POLL
+            return []
         batch = [KafkaSourceMessage(key=m.key(), value=m.value(), topic=m.topic(), headers=m.headers() or [],
                                     latency=m.latency(), offset=m.offset(), partition=m.partition(),
                                     timestamp=m.timestamp()) for m in self.waiting]
         self.waiting.clear()
         if batch:
             self.offset = batch[-1].offset + 1  # resume after the last one handed on
+        self.worker.handed_on(self)
         self.idle_until = None if batch else datetime.now(UTC) + IDLE_POLL
         return batch
 

@@ -30,10 +30,23 @@ def observe(topic: str, value: dict, lane: str = "") -> None:
     """Count one outgoing record (before encoding) of a flow whose outbox lane, if any, is `lane`."""
     if topic == STATUS:
         channel = value["channel"] or ""
-        STATUSES.labels(channel, value["status"], value["provider"] or "").inc()
+        labelled(STATUSES, channel, value["status"], value["provider"] or "").inc()
         if value["status"] in SUCCEEDED:
-            LATENCY.labels(channel, lane).observe(max(0.0, (value["at"] - value["created_at"]).total_seconds()))
+            labelled(LATENCY, channel, lane).observe(max(0.0, (value["at"] - value["created_at"]).total_seconds()))
     elif topic == DLQ:
-        DEAD_LETTERS.labels(value["stage"]).inc()
+        labelled(DEAD_LETTERS, value["stage"]).inc()
     elif "lane" in value and "job_id" in value:
-        JOBS.labels(value["channel"], value["lane"]).inc()
+        labelled(JOBS, value["channel"], value["lane"]).inc()
+
+
+_children: dict[tuple, Counter | Histogram] = {}
+
+
+def labelled(metric: Counter | Histogram, *labels: str) -> Counter | Histogram:
+    """metric.labels(*labels), looked up once: labels() checks and locks on every call, which cost the
+    notification flow 3 % of its time at two or three records an event."""
+    try:
+        return _children[(metric, *labels)]
+    except KeyError:
+        child = _children[(metric, *labels)] = metric.labels(*labels)
+        return child

@@ -57,7 +57,8 @@ def build(config: settings.Settings | None = None, *, source=kafka_source, sink=
     policy.use_overrides(category_policies(config.database_url))  # tenants' policies, re-read every few s
 
     flow = Dataflow("notifications")
-    messages = op.input("read_topics", flow, source(brokers, [EVENTS, ENGAGEMENT, *USER_STATE_TOPICS]))
+    messages = op.input("read_topics", flow, source(brokers, [EVENTS, ENGAGEMENT, *USER_STATE_TOPICS],
+                                                       read_first=USER_STATE_TOPICS))
     items = op.map("decode_and_validate", messages, lambda m: intake.item(
         m.topic, m.partition, m.offset, m.key, m.value, utcnow(), m.timestamp))
     rejected = op.branch("split_rejected", items, lambda item: bool(item.get("outcome")))

@@ -21,9 +21,10 @@ from kernel.records import Outgoing
 from kernel.topics import codec_for
 
 
-def kafka_source(brokers: list[str], topics: list[str]) -> SharedConsumerSource:
-    """Reads the topics with the project's consumer settings (connectors/kafka.py client_config)."""
-    return SharedConsumerSource(brokers, topics, client_config("consumer"))
+def kafka_source(brokers: list[str], topics: list[str], read_first: tuple[str, ...] = ()) -> SharedConsumerSource:
+    """Reads the topics with the project's consumer settings (connectors/kafka.py client_config);
+    `read_first` topics are read to their end before the others hand anything on (flows/kafka_input.py)."""
+    return SharedConsumerSource(brokers, topics, client_config("consumer"), read_first)
 
 
 def kafka_sink(brokers: list[str]) -> KafkaSink:

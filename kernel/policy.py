@@ -109,13 +109,19 @@ def escalation_delays(category: str, priority: str, scale: float | None = None,
     demos and tests."""
     if scale is None:
         scale = _scale(os.environ.get("NOTIFYFLOW_ESCALATION_SCALE", "1"))
-    return tuple(max(1, round(delay * scale)) for delay in policy_for(category, tenant).escalation.get(priority, ()))
+    return _scaled(policy_for(category, tenant).escalation.get(priority, ()), scale)
 
 
 @functools.lru_cache(maxsize=8)
 def _scale(text: str) -> float:
     """The environment's scale, parsed once (asked for every notification routed)."""
     return float(text)
+
+
+@functools.lru_cache(maxsize=256)
+def _scaled(delays: tuple[int, ...], scale: float) -> tuple[int, ...]:
+    # Asked for every notification routed, with a few distinct policies' delays.
+    return tuple(max(1, round(delay * scale)) for delay in delays)
 
 
 LEARNED = ("send_time", "fatigue", "affinity")

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -34,6 +36,17 @@ def init_recovery(directory: Path, partitions: int = 1) -> None:
                    check=True, capture_output=True)
 
 
+def executions(directory: Path) -> int:
+    """How many times a dataflow has got going on this recovery store: bytewax registers each
+    execution once the flow is built and resuming, after the process's imports."""
+    counts = []
+    for part in directory.glob("part-*.sqlite3"):
+        # Not read-only: a store whose writer was SIGKILLed may need its WAL recovered to be read.
+        with closing(sqlite3.connect(part, timeout=5)) as db:
+            counts.append(db.execute("SELECT count(*) FROM exs").fetchone()[0])
+    return max(counts, default=0)
+
+
 class FlowProcess:
     """One dataflow (a FLOWS name or an import string): a single `bytewax.run` process, or a
     cluster of them on loopback (`processes`)."""
@@ -44,9 +57,11 @@ class FlowProcess:
         self.options = ["-w", str(workers), "-r", str(recovery_dir), "-s", str(snapshot_s), "-b", "0"]
         self.recovery_dir, self.log, self.env = recovery_dir, log, env
         self.running_processes: list[subprocess.Popen] = []
+        self.executions_before = 0
 
     def start(self) -> FlowProcess:
         init_recovery(self.recovery_dir, partitions=self.processes * self.workers)
+        self.executions_before = executions(self.recovery_dir)
         cluster = []
         if self.processes > 1:
             addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(self.processes))
@@ -61,6 +76,11 @@ class FlowProcess:
 
     def running(self) -> bool:
         return bool(self.running_processes) and all(p.poll() is None for p in self.running_processes)
+
+    def executing(self) -> bool:
+        """Its dataflow runs, not only its process: starting one takes seconds, and a minute or
+        more on a loaded machine, before it can read or write anything."""
+        return executions(self.recovery_dir) > self.executions_before
 
     def check(self) -> None:
         """Raise with the end of its log if the flow has died."""

@@ -100,6 +100,14 @@ class AvroCodec:
         return out.getvalue()
 
     def decode(self, data: bytes) -> dict:
+        """Records written with the current schema take the generated reader (schemas/reader.py), the rest
+        the checked path, which also gives the reason a message cannot be read."""
+        try:
+            return _fast_datetime_reader(self.schema_name)(self._current_body(data))
+        except Exception:  # anything the generated reader does not take as it is: the checked path decides
+            return self._checked_read(data)
+
+    def _checked_read(self, data: bytes) -> dict:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise CodecError(f"expected bytes, got {type(data).__name__}")
         data = bytes(data)
@@ -130,11 +138,11 @@ class AvroCodec:
 
     def decode_millis(self, data: bytes) -> dict:
         """decode(), with timestamps as int milliseconds since the epoch instead of datetimes. Records
-        written with the current schema take the generated reader (schemas/reader.py), the rest decode()."""
+        written with the current schema take the generated reader (schemas/reader.py), the rest the checked path."""
         try:
             return _fast_reader(self.schema_name)(self._current_body(data))
         except Exception:  # anything the generated reader does not take as it is: the checked path decides
-            return as_millis(self.decode(data))
+            return as_millis(self._checked_read(data))
 
     def _current_body(self, data: bytes) -> bytes:
         """The Avro body of a message written with the current schema; raises Unusual for any other."""
@@ -193,6 +201,7 @@ def _generated(compile_code: Callable[[dict], Callable]) -> Callable[[str], Call
 
 _fast_writer = _generated(compile_writer)
 _fast_reader = _generated(compile_reader)
+_fast_datetime_reader = _generated(functools.partial(compile_reader, datetimes=True))
 
 
 def as_millis(value: Any) -> Any:

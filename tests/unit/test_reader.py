@@ -37,15 +37,19 @@ def test_reads_what_fastavro_reads(name, data):
     schema = load_schema(name)
     written = fastavro_bytes(schema, data.draw(records(schema, schema["__named_schemas"])))
     try:
-        expected = as_millis(fastavro.schemaless_reader(io.BytesIO(written), schema, None))
+        read = fastavro.schemaless_reader(io.BytesIO(written), schema, None)
     except OverflowError:  # a timestamp beyond what a datetime holds: fastavro refuses it, so must the codec
-        with pytest.raises(Unusual):
-            compile_reader(schema)(written)
-        with pytest.raises(CodecError):
-            AvroCodec(name).decode_millis(written)
+        for reader in (compile_reader(schema), compile_reader(schema, datetimes=True)):
+            with pytest.raises(Unusual):
+                reader(written)
+        for decode in (AvroCodec(name).decode_millis, AvroCodec(name).decode):
+            with pytest.raises(CodecError):
+                decode(written)
         return
-    assert compile_reader(schema)(written) == expected
-    assert AvroCodec(name).decode_millis(written) == expected
+    assert compile_reader(schema)(written) == as_millis(read)
+    assert AvroCodec(name).decode_millis(written) == as_millis(read)
+    assert compile_reader(schema, datetimes=True)(written) == read
+    assert AvroCodec(name).decode(written) == read
 
 
 def test_long_varints():
