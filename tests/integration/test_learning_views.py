@@ -38,7 +38,7 @@ class Events(Consumed):
             self.add("notify.engagement", {
                 "notification_id": nid, "user_id": user, "action": action, "action_id": None, "device_id": None,
                 "channel": "push", "at": CREATED + timedelta(hours=1), "campaign_id": None, "variant": None,
-                "category": category, "created_at": CREATED})
+                "category": category, "created_at": CREATED, "tenant": "acme"})
 
 
 def z_and_p(x1: int, n1: int, x2: int, n2: int) -> tuple[float, float]:

@@ -22,6 +22,7 @@ from gateway_harness import GATEWAY_SECRET
 
 from connectors.redis import user_channel
 from gateway.auth import issue_token
+from kernel.requests import DEFAULT_TENANT
 from notifyflow.stack import free_port, stop_process, wait_until
 
 STALLED_EVENTS, READER_EVENTS, BODY = 20_000, 2_000, "x" * 1000
@@ -69,8 +70,8 @@ async def publish_and_watch(redis_url: str, pid: int, stalled: str, reader) -> t
     for n in range(READER_EVENTS):
         async with client.pipeline(transaction=False) as pipe:
             for k in range(per_batch):
-                pipe.publish(user_channel(stalled), event(stalled, n * per_batch + k + 1))
-            pipe.publish(user_channel(reader.user), event(reader.user, n + 1))
+                pipe.publish(user_channel(DEFAULT_TENANT, stalled), event(stalled, n * per_batch + k + 1))
+            pipe.publish(user_channel(DEFAULT_TENANT, reader.user), event(reader.user, n + 1))
             await pipe.execute()
         if n % 20 == 19:
             peak = max(peak, rss_mb(pid))
