@@ -41,7 +41,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from bench.gateway import raise_file_limit
+from bench.gateway_clients import raise_file_limit
 from connectors.kafka import TopicReader, produce_all, producer
 from gateway.auth import issue_token
 from kernel.requests import preferences_record, routing_key
@@ -167,7 +167,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run(args: argparse.Namespace) -> str:
-    raise_file_limit(args.users + 1024)
+    if raise_file_limit() < args.users + 1024:
+        sys.exit(f"{args.users} users need {args.users + 1024} descriptors; this process may have fewer")
     with LocalStack(on_step=lambda step: console.print(f"[dim]{step}[/]")) as stack, ExitStack() as running, \
             tempfile.TemporaryDirectory(prefix="bench-e2e-") as scratch:
         os.environ.update(stack.urls)

@@ -106,6 +106,13 @@ async def main_async(args: argparse.Namespace) -> None:
     report(held=client.held(), latencies=client.latencies)  # told to stop
 
 
+def raise_file_limit() -> int:
+    """As many descriptors as the hard limit allows: one per client socket (a process inherits it)."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--url", required=True)
@@ -113,8 +120,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--source", default="127.0.0.1")
     args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_file_limit()
     asyncio.run(main_async(args))
     os._exit(0)  # thousands of sockets: the kernel closes them faster than a graceful close each
 
