@@ -34,6 +34,17 @@ def test_policies_set_list_and_reset(stack):
     assert notifyflow("policies", "reset", tenant, "marketing").returncode == 0
 
 
+def test_what_is_learned_is_set_per_tenant_and_category(stack):
+    tenant = unique("acme")
+    changed = notifyflow("policies", "set", tenant, "social", "--send-time", "optimal", "--no-fatigue")
+    assert changed.returncode == 0, changed.stderr
+    with psycopg.connect(stack.urls["DATABASE_URL"]) as db:
+        [(stored,)] = db.execute("SELECT settings FROM category_policies WHERE tenant = %s", (tenant,)).fetchall()
+    assert stored == {"send_time": "optimal", "fatigue": False}
+    refused = notifyflow("policies", "set", tenant, "social", "--send-time", "later")
+    assert refused.returncode == 2 and "send_time must be one of now, optimal, off" in refused.stderr
+
+
 def test_a_key_is_printed_once_and_stored_hashed(stack):
     tenant = unique("acme")
     made = notifyflow("keys", "create", tenant, "orders")
