@@ -11,6 +11,10 @@ records (the public schema) to notify.events at R requests a second (default 1,0
 machine's. Every request is accounted for: one that never arrives is counted, and the benchmark
 fails naming how many and which.
 
+Beside the hops, it prints where the CPU went while the requests were in flight: each process
+the run started (the broker, PostgreSQL, Valkey, the flows, the gateway, this process with its
+WebSocket clients and producer), in CPU seconds, per request and in cores (bench/cpu.py).
+
 `--browser` also measures the toast render in Chromium (the page's own performance marks, from a
 frame's arrival to the toast's next animation frame) under a burst of 50 notifications with 5
 toasts visible, and adds `toast_p99_ms=`.
@@ -41,6 +45,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from bench.cpu import ProcessTreeCpu, cpu_table
 from bench.gateway_clients import raise_file_limit
 from connectors.kafka import TopicReader, produce_all, producer
 from gateway.auth import issue_token
@@ -117,6 +122,7 @@ async def measure(urls: dict[str, str], gateway_url: str, users: list[str], rate
     failed: list = []
     producing = threading.Thread(target=produce_steadily, args=(urls["KAFKA_BOOTSTRAP_SERVERS"], users, rate,
                                                                 seconds, sent, failed), daemon=True)
+    cpu = ProcessTreeCpu()
     producing.start()
     total = int(rate * seconds)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console,
@@ -129,7 +135,9 @@ async def measure(urls: dict[str, str], gateway_url: str, users: list[str], rate
             bar.update(task, completed=len(received))
             if len(received) > before:
                 quiet_since = time.monotonic()
+    cpu_used, cpu_wall_s = cpu.used()
     await asyncio.gather(*(socket.close() for socket in sockets), return_exceptions=True)
+    console.print(cpu_table(cpu_used, cpu_wall_s, len(sent)))
     return {"sent": sent, "received": received, "failed": failed, "total": total}
 
 
