@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from connectors import postgres
-from sinks.claims import CLAIM_TTL_S
 
 HISTORY = timedelta(days=30)
 # Deleted in batches, so a first run on a large table neither holds long locks nor one huge transaction.
@@ -29,8 +28,6 @@ class Rule:
 RULES = (
     # A delete tombstone (deleted_at set) is a notification row too: it goes when its notification does.
     Rule("notification history", "notifications", HISTORY, "created_at < %(cutoff)s"),
-    # The same horizon as the sinks' claims in Redis: no replay reaches back further.
-    Rule("delivery claims", "delivery_claims", timedelta(seconds=CLAIM_TTL_S), "claimed_at < %(cutoff)s"),
     # A retired device (logged out, token invalid) is never sent to again; re-registering revives it.
     Rule("retired devices", "devices", HISTORY, "NOT active AND registered_at < %(cutoff)s"),
     # The HTTP front door's Idempotency-Keys: a retry comes within minutes, not days.

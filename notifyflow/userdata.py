@@ -32,12 +32,9 @@ from kernel.settings import Settings
 from kernel.topics import CHANNELS, DEVICES, PREFERENCES, PRESENCE, USER_STATE_TOPICS, codec_for
 from sinks.claims import claim_prefix
 
-# The user's rows per table. Delivery claims name a tenant's notification, not a user: the user's
-# are those of the user's notifications in the tenant (another tenant's may have the same id), so
-# they go before the notifications they point to.
+# The user's rows per table (the sinks' delivery claims are in Redis: claim_pattern).
 OWNER = "tenant = %(tenant)s AND user_id = %(user)s"
 USER_ROWS = {
-    "delivery_claims": f"tenant = %(tenant)s AND notification_id IN (SELECT id FROM notifications WHERE {OWNER})",
     "notifications": OWNER,
     "preferences": OWNER,
     "devices": OWNER,
@@ -47,7 +44,7 @@ USER_ROWS = {
 }
 GLOB_SPECIAL = re.compile(r"[*?\[\]\\]")
 ORDER = {"notifications": "created_at, id", "devices": "device_id", "audience_members": "audience",
-         "delivery_claims": "notification_id, channel, device_id", "email_suppressions": "address"}
+         "email_suppressions": "address"}
 
 
 def claim_pattern(user_id: str, tenant: str = DEFAULT_TENANT) -> str:

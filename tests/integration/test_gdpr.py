@@ -17,6 +17,7 @@ from kernel.settings import SERVICE_VARS
 from notifyflow import userdata
 from notifyflow.processes import FlowProcess
 from notifyflow.stack import free_port
+from sinks.claims import claim_prefix
 
 from analytics_harness import SECRET, analytics_process, wait_for
 from analytics_harness import status as analytics_status
@@ -52,8 +53,6 @@ def seed(user: str) -> dict:
         conn.execute("INSERT INTO devices (user_id, device_id, platform, token) VALUES (%s, 'phone-1', 'android', %s)",
                      (user, f"token-{user}"))
         conn.execute("INSERT INTO audience_members (audience, user_id) VALUES ('beta', %s)", (user,))
-        conn.execute("INSERT INTO delivery_claims (notification_id, channel, device_id) VALUES (%s, 'push', 'phone-1')",
-                     (f"{user}-n1",))
         conn.execute("INSERT INTO email_suppressions (address, reason) VALUES (%s, 'hard bounce')", (email.lower(),))
     redis.client(os.environ["REDIS_URL"]).set(claim_key(f"{user}-n1", user, "phone-1"), b"sent")
     return prefs
@@ -72,8 +71,7 @@ def export(user: str, analytics_url: str) -> dict:
     return json.loads(result.stdout)
 
 
-EVERY_TABLE = {"notifications": 2, "preferences": 1, "devices": 1, "audience_members": 1, "delivery_claims": 1,
-               "email_suppressions": 1}
+EVERY_TABLE = {"notifications": 2, "preferences": 1, "devices": 1, "audience_members": 1, "email_suppressions": 1}
 
 
 def test_export_returns_the_users_data_and_nothing_of_another_user(stack):
@@ -105,29 +103,31 @@ def test_export_returns_the_users_data_and_nothing_of_another_user(stack):
     assert all(not records for records in nobody["kafka"].values())
 
 
-def test_delivery_claims_are_a_tenants_so_erasing_one_tenants_user_leaves_anothers(stack):
+def test_a_tenants_user_is_exported_and_erased_without_touching_another_tenants_twin(stack):
     user, notification = unique("gdpr-twin"), unique("order")  # both tenants' senders chose the same id
     tenants = (unique("acme"), unique("globex"))
+    claims = redis.client(os.environ["REDIS_URL"])
     with db() as conn:
         for tenant in tenants:
             conn.execute("INSERT INTO notifications (tenant, id, user_id, type, category, priority, title, body,"
                          " created_at) VALUES (%s, %s, %s, 'info', 'orders', 'normal', 'Shipped', '', %s)",
                          (tenant, notification, user, NOW))
-            conn.execute("INSERT INTO delivery_claims (tenant, notification_id, channel, device_id)"
-                         " VALUES (%s, %s, 'push', 'phone-1')", (tenant, notification))
+            claims.set(f"{claim_prefix(tenant)}{notification}:{user}:push:phone-1:0", b"sent")
     nowhere = f"http://127.0.0.1:{free_port()}"
     exported = json.loads(notifyflow("user", "export", user, "--tenant", tenants[0], "--idle", "1",
                                      "--analytics-url", nowhere).stdout)
-    assert [(c["tenant"], c["notification_id"]) for c in exported["postgres"]["delivery_claims"]] == [
-        (tenants[0], notification)]
+    assert [(n["tenant"], n["id"]) for n in exported["postgres"]["notifications"]] == [(tenants[0], notification)]
+    assert exported["redis"]["delivery_claims"] == [f"claim@{tenants[0]}:{notification}:{user}:push:phone-1:0"]
 
     erased = notifyflow("user", "erase", user, "--tenant", tenants[0], "--yes", "--idle", "1")
     assert erased.returncode == 0, erased.stderr
     with db() as conn:
-        left = conn.execute("SELECT tenant FROM delivery_claims WHERE notification_id = %s", (notification,))
-        assert [tenant for (tenant,) in left] == [tenants[1]]
         kept = {table: len(rows) for table, rows in userdata.postgres_rows(conn, user, tenants[1], []).items()}
-    assert kept == {**dict.fromkeys(EVERY_TABLE, 0), "notifications": 1, "delivery_claims": 1}
+        gone = {table: len(rows) for table, rows in userdata.postgres_rows(conn, user, tenants[0], []).items()}
+    assert kept == {**dict.fromkeys(EVERY_TABLE, 0), "notifications": 1}
+    assert gone == dict.fromkeys(EVERY_TABLE, 0)
+    assert claims.exists(f"claim@{tenants[1]}:{notification}:{user}:push:phone-1:0")
+    assert not claims.exists(f"claim@{tenants[0]}:{notification}:{user}:push:phone-1:0")
 
 
 @pytest.fixture
@@ -222,9 +222,6 @@ def test_retention_deletes_expired_history_and_claims_and_keeps_recent_ones(stac
             conn.execute("INSERT INTO notifications (id, user_id, type, category, priority, title, body, created_at,"
                          " deleted_at) VALUES (%s, %s, 'info', 'messages', 'normal', '', '', %s, %s)",
                          (f"{user}-{name}", user, created, deleted_at))
-        for name, age in (("old", timedelta(days=8)), ("recent", timedelta(days=6))):
-            conn.execute("INSERT INTO delivery_claims (notification_id, channel, claimed_at) VALUES (%s, 'push', %s)",
-                         (f"{user}-{name}", now - age))
         for name, active, age in (("retired-old", False, 31), ("retired-recent", False, 29), ("active-old", True, 90)):
             conn.execute("INSERT INTO devices (user_id, device_id, platform, active, registered_at)"
                          " VALUES (%s, %s, 'ios', %s, %s)", (user, name, active, now - timedelta(days=age)))
@@ -236,9 +233,8 @@ def test_retention_deletes_expired_history_and_claims_and_keeps_recent_ones(stac
     with db() as conn:
         kept = {table: sorted(row[0] for row in conn.execute(query, (f"{user}%",)))
                 for table, query in (("notifications", "SELECT id FROM notifications WHERE user_id LIKE %s"),
-                                     ("claims", "SELECT notification_id FROM delivery_claims WHERE notification_id LIKE %s"),
                                      ("devices", "SELECT device_id FROM devices WHERE user_id LIKE %s"))}
-    assert kept == {"notifications": [f"{user}-recent", f"{user}-recent-deleted"], "claims": [f"{user}-recent"],
+    assert kept == {"notifications": [f"{user}-recent", f"{user}-recent-deleted"],
                     "devices": ["active-old", "retired-recent"]}
 
 

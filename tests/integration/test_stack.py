@@ -14,7 +14,7 @@ from kernel.topics import TOPICS
 from notifyflow.migrate import MIGRATIONS, migrate_clickhouse, migrate_postgres
 from notifyflow.stack import LocalStack, StackError, free_port
 
-PG_TABLES = {"notifications", "preferences", "devices", "audience_members", "delivery_claims", "schema_migrations"}
+PG_TABLES = {"notifications", "preferences", "devices", "audience_members", "schema_migrations"}
 
 
 def refuses_connections(host_port: str) -> bool:
