@@ -26,6 +26,7 @@ from redis.backoff import NoBackoff
 
 from connectors.redis import user_channel
 from gateway.auth import User
+from gateway.one_reader import OneReader
 
 log = logging.getLogger(__name__)
 BACKLOG = 1000  # a connection this far behind is too slow to keep; it reconnects and replays
@@ -40,43 +41,36 @@ GAP = {"event": "gap"}  # internal, never sent: live events may be missing befor
 CHANGES = {"read": "notification.read", "unread": "notification.unread", "archive": "notification.archived"}
 
 
-class Inbox:
-    """The events one connection has yet to send, in order."""
+class Inbox(OneReader):
+    """The events one connection has yet to send, in order (`items`)."""
 
-    __slots__ = ("events", "waiter", "heartbeats", "quiet", "on_overflow")
+    __slots__ = ("heartbeats", "quiet", "on_overflow")
 
     def __init__(self, heartbeats: bool) -> None:
-        self.events: list[dict] = []
-        self.waiter: asyncio.Future | None = None
+        super().__init__()
         self.heartbeats, self.quiet = heartbeats, True
         # Called when the inbox overflows while its sender is not waiting for events, i.e. stuck
         # writing to a peer that stopped reading: the connection is cut off (gateway.live).
         self.on_overflow = None
 
     def put(self, event: dict) -> None:
-        if len(self.events) >= BACKLOG:
+        if len(self.items) >= BACKLOG:
             # Too far behind: drop what it has not sent; it reconnects and replays from its last event.
             log.warning("a connection fell %d events behind; asking it to resync", BACKLOG)
-            self.events = [RESYNC]
+            self.items = [RESYNC]
             if self.waiter is None and self.on_overflow is not None:
                 self.on_overflow()
-        elif event is GAP and any(queued is GAP for queued in self.events):
+        elif event is GAP and any(queued is GAP for queued in self.items):
             return  # one catch-up covers both
-        elif self.events[-1:] != [RESYNC]:
-            self.events.append(event)
+        elif self.items[-1:] != [RESYNC]:
+            self.items.append(event)
         self.quiet = False
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
+        self.wake()
 
     async def take(self) -> list[dict]:
         """Everything waiting, at least one event; waits when there is none."""
-        while not self.events:
-            self.waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self.waiter
-            finally:
-                self.waiter = None
-        events, self.events = self.events, []
+        await self.wait()
+        events, self.items = self.items, []
         return events
 
     def tick(self) -> None:

@@ -20,35 +20,27 @@ import logging
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import Protocol
 
+from gateway.one_reader import OneReader
+
 log = logging.getLogger(__name__)
 STALL_S = 10.0  # a peer that has not drained its buffer below the low-water mark for this long is dropped
 GRACE_S = 5.0  # after a close it did not answer (keepalive timeout, close handshake), the socket is aborted
 
 
-class Mailbox:
+class Mailbox(OneReader):
     """The part of asyncio.Queue the protocol uses (put_nowait, get, empty), for one reader."""
 
-    __slots__ = ("items", "waiter")
-
-    def __init__(self) -> None:
-        self.items: list = []
-        self.waiter: asyncio.Future | None = None
+    __slots__ = ()
 
     def put_nowait(self, item) -> None:
         self.items.append(item)
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
+        self.wake()
 
     def empty(self) -> bool:
         return not self.items
 
     async def get(self):
-        while not self.items:
-            self.waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self.waiter
-            finally:
-                self.waiter = None
+        await self.wait()
         return self.items.pop(0)
 
 
