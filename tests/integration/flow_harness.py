@@ -67,8 +67,8 @@ def user_of(topic: str, value: dict) -> str | None:
 class Outputs:
     """Everything the flows write, decoded, read from the beginning and kept as it arrives."""
 
-    def __init__(self, flow: FlowProcess | None = None) -> None:
-        self.flow = flow
+    def __init__(self, *flows: FlowProcess) -> None:
+        self.flows = flows  # checked when a wait times out: a flow that died says why
         self.reader = TopicReader(bootstrap(), OUTPUT_TOPICS)
         self.seen: list[tuple[str, dict]] = []
 
@@ -85,8 +85,8 @@ class Outputs:
             if done(mine):
                 return mine
             if time.monotonic() > deadline:
-                if self.flow is not None:
-                    self.flow.check()
+                for flow in self.flows:
+                    flow.check()
                 raise AssertionError(f"timed out waiting for the flow; it wrote for {users}: {mine}")
 
     def settle(self) -> None:
@@ -124,18 +124,21 @@ def live_events(pubsub, seconds: float = 1.0) -> list[dict]:
 
 
 @contextmanager
-def delivering(channel: str, lane: str, workdir: Path, env: dict[str, str]):
-    """The notification flow and the delivery flow of one channel and lane, run as deployed, and the
-    Outputs of both; the delivery flow starts once the notification flow has read what came before."""
+def delivering(workdir: Path, env: dict[str, str], *routes: tuple[str, str]):
+    """The notification flow and the delivery flows of the (channel, lane) routes, run as deployed with
+    `env`, and the Outputs of them all (`outputs.flows`: the notification flow, then the routes' in
+    order); the delivery flows start once the notification flow has read what came before."""
     notifications = FlowProcess("notifications", workdir / "n", workdir / "notifications.log")
-    delivery = FlowProcess(delivery_flow(channel, lane), workdir / channel, workdir / f"{channel}.log", env=env)
-    outputs = Outputs(delivery)
+    deliveries = [FlowProcess(delivery_flow(channel, lane), workdir / f"{channel}-{lane}",
+                              workdir / f"{channel}-{lane}.log", env=env) for channel, lane in routes]
+    outputs = Outputs(notifications, *deliveries)
     try:
         notifications.start()
         outputs.settle()
-        delivery.start()
+        for delivery in deliveries:
+            delivery.start()
         yield outputs
     finally:
-        notifications.stop()
-        delivery.stop()
+        for flow in (notifications, *deliveries):
+            flow.stop()
         outputs.close()

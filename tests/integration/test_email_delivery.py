@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import psycopg
 
-from notifyflow.processes import FlowProcess, delivery_flow
 from peers.smtp import SmtpServer
 
-from flow_harness import Outputs, preferences, publish, request, statuses, unique
+from flow_harness import delivering, preferences, publish, request, statuses, unique
 
 
 def test_critical_alerts_arrive_by_email_and_bounces_suppress_the_address(stack, tmp_path):
@@ -16,25 +15,15 @@ def test_critical_alerts_arrive_by_email_and_bounces_suppress_the_address(stack,
     with SmtpServer() as smtp:
         smtp.bounce(f"{bouncing}@example.com")
         env = {"SMTP_URL": f"smtp://{smtp.host}:{smtp.port}", "EMAIL_FROM": "alerts@notifyflow.local"}
-        notifications = FlowProcess("notifications", tmp_path / "n", tmp_path / "notifications.log")
-        email = FlowProcess(delivery_flow("email", "critical"), tmp_path / "e", tmp_path / "email.log", env=env)
-        outputs = Outputs(email)
-        try:
-            publish("notify.preferences", [preferences(user, email=f"{user}@example.com"),
-                                           preferences(bouncing, email=f"{bouncing}@example.com")])
-            notifications.start()
-            outputs.settle()
-            email.start()
+        publish("notify.preferences", [preferences(user, email=f"{user}@example.com"),
+                                       preferences(bouncing, email=f"{bouncing}@example.com")])
+        with delivering(tmp_path, env, ("email", "critical")) as outputs:
             alert = dict(category="security", priority="critical")
             publish("notify.events", [request(user, "New sign-in from Lisbon", "Was this you?", **alert),
                                       request(bouncing, "New sign-in from Oslo", "Was this you?", **alert)])
             found = outputs.wait_for({user, bouncing}, lambda f: len(sent_by_email(f)) >= 2, timeout_s=90)
             publish("notify.events", [request(bouncing, "Password changed", "If this was not you, ...", **alert)])
             again = outputs.wait_for({bouncing}, lambda f: len(sent_by_email(f)) >= 2, timeout_s=90)
-        finally:
-            notifications.stop()
-            email.stop()
-            outputs.close()
         [mail] = smtp.messages
     assert {s["user_id"]: s["status"] for s in sent_by_email(found)} == {user: "sent", bouncing: "bounced"}
     message = mail["message"]

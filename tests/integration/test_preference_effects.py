@@ -13,14 +13,13 @@ import pytest
 
 from kernel.requests import device_record
 from kernel.topics import DEVICES, EVENTS, PREFERENCES
-from notifyflow.processes import FlowProcess, delivery_flow
 from peers import push_settings
 from peers.apns import ApnsService
 from peers.fcm import FcmService
 from peers.smtp import SmtpServer
 from peers.webpush import WebPushService
 
-from flow_harness import Outputs, device, preferences, publish, request, statuses, unique
+from flow_harness import delivering, device, preferences, publish, request, statuses, unique
 
 
 @pytest.fixture(scope="module")
@@ -28,21 +27,8 @@ def running(stack, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("preference-effects")
     with SmtpServer() as smtp, FcmService() as fcm, ApnsService() as apns, WebPushService() as webpush:
         env = {**push_settings(workdir, fcm, apns), "SMTP_URL": f"smtp://{smtp.host}:{smtp.port}"}
-        flows = [FlowProcess("notifications", workdir / "n", workdir / "notifications.log")]
-        flows += [FlowProcess(delivery_flow(channel, lane), workdir / f"{channel}-{lane}",
-                              workdir / f"{channel}-{lane}.log", env=env)
-                  for channel, lane in (("in_app", "normal"), ("email", "bulk"), ("push", "high"))]
-        outputs = Outputs()
-        try:
-            flows[0].start()
-            outputs.settle()
-            for flow in flows[1:]:
-                flow.start()
+        with delivering(workdir, env, ("in_app", "normal"), ("email", "bulk"), ("push", "high")) as outputs:
             yield outputs, smtp, (apns, fcm, webpush)
-        finally:
-            for flow in flows:
-                flow.stop()
-            outputs.close()
 
 
 def of(found, status: str, channel: str | None = None) -> list[dict]:

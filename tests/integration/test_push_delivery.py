@@ -6,7 +6,6 @@ choice: tests/integration/test_preference_effects.py)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 
 import pytest
@@ -18,7 +17,7 @@ from peers.apns import ApnsService
 from peers.fcm import FcmService
 from peers.webpush import WebPushService
 
-from flow_harness import Outputs, device, preferences, publish, request, statuses, unique
+from flow_harness import delivering, device, preferences, publish, request, statuses, unique
 
 
 @pytest.fixture
@@ -40,11 +39,11 @@ def test_one_request_reaches_every_platform_once(stack, peers, tmp_path):
                                device_record(user, "laptop", "web", web_push=web),
                                device_record(user, "old-laptop", "web", web_push=dead)])
     publish("notify.preferences", [preferences(user, email=f"{user}@example.com")])
-    with running_flows(tmp_path, env) as (push, outputs):
+    with delivering(tmp_path, env, ("push", "high")) as outputs:
         publish("notify.events", [request(user, "Build #42 failed", "3 tests failed on main", category="ci",
                                           priority="high", metadata={"deep_link": "https://ci.example.com/42"})])
         found = outputs.wait_for({user}, lambda f: len(delivered(f)) >= 4, timeout_s=90)
-        push.kill()
+        outputs.flows[1].kill()  # the push flow
         # A fresh recovery store: the push flow reads its lane again from the beginning.
         with FlowProcess(delivery_flow("push", "high"), tmp_path / "replay", tmp_path / "replay.log", env=env):
             replayed = outputs.wait_for({user}, lambda f: len([s for s in statuses(f)
@@ -64,24 +63,6 @@ def test_one_request_reaches_every_platform_once(stack, peers, tmp_path):
     assert sorted(s["device_id"] for s in statuses(replayed) if s["status"] == "deduplicated") == [
         "iphone", "laptop", "pixel"]
     assert (len(apns.received), len(fcm.received), len(webpush.received)) == (1, 1, 1)
-
-
-@contextlib.contextmanager
-def running_flows(tmp_path, env: dict):
-    """The notification flow, then the push delivery flow of the high lane (to the peers `env` names),
-    and what they write; both stopped on the way out."""
-    notifications = FlowProcess("notifications", tmp_path / "n", tmp_path / "notifications.log")
-    push = FlowProcess(delivery_flow("push", "high"), tmp_path / "push", tmp_path / "push.log", env=env)
-    outputs = Outputs(push)
-    try:
-        notifications.start()
-        outputs.settle()
-        push.start()
-        yield push, outputs
-    finally:
-        notifications.stop()
-        push.stop()
-        outputs.close()
 
 
 def delivered(outputs) -> list[dict]:

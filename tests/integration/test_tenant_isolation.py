@@ -84,7 +84,7 @@ def test_two_tenants_users_of_the_same_id_share_nothing(stack, gateway, tmp_path
                 await asyncio.to_thread(publish, "notify.events", [marker])
                 return first_on_a, await next_notification(on_b)
 
-        with delivering("in_app", "normal", tmp_path, dict(os.environ)) as outputs:
+        with delivering(tmp_path, dict(os.environ), ("in_app", "normal")) as outputs:
             on_a, on_b = asyncio.run(both_listen())
             found = outputs.wait_for({alice}, lambda f: {s["notification_id"] for s in statuses(f)} >= {
                 for_a["id"], for_b["id"], marker["id"]} and sum(s["status"] == "delivered" for s in statuses(f)) >= 2)

@@ -75,7 +75,7 @@ def mail_loop(stack, tmp_path_factory):
                                              unsubscribe_secret=SECRET) as gateway:
         env = {"SMTP_URL": f"smtp://{smtp.host}:{smtp.port}", "EMAIL_FROM": "news@notifyflow.local",
                "UNSUBSCRIBE_URL": f"{gateway}/unsubscribe", "UNSUBSCRIBE_SECRET": SECRET}
-        with delivering("email", "normal", workdir, env) as outputs:
+        with delivering(workdir, env, ("email", "normal")) as outputs:
             yield MailLoop(smtp, gateway, trust, outputs)
 
 
