@@ -16,9 +16,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
 
 from analytics.pseudonym import UserKeys
+from connectors.kafka import Consumed
 from kernel import records
 from kernel.logs import redact
 from kernel.topics import ENGAGEMENT, PREFERENCES, STATUS, codec_for
@@ -32,16 +32,6 @@ COLUMNS = ("at", "created_at", "kind", "status", "notification_id", "user_key", 
 TIMES = tuple(COLUMNS.index(c) for c in ("at", "created_at", "ingested_at"))
 _TOPIC, _PARTITION = COLUMNS.index("source_topic"), COLUMNS.index("source_partition")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-class Consumed(NamedTuple):
-    """What the rows need of a consumed record (bytewax's KafkaSourceMessage has the same fields)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
 
 
 @functools.lru_cache(maxsize=4096)  # reasons repeat (a provider's few errors)
