@@ -16,9 +16,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
 
 from analytics.pseudonym import UserKeys
+from connectors.kafka import Consumed
 from kernel import records
 from kernel.logs import redact
 from kernel.topics import ENGAGEMENT, PREFERENCES, STATUS, codec_for
@@ -34,16 +34,6 @@ _TOPIC, _PARTITION = COLUMNS.index("source_topic"), COLUMNS.index("source_partit
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class Consumed(NamedTuple):
-    """What the rows need of a consumed record (bytewax's KafkaSourceMessage has the same fields)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-
-
 @functools.lru_cache(maxsize=4096)  # reasons repeat (a provider's few errors)
 def _masked(reason: str) -> str:
     return redact(reason)[:500]
@@ -54,10 +44,20 @@ def masked(reason: str | None) -> str:
     return _masked(reason) if reason else ""
 
 
+# The fields of the records rows are made of, as AvroCodec.decode_values gives them (Rows checks them).
+STATUS_FIELDS = ("notification_id", "user_id", "channel", "device_id", "status", "attempt", "provider", "reason",
+                 "category", "campaign_id", "variant", "platform", "created_at", "at", "tenant", "cohort", "send_time")
+ENGAGEMENT_FIELDS = ("notification_id", "user_id", "action", "action_id", "device_id", "channel", "at", "campaign_id",
+                     "variant", "category", "created_at", "tenant")
+
+
 class Rows:
     def __init__(self, keys: UserKeys, schema_registry_url: str | None = None) -> None:
         self.keys = keys
         self.codecs = {topic: codec_for(topic, schema_registry_url) for topic in TOPICS}
+        for topic, fields in ((STATUS, STATUS_FIELDS), (ENGAGEMENT, ENGAGEMENT_FIELDS)):
+            if self.codecs[topic].field_names != fields:
+                raise RuntimeError(f"the schema of {topic} changed its fields: rows.py reads {fields}")
 
     def items(self, messages: Iterable[Consumed], now: datetime) -> list[dict]:
         """In read order: {"rows": [row, ...]} (tuples in COLUMNS order) per source partition,
@@ -66,7 +66,10 @@ class Rows:
         for message in messages:
             topic, partition, offset = message.topic, message.partition, message.offset
             try:
-                record = self.codecs[topic].decode_millis(message.value)
+                if topic == PREFERENCES:
+                    record = self.codecs[topic].decode(message.value)
+                else:
+                    values = self.codecs[topic].decode_values(message.value)
             except CodecError as exc:
                 source = records.source(topic, partition, offset, message.key, message.value)
                 out.append(records.rejected(source, "analytics_decode", exc.reason))
@@ -79,24 +82,25 @@ class Rows:
             if rows is None:
                 rows = chunks[topic, partition] = []
                 out.append({"rows": rows})
-            rows.append(self.row(topic, partition, offset, record, now_ms))
+            rows.append(self.row(topic, partition, offset, values, now_ms))
         return out
 
-    def row(self, topic: str, partition: int, offset: int, record: dict, now_ms: int) -> tuple:
-        at = record["at"]
+    def row(self, topic: str, partition: int, offset: int, values: tuple, now_ms: int) -> tuple:
         if topic == STATUS:
-            kind, status, created_at, action_id = "status", record["status"], record["created_at"], ""
+            (notification_id, user_id, channel, _, status, attempt, provider, reason, category, campaign_id,
+             variant, platform, created_at, at, tenant, cohort, send_time) = values
+            kind, action_id = "status", ""
         else:  # engagement written before it carried the notification's time has only its own
-            kind, status, created_at, action_id = ("engagement", record["action"], record.get("created_at") or at,
-                                                   record["action_id"] or "")
+            (notification_id, user_id, status, action_id, _, channel, at, campaign_id, variant, category,
+             created_at, tenant) = values
+            kind, created_at, action_id = "engagement", created_at or at, action_id or ""
+            attempt, provider, reason, platform, cohort, send_time = 0, None, None, None, None, None
         # Keyed by the notification's time, not the row's: every row of one notification (its sends, and
         # clicks after a key rotation) gets the same pseudonym, while other notifications stay unlinked.
-        version, user_key = self.keys.of_millis(record["user_id"], created_at, record.get("tenant"))
-        return (at, created_at, kind, status, record["notification_id"], user_key, version,
-                record["channel"] or "", record["category"] or "", record["campaign_id"] or "",
-                record["variant"] or "", record.get("platform") or "", record.get("provider") or "",
-                masked(record.get("reason")), action_id, record.get("attempt", 0), record.get("tenant") or "",
-                record.get("cohort") or "", record.get("send_time") or "", topic, partition, offset, now_ms)
+        version, user_key = self.keys.of_millis(user_id, created_at, tenant)
+        return (at, created_at, kind, status, notification_id, user_key, version, channel or "", category or "",
+                campaign_id or "", variant or "", platform or "", provider or "", masked(reason), action_id,
+                attempt, tenant or "", cohort or "", send_time or "", topic, partition, offset, now_ms)
 
     def item(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes, now: datetime) -> dict:
         """One record: {"row": [...]} in COLUMNS order with its times as datetimes, {"erase": [...]},

@@ -22,7 +22,7 @@ from analytics.batches import Batches
 from analytics.rows import TOPICS, Rows, source_partition
 from analytics.store import RawEvents
 from connectors import clickhouse
-from flows.wiring import ClickHouseSink, Encoder, built_on_demand, kafka_sink, kafka_source, keyed_steps
+from flows.wiring import ClickHouseSink, Encoder, built_on_demand, kafka_sink, kafka_source, keyed_steps, settle_heap
 from kernel import logs, records, settings
 from kernel.clock import utcnow
 
@@ -46,6 +46,7 @@ def build(config: settings.Settings | None = None, keys: pseudonym.UserKeys | No
     batches = keyed_steps("batch_rows", by_partition, Batches(BATCH_ROWS, BATCH_WAIT))
     op.output("write_clickhouse", op.key_rm("drop_partition_key", batches),
               ClickHouseSink(lambda: RawEvents(clickhouse.client(config.clickhouse_url))))
+    settle_heap()
     return flow
 
 

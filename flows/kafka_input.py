@@ -7,9 +7,9 @@ in empty polls while a request waited in another partition. Here a worker's part
 consumer, which fetches them all in one request per broker in the background; a partition takes
 what has arrived without waiting, and one that came back empty is polled again after IDLE_POLL.
 
-Offsets are snapshotted per partition as bytewax's source does (recovery resumes each partition
-at its own next offset), and the per-partition consumer lag is published under bytewax's own
-metric, `bytewax_kafka_consumer_lag`.
+Records go on as connectors.kafka.Consumed tuples. Offsets are snapshotted per partition as
+bytewax's source does (recovery resumes each partition at its own next offset), and the
+per-partition consumer lag is published under bytewax's own metric, `bytewax_kafka_consumer_lag`.
 
 Topics read first (`read_first`, the notification flow's user state) are read up to where they
 ended when the worker started before the worker's other partitions hand anything on: nothing orders
@@ -27,9 +27,11 @@ import threading
 from collections import deque
 from datetime import UTC, datetime, timedelta
 
-from bytewax.connectors.kafka import BYTEWAX_CONSUMER_LAG_GAUGE, KafkaSource, KafkaSourceMessage
+from bytewax.connectors.kafka import BYTEWAX_CONSUMER_LAG_GAUGE, KafkaSource
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+
+from connectors.kafka import Consumed
 
 log = logging.getLogger(__name__)
 
@@ -135,15 +137,14 @@ class Partition(StatefulSourcePartition):
         self.waiting: deque = deque()
         self.idle_until: datetime | None = None
 
-    def next_batch(self) -> list[KafkaSourceMessage]:
+    def next_batch(self) -> list[Consumed]:
         if not self.waiting:
             self.worker.fetched()
         if self.worker.holds(self):
             self.idle_until = datetime.now(UTC) + IDLE_POLL
             return []
-        batch = [KafkaSourceMessage(key=m.key(), value=m.value(), topic=m.topic(), headers=m.headers() or [],
-                                    latency=m.latency(), offset=m.offset(), partition=m.partition(),
-                                    timestamp=m.timestamp()) for m in self.waiting]
+        make = Consumed._make  # tuple.__new__: no Python frame per record
+        batch = [make((m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.timestamp())) for m in self.waiting]
         self.waiting.clear()
         if batch:
             self.offset = batch[-1].offset + 1  # resume after the last one handed on

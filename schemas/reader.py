@@ -1,4 +1,4 @@
-"""Avro binary readers generated per schema: the fast path of AvroCodec.decode and decode_millis.
+"""Avro binary readers generated per schema: the fast path of AvroCodec.decode and decode_values.
 
 fastavro walks the schema for every record it reads (type names, unions, logical types),
 which costs the analytics flow more than everything else it does with a status, and the
@@ -8,8 +8,8 @@ left as int milliseconds since the epoch (the analytics rows store them as such,
 datetime is made only to be taken apart again). It takes only what is plainly
 well formed; anything else (a truncated or oversized value, an odd varint, bytes left over,
 invalid UTF-8) raises, and the codec falls back to fastavro, which decides and gives the
-reason. What it returns equals fastavro's record (with its timestamps in milliseconds, for
-decode_millis); tests compare them.
+reason. What it returns equals fastavro's record (for decode_values, its field values with its
+timestamps in milliseconds); tests compare them.
 """
 
 from __future__ import annotations
@@ -124,22 +124,30 @@ class _Generator(Generator):
             self.value(schema["items"], item, indent + 2)
             self.emit(indent + 2, f"{var}.append({item})")
 
-    def record(self, schema: dict, var: str, indent: int) -> None:
+    def record(self, schema: dict, var: str, indent: int, values: bool = False) -> None:
+        """A dict, or with `values` a tuple of the field values in the schema's order."""
         fields = [(field["name"], self.name("v")) for field in schema["fields"]]
         for field, (_, item) in zip(schema["fields"], fields):
             self.value(field["type"], item, indent)
-        self.emit(indent, f"{var} = {{{', '.join(f'{name!r}: {item}' for name, item in fields)}}}")
+        if values:
+            self.emit(indent, f"{var} = ({''.join(f'{item}, ' for _, item in fields)})")
+        else:
+            self.emit(indent, f"{var} = {{{', '.join(f'{name!r}: {item}' for name, item in fields)}}}")
 
 
-def compile_reader(schema: dict, datetimes: bool = False) -> Callable[[bytes], dict]:
+def compile_reader(schema: dict, datetimes: bool = False, values: bool = False) -> Callable[[bytes], dict | tuple]:
     """A function reading one whole record of the parsed `schema` from bytes, timestamps as int
     milliseconds (or as datetimes, as fastavro reads them, with `datetimes`); it raises (Unusual,
     IndexError, UnicodeDecodeError, ...) for anything it does not take as it is. Raises
-    NotImplementedError for schemas it cannot generate."""
+    NotImplementedError for schemas it cannot generate. With `values` the record comes as the tuple
+    of its field values in the schema's order: no dict is built only to be taken apart again."""
     generator = _Generator(schema["__named_schemas"], datetimes)
     generator.emit(0, "def read(d):")
     generator.emit(1, "p = 0")
-    generator.value(schema, "r", 1)
+    if values:
+        generator.record(schema, "r", 1, values=True)
+    else:
+        generator.value(schema, "r", 1)
     generator.emit(1, "if p != len(d): raise Unusual")
     generator.emit(1, "return r")
     return generator.compiled(f"avro reader {schema['name']}", "read", read_long=read_long, TIMESTAMPS=TIMESTAMPS,

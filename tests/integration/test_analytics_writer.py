@@ -36,5 +36,5 @@ def test_batches_store_what_single_rows_store_and_a_replay_adds_nothing(client):
     times = {"at", "created_at", "ingested_at"}
     columns = ", ".join(f"toUnixTimestamp64Milli({c})" if c in times else c for c in COLUMNS)
     [row] = client.query(f"SELECT {columns} FROM notifyflow.events_raw WHERE source_offset = 61").result_rows
-    single = Rows(KEYS).item(*record(61), MIDNIGHT)["row"]
+    single = Rows(KEYS).item(*record(61)[:5], MIDNIGHT)["row"]
     assert list(row) == [millis(v) if c in times else v for c, v in zip(COLUMNS, single)]
