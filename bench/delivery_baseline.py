@@ -20,16 +20,16 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiosmtplib
-import httpx
 import jwt
 from firebase_admin import messaging
 from pywebpush import WebPusher
 from standardwebhooks import Webhook
 
-from sinks.apns import ApnsProvider, load_key
+from sinks.apns import ApnsProvider, apns_client, load_key
 from sinks.email import EmailProvider
 from sinks.email_transports import SMTP_CONNECTIONS, SesTransport
 from sinks.fcm import FcmProvider
@@ -112,7 +112,8 @@ class BareFcm(Bare):
 
     async def one(self, job: dict) -> bool:
         message = messaging.Message(
-            token=job["devices"][0]["token"], data={"notification_id": job["notification_id"], "category": job["category"]},
+            token=job["devices"][0]["token"],
+            data={"notification_id": job["notification_id"], "category": job["category"]},
             notification=messaging.Notification(title=job["title"], body=job["body"]),
             android=messaging.AndroidConfig(collapse_key=job["collapse_key"], priority="normal",
                                             notification=messaging.AndroidNotification(tag=job["collapse_key"])))
@@ -123,7 +124,8 @@ class BareFcm(Bare):
 
 
 class BareApns(Bare):
-    """One HTTP/2 connection, a stream per notification, the provider token signed once."""
+    """One HTTP/2 connection on the provider's client (sinks/apns.py), a stream per notification, the
+    provider token signed once."""
 
     concurrency = ApnsProvider.batch_size
 
@@ -134,23 +136,20 @@ class BareApns(Bare):
                                 algorithm="ES256", headers={"kid": key_id})
 
     async def open(self) -> None:
-        import ssl
-
-        self.client = httpx.AsyncClient(http2=True, verify=ssl.create_default_context(cafile=self.ca),
-                                        timeout=TIMEOUT_S)
+        self.client = apns_client(Path(self.ca).read_bytes())
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await self.client.close()
 
     async def one(self, job: dict) -> bool:
         device = job["devices"][0]
         payload = json.dumps({"aps": {"alert": {"title": job["title"], "body": job["body"]}},
                               "notification_id": job["notification_id"]}, separators=(",", ":")).encode()
-        response = await self.client.post(f"{self.url}/3/device/{device['token']}", content=payload, headers={
+        response = await self.client.post(f"{self.url}/3/device/{device['token']}").headers({
             "authorization": f"bearer {self.token}", "apns-push-type": "alert", "apns-topic": self.bundle_id,
             "apns-id": str(uuid.uuid4()), "apns-priority": "10", "apns-expiration": "0",
-            "apns-collapse-id": job["collapse_key"][:64]})
-        return response.status_code == 200
+            "apns-collapse-id": job["collapse_key"][:64]}).body_bytes(payload).build().send()
+        return response.status == 200
 
 
 class BareWebPush(Bare):

@@ -3,13 +3,13 @@ kept for the life of the loop (sinks/loop.py), so connections stay open between 
 
 aiohttp rather than httpx here: on our profiles httpx spent several times aiohttp's CPU per request
 (its pool re-checks every kept connection on each request), and these providers send one request
-per message. APNs needs HTTP/2 and stays on httpx.
+per message. APNs needs HTTP/2 and has a client of its own (sinks/apns.py).
 """
 
 from __future__ import annotations
 
-
 import aiohttp
+from pyreqwest.exceptions import ConnectError, ConnectTimeoutError, DetailedPyreqwestError, RequestTimeoutError
 
 from sinks.loop import LoopBound
 
@@ -36,6 +36,13 @@ def session_per_loop(timeout_s: float = TIMEOUT_S) -> LoopBound[aiohttp.ClientSe
 def no_answer(error: BaseException) -> str:
     """The reason for a request that got no HTTP answer, in the names statuses have always used
     (ConnectError, ConnectTimeout, ReadTimeout, ...), whichever client raised it."""
+    if isinstance(error, DetailedPyreqwestError):  # APNs' client; its innermost cause says what happened
+        cause = (error.details.get("causes") or [{"message": error.message}])[-1]["message"]
+        for kind, name in ((ConnectTimeoutError, "ConnectTimeout"), (RequestTimeoutError, "ReadTimeout"),
+                           (ConnectError, "ConnectError")):
+            if isinstance(error, kind):
+                return f"{name}: {cause}"
+        return f"{type(error).__name__}: {cause}"
     if isinstance(error, aiohttp.ConnectionTimeoutError):
         return "ConnectTimeout: "
     if isinstance(error, (aiohttp.SocketTimeoutError, TimeoutError)):
