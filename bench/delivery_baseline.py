@@ -26,7 +26,6 @@ from urllib.parse import urlsplit
 import aiosmtplib
 import jwt
 from firebase_admin import messaging
-from pywebpush import WebPusher
 from standardwebhooks import Webhook
 
 from sinks.apns import ApnsProvider, apns_client, load_key
@@ -36,7 +35,7 @@ from sinks.fcm import FcmProvider
 from sinks.http import session, timeouts
 from sinks.sms import SmsProvider
 from sinks.webhook import WebhookProvider
-from sinks.webpush import WebPushProvider
+from sinks.webpush import Pusher, WebPushProvider
 
 TIMEOUT_S = 10.0
 # firebase-admin 7.7 deprecates Message.token for fid; our devices register tokens (see sinks/fcm.py).
@@ -153,8 +152,9 @@ class BareApns(Bare):
 
 
 class BareWebPush(Bare):
-    """pywebpush's encryption per message (a fresh ECDH key each, RFC 8291), VAPID signed once per
-    push service, posted on one aiohttp session configured as the provider's."""
+    """pywebpush's WebPusher with the provider's encryption per message (sinks/webpush.py Pusher: a
+    fresh ECDH key each, RFC 8291), VAPID signed once per push service, posted on one aiohttp session
+    configured as the provider's."""
 
     concurrency = WebPushProvider.batch_size
 
@@ -177,7 +177,7 @@ class BareWebPush(Bare):
                                                              "exp": int(time.time()) + 12 * 3600})
         data = json.dumps({"title": job["title"], "body": job["body"], "tag": job["collapse_key"],
                            "data": {"notification_id": job["notification_id"]}}, separators=(",", ":"))
-        pusher = WebPusher({"endpoint": subscription["endpoint"],
+        pusher = Pusher({"endpoint": subscription["endpoint"],
                             "keys": {"p256dh": subscription["p256dh"], "auth": subscription["auth"]}},
                            aiohttp_session=self.session)
         response = await pusher.send_async(data, {**self.vapid_headers[audience], "Urgency": "normal"},
