@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiosmtplib
@@ -135,7 +134,7 @@ class BareApns(Bare):
                                 algorithm="ES256", headers={"kid": key_id})
 
     async def open(self) -> None:
-        self.client = apns_client(Path(self.ca).read_bytes())
+        self.client = apns_client(self.ca)
 
     async def close(self) -> None:
         await self.client.close()
@@ -144,11 +143,11 @@ class BareApns(Bare):
         device = job["devices"][0]
         payload = json.dumps({"aps": {"alert": {"title": job["title"], "body": job["body"]}},
                               "notification_id": job["notification_id"]}, separators=(",", ":")).encode()
-        response = await self.client.post(f"{self.url}/3/device/{device['token']}").headers({
+        response = await self.client.post(f"{self.url}/3/device/{device['token']}", data=payload, headers={
             "authorization": f"bearer {self.token}", "apns-push-type": "alert", "apns-topic": self.bundle_id,
             "apns-id": str(uuid.uuid4()), "apns-priority": "10", "apns-expiration": "0",
-            "apns-collapse-id": job["collapse_key"][:64]}).body_bytes(payload).build().send()
-        return response.status == 200
+            "apns-collapse-id": job["collapse_key"][:64]})
+        return response.status_code == 200
 
 
 class BareWebPush(Bare):

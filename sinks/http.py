@@ -8,14 +8,19 @@ per message. APNs needs HTTP/2 and has a client of its own (sinks/apns.py).
 
 from __future__ import annotations
 
+import re
+
 import aiohttp
-from pyreqwest.exceptions import ConnectError, ConnectTimeoutError, DetailedPyreqwestError, RequestTimeoutError
+from curl_cffi import CurlECode, CurlError
+from curl_cffi.requests.exceptions import SSLError
 
 from sinks.loop import LoopBound
 
 TIMEOUT_S = 10.0
 # A batch's requests all go out at once: at most this many connections per host.
 CONNECTIONS_PER_HOST = 100
+# libcurl's own words in curl_cffi's message: "Failed to perform, curl: (7) <words>. See https://..."
+CURL_WORDS = re.compile(r"curl: \(\d+\) (.*?)\.? See https://")
 
 
 def timeouts(timeout_s: float = TIMEOUT_S) -> aiohttp.ClientTimeout:
@@ -36,13 +41,14 @@ def session_per_loop(timeout_s: float = TIMEOUT_S) -> LoopBound[aiohttp.ClientSe
 def no_answer(error: BaseException) -> str:
     """The reason for a request that got no HTTP answer, in the names statuses have always used
     (ConnectError, ConnectTimeout, ReadTimeout, ...), whichever client raised it."""
-    if isinstance(error, DetailedPyreqwestError):  # APNs' client; its innermost cause says what happened
-        cause = (error.details.get("causes") or [{"message": error.message}])[-1]["message"]
-        for kind, name in ((ConnectTimeoutError, "ConnectTimeout"), (RequestTimeoutError, "ReadTimeout"),
-                           (ConnectError, "ConnectError")):
-            if isinstance(error, kind):
-                return f"{name}: {cause}"
-        return f"{type(error).__name__}: {cause}"
+    if isinstance(error, CurlError):  # APNs' client (libcurl): its code and words say what happened
+        words = match[1] if (match := CURL_WORDS.search(str(error))) else str(error)
+        if error.code == CurlECode.OPERATION_TIMEDOUT:
+            # "Connection timed out" (or "Resolving") before the request went out, "Operation" after it
+            return f"{'ReadTimeout' if words.startswith('Operation') else 'ConnectTimeout'}: {words}"
+        if error.code in (CurlECode.COULDNT_CONNECT, CurlECode.COULDNT_RESOLVE_HOST) or isinstance(error, SSLError):
+            return f"ConnectError: {words}"
+        return f"{type(error).__name__}: {words}"
     if isinstance(error, aiohttp.ConnectionTimeoutError):
         return "ConnectTimeout: "
     if isinstance(error, (aiohttp.SocketTimeoutError, TimeoutError)):
