@@ -23,20 +23,18 @@ from email.utils import format_datetime
 from urllib.parse import urlsplit
 
 import aiosmtplib
-import httpx
 import jwt
 from firebase_admin import messaging
-from pywebpush import WebPusher
 from standardwebhooks import Webhook
 
-from sinks.apns import ApnsProvider, load_key
+from sinks.apns import ApnsProvider, apns_client, load_key
 from sinks.email import EmailProvider
 from sinks.email_transports import SMTP_CONNECTIONS, SesTransport
 from sinks.fcm import FcmProvider
 from sinks.http import session, timeouts
 from sinks.sms import SmsProvider
 from sinks.webhook import WebhookProvider
-from sinks.webpush import WebPushProvider
+from sinks.webpush import Pusher, WebPushProvider
 
 TIMEOUT_S = 10.0
 # firebase-admin 7.7 deprecates Message.token for fid; our devices register tokens (see sinks/fcm.py).
@@ -112,7 +110,8 @@ class BareFcm(Bare):
 
     async def one(self, job: dict) -> bool:
         message = messaging.Message(
-            token=job["devices"][0]["token"], data={"notification_id": job["notification_id"], "category": job["category"]},
+            token=job["devices"][0]["token"],
+            data={"notification_id": job["notification_id"], "category": job["category"]},
             notification=messaging.Notification(title=job["title"], body=job["body"]),
             android=messaging.AndroidConfig(collapse_key=job["collapse_key"], priority="normal",
                                             notification=messaging.AndroidNotification(tag=job["collapse_key"])))
@@ -123,7 +122,8 @@ class BareFcm(Bare):
 
 
 class BareApns(Bare):
-    """One HTTP/2 connection, a stream per notification, the provider token signed once."""
+    """One HTTP/2 connection on the provider's client (sinks/apns.py), a stream per notification, the
+    provider token signed once."""
 
     concurrency = ApnsProvider.batch_size
 
@@ -134,19 +134,16 @@ class BareApns(Bare):
                                 algorithm="ES256", headers={"kid": key_id})
 
     async def open(self) -> None:
-        import ssl
-
-        self.client = httpx.AsyncClient(http2=True, verify=ssl.create_default_context(cafile=self.ca),
-                                        timeout=TIMEOUT_S)
+        self.client = apns_client(self.ca)
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await self.client.close()
 
     async def one(self, job: dict) -> bool:
         device = job["devices"][0]
         payload = json.dumps({"aps": {"alert": {"title": job["title"], "body": job["body"]}},
                               "notification_id": job["notification_id"]}, separators=(",", ":")).encode()
-        response = await self.client.post(f"{self.url}/3/device/{device['token']}", content=payload, headers={
+        response = await self.client.post(f"{self.url}/3/device/{device['token']}", data=payload, headers={
             "authorization": f"bearer {self.token}", "apns-push-type": "alert", "apns-topic": self.bundle_id,
             "apns-id": str(uuid.uuid4()), "apns-priority": "10", "apns-expiration": "0",
             "apns-collapse-id": job["collapse_key"][:64]})
@@ -154,8 +151,9 @@ class BareApns(Bare):
 
 
 class BareWebPush(Bare):
-    """pywebpush's encryption per message (a fresh ECDH key each, RFC 8291), VAPID signed once per
-    push service, posted on one aiohttp session configured as the provider's."""
+    """pywebpush's WebPusher with the provider's encryption per message (sinks/webpush.py Pusher: a
+    fresh ECDH key each, RFC 8291), VAPID signed once per push service, posted on one aiohttp session
+    configured as the provider's."""
 
     concurrency = WebPushProvider.batch_size
 
@@ -178,7 +176,7 @@ class BareWebPush(Bare):
                                                              "exp": int(time.time()) + 12 * 3600})
         data = json.dumps({"title": job["title"], "body": job["body"], "tag": job["collapse_key"],
                            "data": {"notification_id": job["notification_id"]}}, separators=(",", ":"))
-        pusher = WebPusher({"endpoint": subscription["endpoint"],
+        pusher = Pusher({"endpoint": subscription["endpoint"],
                             "keys": {"p256dh": subscription["p256dh"], "auth": subscription["auth"]}},
                            aiohttp_session=self.session)
         response = await pusher.send_async(data, {**self.vapid_headers[audience], "Urgency": "normal"},

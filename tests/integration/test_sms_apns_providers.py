@@ -18,9 +18,10 @@ import pytest
 from connectors import redis
 from kernel.records import status_record
 from kernel.topics import codec_for
+from notifyflow.stack import free_port
 from peers.apns import ApnsService
 from peers.aws import MotoServer
-from sinks.apns import ApnsProvider
+from sinks.apns import ApnsProvider, load_key
 from sinks.circuit import Breakers
 from sinks.claims import RedisClaims
 from sinks.engine import Delivery
@@ -290,6 +291,36 @@ def test_an_expired_provider_token_is_refreshed_and_the_send_retried(stack, apns
     [got] = received_by(apns_service, device["token"])
     token = got["headers"]["authorization"].removeprefix("bearer ")
     assert abs(jwt.decode(token, options={"verify_signature": False})["iat"] - time.time()) < 60
+
+
+def test_apns_unreachable_is_retried_with_the_reason_other_providers_give(stack, apns_service):
+    user, device = unique("ed"), iphone()
+    message = job("push", user, devices=[device])
+    provider = apns_provider(apns_service)
+    provider.url = f"https://127.0.0.1:{free_port()}"  # nothing listens there: the connection is refused
+    engine, now = delivery(stack, provider), datetime.now(UTC)
+    state = engine.new_state()
+
+    [(_, _, retried)] = engine.process(state, [message], now)
+    assert retried["reason"].startswith("ConnectError: ")
+    assert [retried] == [status(message, "retried", now, device=device, provider="apns", reason=retried["reason"])]
+    provider.url = apns_service.url
+    later = now + timedelta(seconds=1)
+    assert engine.release(state, later) == [sent(message, later, "apns", attempt=2, device=device)]
+    assert len(received_by(apns_service, device["token"])) == 1
+
+
+def test_apns_sends_nothing_to_a_server_whose_certificate_it_cannot_verify(stack, apns_service):
+    device = iphone()
+    message = job("push", unique("fa"), devices=[device])
+    # No APNS_CA_FILE: the peer's private CA is not among the roots the client trusts (certifi's).
+    provider = ApnsProvider(key_id=apns_service.key_id, team_id=apns_service.team_id, bundle_id=apns_service.bundle_id,
+                            private_key=load_key(apns_service.private_key_pem, "key"), url=apns_service.url)
+    engine, now = delivery(stack, provider), datetime.now(UTC)
+
+    [(_, _, retried)] = engine.process(engine.new_state(), [message], now)
+    assert retried["status"] == "retried" and retried["reason"].startswith("ConnectError: SSL certificate")
+    assert received_by(apns_service, device["token"]) == []
 
 
 def test_dead_tokens_become_token_invalid_and_devices_tombstones(stack, apns_service):

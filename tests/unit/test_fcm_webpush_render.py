@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import warnings
 from datetime import UTC, datetime, timedelta
 
+import http_ece
 import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
@@ -21,7 +23,8 @@ from kernel.topics import codec_for, outbox_topic
 from sinks.engine import Result, Send
 from sinks.fcm import FcmProvider, fcm_result, render_fcm
 from sinks.jobs import presentation
-from sinks.webpush import MAX_PAYLOAD_BYTES, WebPushProvider, load_vapid_key, render_webpush, topic, webpush_result
+from sinks.webpush import (MAX_PAYLOAD_BYTES, WebPushProvider, encrypt, load_vapid_key, render_webpush, topic,
+                           webpush_result)
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 SUBSCRIPTION = {"endpoint": "https://push.example.com/sub/1", "p256dh": "p256dh-1", "auth": "auth-1"}
@@ -275,6 +278,16 @@ def push_error(status: int, headers: dict | None = None) -> WebPushException:
 ])
 def test_web_push_errors_map_to_outcomes(error, expected):
     assert webpush_result(error, NOW) == expected
+
+
+@pytest.mark.parametrize("payload", [b"{}", "{\"title\":\"Caf\u00e9 \U0001f389\"}".encode(), b"x" * MAX_PAYLOAD_BYTES])
+def test_web_push_encryption_is_what_a_browser_decrypts(payload):
+    """RFC 8291 aes128gcm, checked by http_ece (what pywebpush encrypted with) as the browser's side."""
+    browser, auth = ec.generate_private_key(ec.SECP256R1()), os.urandom(16)
+    point = browser.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    body = encrypt(payload, point, auth)
+    assert http_ece.decrypt(body, private_key=browser, auth_secret=auth, version="aes128gcm") == payload
+    assert encrypt(payload, point, auth)[:16] != body[:16]  # a fresh salt (and ECDH key) every message
 
 
 def test_a_subscription_that_cannot_be_encrypted_for_fails_without_sending():

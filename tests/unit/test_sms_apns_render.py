@@ -310,8 +310,8 @@ def test_an_expired_token_is_refreshed_once_per_batch():
 
 def test_apns_from_env():
     made = ApnsProvider.from_env(ENV)
-    assert (made.url, made.key_id, made.team_id, made.bundle_id, made.verify) == (
-        "https://api.push.apple.com", "KEY1", "TEAM1", "com.example.app", True)
+    assert (made.url, made.key_id, made.team_id, made.bundle_id, made.ca_file) == (
+        "https://api.push.apple.com", "KEY1", "TEAM1", "com.example.app", None)
     # A PEM pasted into a .env file with literal "\n" still loads.
     assert ApnsProvider.from_env({**ENV, "APNS_PRIVATE_KEY": PEM.replace("\n", "\\n")}).private_key
 
