@@ -15,9 +15,12 @@ from flows.wiring import kafka_sink, kafka_source
 
 REPO = Path(__file__).resolve().parents[2]
 SECURED = {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
-           "KAFKA_SASL_USERNAME": "notifyflow", "KAFKA_SASL_PASSWORD": "s3cret", "KAFKA_SSL_CA_LOCATION": "/ca.pem"}
+           "KAFKA_SASL_USERNAME": "notifyflow", "KAFKA_SASL_PASSWORD": "s3cret", "KAFKA_SSL_CA_LOCATION": "/ca.pem",
+           "KAFKA_SSL_CERTIFICATE_LOCATION": "/client.pem", "KAFKA_SSL_KEY_LOCATION": "/client.key",
+           "KAFKA_SSL_KEY_PASSWORD": "keypass"}
 CREDENTIALS = {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "notifyflow",
-               "sasl.password": "s3cret", "ssl.ca.location": "/ca.pem"}
+               "sasl.password": "s3cret", "ssl.ca.location": "/ca.pem", "ssl.certificate.location": "/client.pem",
+               "ssl.key.location": "/client.key", "ssl.key.password": "keypass"}
 
 
 def test_defaults_are_the_latency_settings_and_nothing_is_secured_without_the_environment():
@@ -28,7 +31,8 @@ def test_defaults_are_the_latency_settings_and_nothing_is_secured_without_the_en
 
 def test_the_environment_reaches_every_kind_and_each_kind_its_own():
     environ = {**SECURED, "KAFKA_BOOTSTRAP_SERVERS": "kafka:9092", "KAFKA_CONSUMER_FETCH_WAIT_MAX_MS": "100",
-               "KAFKA_PRODUCER_LINGER_MS": "20", "KAFKA_PRODUCER_COMPRESSION_TYPE": "zstd", "KAFKA_SSL_KEY_PASSWORD": ""}
+               "KAFKA_PRODUCER_LINGER_MS": "20", "KAFKA_PRODUCER_COMPRESSION_TYPE": "zstd",
+               "KAFKA_SSL_CRL_LOCATION": ""}  # empty: not set
     assert client_config("consumer", environ) == {**CREDENTIALS, "fetch.wait.max.ms": "100"}
     assert client_config("producer", environ) == {**DEFAULTS["producer"], **CREDENTIALS, "linger.ms": "20",
                                                   "compression.type": "zstd"}
@@ -54,12 +58,14 @@ def test_the_project_builders_apply_them(monkeypatch):
 
     for name in ("Producer", "Consumer", "AdminClient"):
         monkeypatch.setattr(kafka, name, Recorder)
-    kafka.producer("kafka:9092")
+    kafka.producer("kafka:9092")  # the CLI's, the gateway's (preferences, devices, the HTTP front door), replay
     with pytest.raises(RuntimeError, match="enough"):
-        kafka.TopicReader("kafka:9092", ["notify.status"])
+        kafka.TopicReader("kafka:9092", ["notify.status"])  # tail, dlq, export, tests
     with pytest.raises(RuntimeError, match="enough"):
-        kafka.ensure_topics("kafka:9092")
-    assert [config.items() >= CREDENTIALS.items() for config in built] == [True, True, True]
+        kafka.ensure_topics("kafka:9092")  # setup
+    with pytest.raises(RuntimeError, match="enough"):
+        kafka.topic_partitions("kafka:9092")  # the flows' ingestion shares
+    assert [config.items() >= CREDENTIALS.items() for config in built] == [True, True, True, True]
     assert built[1]["fetch.wait.max.ms"] == "25" and "fetch.wait.max.ms" not in built[0]
     # bytewax builds its clients from add_config: its sources are consumers, its sinks producers.
     assert kafka_source(["kafka:9092"], ["notify.events"]).config == {**CREDENTIALS, "fetch.wait.max.ms": "25"}
