@@ -10,6 +10,7 @@
 // innerHTML (html_body is deliberately not used here). Links and images are used only when their
 // URL is https: or same-origin (safeUrl of toasts.js).
 
+import { whenIdle } from './idle.js';
 import { imageElement, safeUrl } from './toasts.js';
 
 export const STATES = Object.freeze([
@@ -45,15 +46,20 @@ function actionUrl(action, base) {
   return safeUrl(target, base);
 }
 
+// One formatter each, made on first use: building an Intl formatter costs more than formatting with it.
+// The date format is Date#toLocaleString's (numeric date and time).
+let relativeFormat = null;
+let dateFormat = null;
+
 function relativeTime(iso, now = Date.now()) {
   const then = Date.parse(iso);
   if (!Number.isFinite(then)) return '';
   const seconds = Math.round((then - now) / 1000);
-  const format = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
+  relativeFormat ??= new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
   for (const [unit, size] of [['day', 86400], ['hour', 3600], ['minute', 60]]) {
-    if (Math.abs(seconds) >= size) return format.format(Math.round(seconds / size), unit);
+    if (Math.abs(seconds) >= size) return relativeFormat.format(Math.round(seconds / size), unit);
   }
-  return format.format(0, 'second');
+  return relativeFormat.format(0, 'second');
 }
 
 export class NotificationCenter {
@@ -79,6 +85,8 @@ export class NotificationCenter {
     this._pending = []; // live changes that arrived while the first page was loading
     this._generation = 0; // bumps on every reload, so a page from an older filter is dropped
     this._countTimer = null;
+    this._dirty = new Set(); // ids whose list element is not up to date with `items` yet
+    this._renderRequest = null; // cancels the scheduled _renderList
     this._unsubscribe = [];
     this._build(mount);
     this._listen();
@@ -95,6 +103,7 @@ export class NotificationCenter {
     this.panel.hidden = false;
     this.bell.setAttribute('aria-expanded', 'true');
     this.root.classList.add('nf-open');
+    this._renderList();
     if (!this.loaded && !this.loading) this.reload();
     else this._maybeLoadMore();
     this._renderTimes();
@@ -124,6 +133,7 @@ export class NotificationCenter {
     this.nextCursor = null;
     this.loaded = false;
     this.loading = null;
+    this._dirty.clear();
     this.list.replaceChildren();
     this.refreshCount();
     return this.loadMore();
@@ -143,6 +153,7 @@ export class NotificationCenter {
         this.nextCursor = page.next_cursor;
         this.loaded = true;
         for (const n of this._pending.splice(0)) this._upsert(n, { live: true });
+        this._renderList(); // a page is shown whole, before the sentinel is measured again
         this._setStatus('');
         return page;
       })
@@ -209,6 +220,7 @@ export class NotificationCenter {
     for (const off of this._unsubscribe) off();
     this._observer?.disconnect();
     clearTimeout(this._countTimer);
+    this._renderRequest?.();
     this.document.removeEventListener('pointerdown', this._onOutside, true);
     this.root.remove();
   }
@@ -245,9 +257,7 @@ export class NotificationCenter {
     }
     if (!previous && live && !this._withinLoaded(merged)) return; // a later page brings it
     this.items.set(id, merged);
-    const el = this._renderItem(merged, this.list.querySelector(`[data-id="${CSS.escape(id)}"]`));
-    this._position(el, merged);
-    this._renderEmpty();
+    this._changed(id);
   }
 
   /** True when `n` sorts among what is loaded (or everything is loaded). */
@@ -259,8 +269,40 @@ export class NotificationCenter {
 
   _removeItem(id) {
     this.items.delete(id);
-    this.list.querySelector(`[data-id="${CSS.escape(id)}"]`)?.remove();
+    this._changed(id);
+  }
+
+  /**
+   * The list shows `id` as `items` has it by the next frame when the panel is open, else when the page
+   * is idle (and at once when it opens): a burst of live events must not hold up their toasts' frame.
+   */
+  _changed(id) {
+    this._dirty.add(id);
     this._renderEmpty();
+    if (this._renderRequest) return;
+    if (this.isOpen) {
+      const frame = requestAnimationFrame(() => this._renderList());
+      this._renderRequest = () => cancelAnimationFrame(frame);
+    } else {
+      this._renderRequest = whenIdle((deadline) => this._renderList(deadline));
+    }
+  }
+
+  /** Renders, moves or removes the elements of the changed ids; with a deadline, only while it lasts. */
+  _renderList(deadline = null) {
+    this._renderRequest?.();
+    this._renderRequest = null;
+    for (const id of this._dirty) {
+      if (deadline && !deadline.didTimeout && deadline.timeRemaining() < 1) {
+        this._renderRequest = whenIdle((next) => this._renderList(next));
+        return;
+      }
+      this._dirty.delete(id);
+      const el = this.list.querySelector(`[data-id="${CSS.escape(id)}"]`);
+      const n = this.items.get(id);
+      if (n) this._position(this._renderItem(n, el), n);
+      else el?.remove();
+    }
   }
 
   _setCounts(counts) {
@@ -548,7 +590,9 @@ export class NotificationCenter {
     category.textContent = text(n.category);
     const time = doc.createElement('time');
     time.setAttribute('datetime', text(n.created_at));
-    time.title = Number.isFinite(Date.parse(n.created_at)) ? new Date(n.created_at).toLocaleString() : '';
+    dateFormat ??= new Intl.DateTimeFormat(undefined, { year: 'numeric', month: 'numeric', day: 'numeric',
+      hour: 'numeric', minute: 'numeric', second: 'numeric' });
+    time.title = Number.isFinite(Date.parse(n.created_at)) ? dateFormat.format(new Date(n.created_at)) : '';
     time.textContent = relativeTime(n.created_at);
     meta.append(category, time);
 

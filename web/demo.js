@@ -9,6 +9,7 @@ import { NotifyClient } from './client.js';
 import { NotificationCenter } from './center.js';
 import { PreferencesPanel } from './preferences.js';
 import { deviceId, pushSupported, registerServiceWorker, shareSession, subscribePush } from './push.js';
+import { whenIdle } from './idle.js';
 import { DEFAULT_DURATIONS, EVENTS, ToastManager } from './toasts.js';
 
 const params = new URLSearchParams(location.search);
@@ -74,7 +75,8 @@ async function main() {
     toasts.addEventListener(type, ({ detail }) => {
       log.push({ type, id: detail.id, reason: detail.reason ?? null, action: detail.action ?? null });
       if (type === EVENTS.SEEN) {
-        client.engagement(detail.id, 'seen');
+        // Reported once the toast is on screen: a request started now would delay its frame.
+        whenIdle(() => client.engagement(detail.id, 'seen'));
       } else if (type === EVENTS.ACTION) {
         client.engagement(detail.id, 'clicked', detail.action);
         client.markRead(detail.id).catch((error) => console.warn('not marked read', error.message));
