@@ -11,7 +11,8 @@ from rich.table import Table
 
 # What a process is, from the first matching part of its command line; anything else is the benchmark.
 KINDS = (("tansu", "Kafka broker (Tansu)"), ("postgres", "PostgreSQL"), ("valkey", "Valkey"),
-         ("flows.notifications", "notification flow"), ("flows.delivery", "delivery flows"),
+         ("flows.notifications", "notification flow"), ("bench.probe", "notification flow"),
+         ("flows.delivery", "delivery flows"),
          ("notifyflow.cli gateway", "gateway"), ("notifyflow.cli analytics", "analytics"))
 
 

@@ -16,7 +16,8 @@ dead letter carrying its bytes.
 state_bytes_per_user is what the recovery store holds for the per-user step (its snapshots, as
 bytewax stores them) per user who was sent something, once the flow's last snapshot covers every
 input; `--users 100000` populates 100,000 users. With `--processes P` (P > 1) the flow runs again
-as a cluster of P processes, and speedup is its rate over the one-process rate.
+as a cluster of P processes, and speedup is its rate over the one-process rate. Each flow run also
+prints the CPU each process used while it ran (bench/cpu.py).
 
 Last line: flow_eps=<events/s> ceiling_eps=<events/s> ratio=<flow/ceiling>
            [flow_eps_p<P>=<events/s> speedup=<ratio>] state_bytes_per_user=<bytes>
@@ -37,6 +38,7 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 from rich.console import Console
 
+from bench.cpu import ProcessTreeCpu, cpu_table
 from connectors.kafka import TopicReader, ensure_topics, produce_all, producer
 from kernel.requests import notification_request, routing_key
 from kernel.topics import DEVICES, DLQ, EVENTS, PREFERENCES, STATUS, TOPICS, TopicSpec, codec_for
@@ -233,6 +235,7 @@ def flow_rate(urls: dict[str, str], inputs: list[Input], prefs: list[dict], devi
                 raise SystemExit(f"the flow did not read the users' state in {budget_s:.0f} s")
             flow.check()
             time.sleep(0.1)
+        cpu = ProcessTreeCpu()
         produce_events(bootstrap, inputs)
         while True:
             wait_until_quiet(flow, probe, deadline)
@@ -242,6 +245,7 @@ def flow_rate(urls: dict[str, str], inputs: list[Input], prefs: list[dict], devi
             if time.monotonic() > deadline:
                 raise SystemExit(f"the flow is incomplete after {budget_s:.0f} s: {ledger.missing()}; "
                                  f"see {workdir}/flow-p{processes}.log")
+        console.print(cpu_table(*cpu.used(), len(inputs)))
         started = min(first for (first,) in notes(probe, ".first"))
         ended = max(at for at, _ in notes(probe, ".acked"))
         active = {user for i in inputs for user in i.users}
