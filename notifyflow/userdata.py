@@ -3,7 +3,7 @@ A user is (tenant, user id): a tenant's `alice` is found and erased, never anoth
 
 Where a user's data lives:
 - PostgreSQL: notification-center rows (with delete tombstones), preferences, devices, audience
-  memberships, delivery claims of the user's notifications, email suppressions of the user's addresses;
+  memberships, email suppressions of the user's addresses;
 - Redis: the delivery claims of the sinks (`<claim_prefix(tenant)><notification>:<user>:<channel>:<device>:<revision>`);
 - Kafka: the latest records on the compacted topics keyed by user (preferences, devices, presence);
 - ClickHouse: raw analytics rows under the user's pseudonyms (every key version still in retention),
