@@ -8,10 +8,10 @@
 //
 // Security: notification data is written with textContent and non-URL attributes only, never
 // innerHTML (html_body is deliberately not used here). Links and images are used only when their
-// URL is https: or same-origin (safeUrl of toasts.js).
+// URL is https: or same-origin (safeUrl of safe-url.js).
 
 import { whenIdle } from './idle.js';
-import { imageElement, safeUrl } from './toasts.js';
+import { imageElement, safeUrl } from './safe-url.js';
 
 export const STATES = Object.freeze([
   ['inbox', 'Inbox'], ['unread', 'Unread'], ['read', 'Read'], ['archived', 'Archived'], ['all', 'All'],
