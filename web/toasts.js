@@ -306,6 +306,8 @@ export class ToastManager extends EventTarget {
     if (rec.el) showState(rec.el, state);
   }
 
+  // ---- the element's region, and its actions (toast-view.js calls _act) ----------------------
+
   _regionFor(rec) {
     return rec.data.priority === 'critical' ? this.alertRegion : this.politeRegion;
   }
