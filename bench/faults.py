@@ -1,7 +1,7 @@
 """Dependency faults for the soak (`python -m bench.soak --faults`): PostgreSQL and Valkey restarted on
 their own data directory and port, the gateway SIGKILLed and started again, at random points while
 work is in flight; meanwhile a share of the soak's users stay connected through the gateway over
-WebSocket, as the web client (web/client.js) is: each reconnects with the highest event_seq it has
+WebSocket, as the web client (web/connection.js) is: each reconnects with the highest event_seq it has
 seen, backing off while the gateway or PostgreSQL is away, and reloads the center from the API when
 told to resync. What each device is shown (a "created" event live, a "sync" replayed, or a row of a
 reload) is counted per notification: each must be shown exactly once.
@@ -35,7 +35,7 @@ KINDS = ("postgres", "valkey", "gateway")
 ENV_VAR = {"postgres": "DATABASE_URL", "valkey": "REDIS_URL"}
 DOWN_S = 2.0  # how long a restarted dependency stays away
 SHOWN_EVENTS = ("notification.created", "notification.sync")
-BACKOFF_S = (0.5, 2.0, 5.0)  # web/client.js's backoff (0.5 s doubling, jittered), capped at 5 s for the soak
+BACKOFF_S = (0.5, 2.0, 5.0)  # web/connection.js's backoff (0.5 s doubling, jittered), capped at 5 s for the soak
 CONNECT_TIMEOUT_S = 120.0
 SPREAD_S = 30.0  # the requests are produced over this long, so every flow has work in flight at each fault
 
