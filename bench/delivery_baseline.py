@@ -177,8 +177,8 @@ class BareWebPush(Bare):
         data = json.dumps({"title": job["title"], "body": job["body"], "tag": job["collapse_key"],
                            "data": {"notification_id": job["notification_id"]}}, separators=(",", ":"))
         pusher = Pusher({"endpoint": subscription["endpoint"],
-                            "keys": {"p256dh": subscription["p256dh"], "auth": subscription["auth"]}},
-                           aiohttp_session=self.session)
+                         "keys": {"p256dh": subscription["p256dh"], "auth": subscription["auth"]}},
+                        aiohttp_session=self.session)
         response = await pusher.send_async(data, {**self.vapid_headers[audience], "Urgency": "normal"},
                                            ttl=86400, content_encoding="aes128gcm", timeout=timeouts())
         return 200 <= response.status < 300

@@ -238,7 +238,6 @@ class _Handler(PeerHandler):
         self.wfile.write(payload)
 
 
-
 # -- pointing firebase-admin here -------------------------------------------------------------------
 
 def fcm_app(service: FcmService, retries: int | None = 0) -> firebase_admin.App:

@@ -222,4 +222,3 @@ class _Handler(PeerHandler):
         self.send_header("Content-Length", str(len(content)))
         self.end_headers()
         self.wfile.write(content)
-

@@ -247,8 +247,8 @@ class WebPushProvider:
         subscription = send.device["web_push"]
         try:
             pusher = Pusher({"endpoint": subscription["endpoint"],
-                                "keys": {"p256dh": subscription["p256dh"], "auth": subscription["auth"]}},
-                               aiohttp_session=session)
+                             "keys": {"p256dh": subscription["p256dh"], "auth": subscription["auth"]}},
+                            aiohttp_session=session)
             headers = {**self.vapid_headers(subscription["endpoint"]), "Urgency": urgency_, "Topic": topic_}
             response = await pusher.send_async(payload, headers, ttl=ttl, content_encoding="aes128gcm",
                                                timeout=timeouts(TIMEOUT_S))
