@@ -58,6 +58,7 @@ from schemas import AvroCodec
 console = Console(stderr=True)
 SECRET = "bench-e2e-secret-of-32-bytes-long"
 # The bench's one sender sends what a whole deployment would: lift the ingestion limits for it.
+SNAPSHOT_S = 5  # as deployed (deploy/compose.yaml, BYTEWAX_SNAPSHOT_INTERVAL)
 FLOW_ENV = {"NOTIFYFLOW_TENANT_PER_MINUTE": "10000000", "NOTIFYFLOW_SENDER_PER_MINUTE": "10000000"}
 
 
@@ -185,9 +186,10 @@ def run(args: argparse.Namespace) -> str:
         produce_all(producer(stack.urls["KAFKA_BOOTSTRAP_SERVERS"]), PREFERENCES,
                     [(routing_key(r), codec.encode(r)) for r in map(preferences_record, users)])
         with console.status("starting the notification flow, the in-app delivery flows and the gateway"):
-            flows = [FlowProcess("notifications", work / "n", work / "notifications.log", env=FLOW_ENV)]
-            flows += [FlowProcess(delivery_flow("in_app", lane), work / lane, work / f"in-app-{lane}.log")
-                      for lane in LANES]
+            flows = [FlowProcess("notifications", work / "n", work / "notifications.log", env=FLOW_ENV,
+                                 snapshot_s=SNAPSHOT_S)]
+            flows += [FlowProcess(delivery_flow("in_app", lane), work / lane, work / f"in-app-{lane}.log",
+                                  snapshot_s=SNAPSHOT_S) for lane in LANES]
             for flow in flows:
                 running.enter_context(flow)
             port = free_port()
