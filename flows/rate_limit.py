@@ -1,6 +1,7 @@
 """Frequency caps per user and per category over sliding windows.
 
-Windows run on the request's created_at so replays decide the same. Critical notifications
+Windows run on the request's created_at so replays decide the same; the state holds them as epoch
+milliseconds, cheap to pickle at every snapshot (flows/dedup.py says why). Critical notifications
 and updates to a notification the user already has are never capped. The excess goes to
 the user's digest or is dropped, as the category's policy says. An escalation is another
 interruption: it counts, at the time it goes out.
@@ -12,14 +13,15 @@ fatigue (security, billing) are never touched.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from flows import profile
 from flows.learning import Learning, treated
 from kernel.keyed import KeyedStep, finished
 from kernel.policy import USER_PER_HOUR, CategoryPolicy, policy_for
+from schemas.writer import millis
 
-HOUR, DAY = timedelta(hours=1), timedelta(days=1)
+HOUR_MS, DAY_MS = 3_600_000, 86_400_000
 
 
 class RateLimit(KeyedStep):
@@ -27,16 +29,18 @@ class RateLimit(KeyedStep):
         self.learning = learning or Learning.from_env()
 
     def new_state(self) -> dict:
-        return {"sent": []}  # (created_at, category), oldest first
+        return {"sent": []}  # (created_at in epoch ms, category), oldest first
 
     def handle(self, state: dict, item: dict, now: datetime) -> list[dict]:
         if item["priority"] == "critical" or item["revision"] > 0:
             return [item]
         request = item["request"]
         # Held for the best send time: counted at the hour it goes out (planned, so a replay agrees).
-        at = now if item.get("escalation") else item.get("best_time") or request["metadata"]["created_at"]
+        at = millis(now if item.get("escalation") else item.get("best_time") or request["metadata"]["created_at"])
         category = request["category"]
-        state["sent"] = [(t, c) for t, c in state["sent"] if at - t < DAY]
+        # Entries of a snapshot taken before they were milliseconds are datetimes.
+        state["sent"] = [(t, c) for t, c in ((ms if type(ms) is int else millis(ms), c) for ms, c in state["sent"])
+                         if at - t < DAY_MS]
         policy = policy_for(category, request["tenant"])
         if reason := over_cap(state["sent"], at, category, policy):
             if policy.excess == "digest":
@@ -51,10 +55,11 @@ class RateLimit(KeyedStep):
         return self.handle(state, item, now) if item.get("escalation") else [item]
 
 
-def over_cap(sent: list[tuple[datetime, str]], at: datetime, category: str,
+def over_cap(sent: list[tuple[int, str]], at: int, category: str,
              policy: CategoryPolicy | None = None) -> str | None:
+    """`sent` and `at` in epoch milliseconds."""
     policy = policy or policy_for(category)
-    last_hour = [c for t, c in sent if at - t < HOUR]
+    last_hour = [c for t, c in sent if at - t < HOUR_MS]
     if len(last_hour) >= USER_PER_HOUR:
         return f"user cap of {USER_PER_HOUR} per hour reached"
     if policy.per_hour is not None and last_hour.count(category) >= policy.per_hour:
@@ -79,7 +84,7 @@ def fatigue_cap(item: dict, learning: Learning) -> tuple[int, float] | None:
     return max(1, round(learning.fatigue_per_day * (1 - rate) / (1 - learning.fatigue_threshold))), rate
 
 
-def fatigued(item: dict, sent: list[tuple[datetime, str]], category: str, learning: Learning) -> str | None:
+def fatigued(item: dict, sent: list[tuple[int, str]], category: str, learning: Learning) -> str | None:
     """Why the item joins the digest for fatigue, or None (`sent`: the last 24 h)."""
     if (found := fatigue_cap(item, learning)) is None:
         return None

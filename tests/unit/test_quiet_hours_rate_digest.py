@@ -4,11 +4,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from flow_items import (NOW, Pipeline, category_settings, channel_settings, device, digest_settings, quiet_hours,
-                        request)
+from flow_items import (NOW, Pipeline, category_settings, channel_settings, device, digest_settings, item_at,
+                        quiet_hours, request)
 from flows.digest import Digest, schedule_for, waits_for_digest
 from flows.quiet_hours import QuietHours, hold_until
 from flows.rate_limit import RateLimit, over_cap
+from schemas.writer import millis
 
 # NOW is Friday 2024-05-17 12:00 UTC: 21:00 in Tokyo (UTC+9), 13:00 in Lisbon (UTC+1).
 TOKYO_NIGHT = quiet_hours("21:00", "07:00", "Asia/Tokyo")  # now quiet, until 22:00 UTC
@@ -217,10 +218,19 @@ def test_finished_items_pass_the_rate_limit():
 
 
 def test_over_cap_directly():
-    sent = [(NOW - timedelta(minutes=m), "marketing") for m in (10, 20)]
-    assert over_cap(sent, NOW, "marketing") == "marketing cap of 2 per day reached"
-    assert over_cap(sent, NOW, "general") is None
-    assert over_cap([(NOW, "general")] * 30, NOW, "general") == "general cap of 30 per hour reached"
+    now = millis(NOW)
+    sent = [(millis(NOW - timedelta(minutes=m)), "marketing") for m in (10, 20)]
+    assert over_cap(sent, now, "marketing") == "marketing cap of 2 per day reached"
+    assert over_cap(sent, now, "general") is None
+    assert over_cap([(now, "general")] * 30, now, "general") == "general cap of 30 per hour reached"
+
+
+def test_a_window_snapshotted_with_datetimes_is_resumed():
+    # States pickled before the window held epoch milliseconds hold datetimes; a resumed flow reads them.
+    step, state = RateLimit(), {"sent": [(NOW - timedelta(minutes=m), "general") for m in range(60)]}
+    (capped,) = step.process(state, [item_at("select_channels", request(category="general"))], NOW)
+    assert "user cap of 60 per hour reached" in (capped.get("reason") or capped.get("to_digest"))
+    assert state["sent"] == [(millis(NOW - timedelta(minutes=m)), "general") for m in range(60)]
 
 
 # --- digest -----------------------------------------------------------------------------------

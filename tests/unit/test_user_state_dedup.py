@@ -8,6 +8,7 @@ from flow_items import (NOW, Pipeline, device, preferences_record, presence, req
                         web_push_subscription)
 from flows import dedup
 from flows.dedup import DedupMerge, content_hash
+from schemas.writer import millis
 from flows.user_state import PRESENCE_TTL, JoinUserState, apply_update, default_preferences, view
 
 # --- user state -------------------------------------------------------------------------------
@@ -320,6 +321,19 @@ def test_state_forgets_old_windows_and_can_be_discarded():
     step.process(state, later, NOW + timedelta(hours=25))
     assert list(state["request_ids"]) == [later[0]["request"]["id"]]
     assert len(state["windows"]) == 1
+
+
+def test_a_state_snapshotted_with_datetimes_is_resumed():
+    # States pickled before dedup held epoch milliseconds hold datetimes; a resumed flow goes on with them.
+    first = at(0)
+    step, items = DedupMerge(), Pipeline(until="join_user_state").run(first)
+    legacy = {"clock": NOW, "request_ids": {first["id"]: NOW},
+              "windows": {content_hash(first): {"notification_id": first["id"], "first_at": NOW, "count": 1,
+                                                "items": ["main is green"]}}}
+    assert step.process(legacy, items, NOW)[0]["outcome"] == "deduplicated"
+    (merge,) = step.process(legacy, Pipeline(until="join_user_state").run(at(1)), NOW)
+    assert (merge["notification_id"], merge["revision"]) == (first["id"], 1)
+    assert legacy["clock"] == legacy["request_ids"][first["id"]] + 60_000 == millis(NOW + timedelta(minutes=1))
 
 
 @pytest.mark.parametrize("outcome_request", [
