@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flows import profile
-from flows.profile_pack import Profile
 from kernel.keyed import KeyedStep
 from kernel.policy import learns, policy_for
 
@@ -82,7 +81,7 @@ class LearnEngagement(KeyedStep):
         self.learning = learning or Learning.from_env()
 
     def new_state(self) -> dict:
-        return Profile()
+        return {}
 
     def handle(self, state: dict, item: dict, now: datetime) -> list[dict]:
         # The user view join_user_state just made is this item's own: it carries the live profile.

@@ -15,7 +15,7 @@ at time t adds 2^((t - at)/half-life) to its counter, `at` being the profile's l
 landmark is a half-life old every counter is halved and the landmark moves on. So nothing is touched
 between events, one-byte counters lose at most half a unit a half-life to rounding, and the value of
 a counter now is what it holds times 2^(-(now - at)/half-life). Rates are ratios of counts decayed
-alike. The profile is a dict (the learning step's state; flows/profile_pack.py packs it for snapshots), so
+alike. The profile is a plain dict (the learning step's state, pickled as it is in snapshots), so
 erasing the user's state erases it.
 """
 

@@ -68,7 +68,25 @@ def test_the_fullest_profile_stays_within_a_kilobyte():
     assert set(full["hours"]) == {255}  # saturated
     snapshot = pickle.dumps(full, protocol=pickle.HIGHEST_PROTOCOL)
     assert len(snapshot) <= 1024
-    assert pickle.loads(snapshot) == full  # packed into one bytes object, unpacked the same
+    assert pickle.loads(snapshot) == full
+
+
+# A user's state as snapshotted while engagement profiles were packed (flows/profile_pack.py).
+PACKED_SNAPSHOT = bytes.fromhex(
+    "8005955a010000000000007d948c106c6561726e5f656e676167656d656e74948c12666c6f77732e70726f66696c655f7061"
+    "636b948c06756e7061636b9493944219010000010c004575726f70652f506172697301000040010cc4da4101"
+    + "00" * 160 +
+    "0707070707070707040600696e5f61707004007075736808006d657373616765730600736f6369616c0200bc020000000000"
+    "00012c010000640000000202bc02000000000000032c0100006400000002cd1a0530106b020145031e30106b030094859452"
+    "94732e")
+
+
+def test_a_profile_packed_by_an_earlier_snapshot_is_read_back():
+    assert pickle.loads(PACKED_SNAPSHOT) == {"learn_engagement": {
+        "tz": "Europe/Paris", "at": 1796222981, "hours": bytearray([0] * 160 + [7] * 8),
+        "pending": [6861, 1796222981, "messages", "push", 837, 1796223006, "social", "in_app"],
+        "channels": {"in_app": [700, 0], "push": [300, 100]},
+        "categories": {"messages": [700, 0], "social": [300, 100]}}}
 
 
 def test_a_snapshotted_profile_learns_on_as_before():
