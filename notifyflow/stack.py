@@ -81,7 +81,9 @@ def wait_until(check: Callable[[], object], what: str, process: subprocess.Popen
             check()
             return
         except Exception as exc:  # not ready yet: any failure to answer means "try again"
-            last_error = exc
+            # Without its traceback: kept with one, it would hold this frame and so `check` and its
+            # client (a Kafka admin client reconnecting to a stopped broker, logging each refusal).
+            last_error = exc.with_traceback(None)
             time.sleep(0.2)
     raise StackError(f"{what} not ready after {READY_TIMEOUT_S:.0f}s: {last_error}")
 
@@ -119,7 +121,8 @@ class KafkaBroker:
         host, port = address.split(":")
         wait_until(lambda: socket.create_connection((host, int(port)), timeout=1).close(), self.name, self.process,
                    self.log)
-        admin = AdminClient({**client_config("admin"), "bootstrap.servers": address})
+        # Quiet (log_level 0): what it fails on is raised, and reported by wait_until if it lasts.
+        admin = AdminClient({**client_config("admin"), "bootstrap.servers": address, "log_level": 0})
         wait_until(lambda: admin.list_topics(timeout=2), self.name, self.process, self.log)
         return address
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import subprocess
 import sys
+import weakref
 
 import psycopg
 import pytest
@@ -15,7 +17,7 @@ from confluent_kafka.admin import AdminClient
 from connectors import clickhouse
 from kernel.topics import TOPICS
 from notifyflow.migrate import MIGRATIONS, migrate_clickhouse, migrate_postgres
-from notifyflow.stack import LocalStack, StackError, free_port
+from notifyflow.stack import LocalStack, StackError, free_port, wait_until
 
 PG_TABLES = {"notifications", "preferences", "devices", "audience_members", "schema_migrations"}
 
@@ -145,3 +147,27 @@ def test_starting_the_broker_and_postgres_prints_nothing_on_the_console():
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "" and done.stderr == ""
+
+
+class Client:
+    """Stands for a client a readiness check uses (the broker's admin client)."""
+
+
+def test_a_readiness_check_that_failed_first_keeps_nothing_alive():
+    # The failure was kept with its traceback, which held wait_until's frame and so the check and its
+    # client: the broker's admin client outlived the start and logged refusals once the broker stopped.
+    client, failures = Client(), [OSError("not listening yet")]
+
+    def check(client=client):
+        if failures:
+            raise failures.pop()
+
+    gone = weakref.ref(client)
+    gc.disable()
+    try:
+        wait_until(check, "the probe")
+        assert not failures
+        del check, client
+        assert gone() is None
+    finally:
+        gc.enable()
