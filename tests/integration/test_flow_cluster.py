@@ -16,7 +16,9 @@ def test_two_processes_share_the_users_without_duplicates(stack, tmp_path):
     try:
         flow.start()
         publish("notify.events", [r for user in users for r in sent[user]])
-        found = outputs.wait_for(set(users), lambda f: len(statuses(f)) >= 40, timeout_s=90)
+        # Both: a status and its job are written together but read from different topics, so one may
+        # be in while the other is not yet (the full suite once read all 40 statuses before a user's jobs).
+        found = outputs.wait_for(set(users), lambda f: len(statuses(f)) >= 40 and len(jobs(f)) >= 40, timeout_s=90)
     finally:
         flow.stop()
         outputs.close()
