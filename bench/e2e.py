@@ -57,8 +57,8 @@ from schemas import AvroCodec
 
 console = Console(stderr=True)
 SECRET = "bench-e2e-secret-of-32-bytes-long"
-# The bench's one sender sends what a whole deployment would: lift the ingestion limits for it.
 SNAPSHOT_S = 5  # as deployed (deploy/compose.yaml, BYTEWAX_SNAPSHOT_INTERVAL)
+# The bench's one sender sends what a whole deployment would: lift the ingestion limits for it.
 FLOW_ENV = {"NOTIFYFLOW_TENANT_PER_MINUTE": "10000000", "NOTIFYFLOW_SENDER_PER_MINUTE": "10000000"}
 
 

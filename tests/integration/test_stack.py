@@ -129,7 +129,7 @@ def test_a_failed_start_stops_what_was_started_and_says_why():
 
 
 STARTS_AND_STOPS = """
-import sys, tempfile
+import tempfile
 from pathlib import Path
 from notifyflow.stack import KafkaBroker, Postgres
 with tempfile.TemporaryDirectory() as scratch:
