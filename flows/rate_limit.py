@@ -38,9 +38,7 @@ class RateLimit(KeyedStep):
         # Held for the best send time: counted at the hour it goes out (planned, so a replay agrees).
         at = millis(now if item.get("escalation") else item.get("best_time") or request["metadata"]["created_at"])
         category = request["category"]
-        # Entries of a snapshot taken before they were milliseconds are datetimes.
-        state["sent"] = [(t, c) for t, c in ((ms if type(ms) is int else millis(ms), c) for ms, c in state["sent"])
-                         if at - t < DAY_MS]
+        state["sent"] = [(t, c) for t, c in in_millis(state["sent"]) if at - t < DAY_MS]
         policy = policy_for(category, request["tenant"])
         if reason := over_cap(state["sent"], at, category, policy):
             if policy.excess == "digest":
@@ -53,6 +51,13 @@ class RateLimit(KeyedStep):
 
     def recheck(self, state: dict, item: dict, now: datetime) -> list[dict]:
         return self.handle(state, item, now) if item.get("escalation") else [item]
+
+
+def in_millis(sent: list[tuple]) -> list[tuple[int, str]]:
+    """`sent` as resumed from a snapshot taken before its instants were milliseconds, converted."""
+    if sent and isinstance(sent[0][0], datetime):
+        return [(millis(at), category) for at, category in sent]
+    return sent
 
 
 def over_cap(sent: list[tuple[int, str]], at: int, category: str,
